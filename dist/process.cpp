@@ -1,0 +1,81 @@
+#include "dist/process.h"
+
+#include <mpi.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string_view>
+
+#include "runtime/core/check.h"
+
+namespace lr {
+namespace {
+
+// First of `names` that is set to an integer, or -1.
+int env_int(std::initializer_list<const char*> names) {
+    for (const char* n : names) {
+        const char* v = std::getenv(n);
+        if (v && *v) {
+            char* end = nullptr;
+            const long x = std::strtol(v, &end, 10);
+            if (end && *end == '\0' && x >= 0 && x < (1L << 30)) return static_cast<int>(x);
+        }
+    }
+    return -1;
+}
+
+std::string host_name() {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
+    return buf;
+}
+
+}  // namespace
+
+ProcessInfo process_info_from_env() {
+    ProcessInfo p;
+    p.host = host_name();
+    const int rank = env_int({"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"});
+    const int size = env_int({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"});
+    const int local_rank = env_int({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"});
+    const int local_size = env_int({"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"});
+    p.launched_by_mpi = rank >= 0;
+    if (rank >= 0) p.rank = rank;
+    if (size > 0) p.world_size = size;
+    if (local_rank >= 0) p.local_rank = local_rank;
+    if (local_size > 0) p.local_size = local_size;
+    return p;
+}
+
+int pick_cuda_device(const ProcessInfo& info, int device_count) {
+    if (device_count <= 0) return -1;
+    return info.local_rank % device_count;
+}
+
+MpiSession::MpiSession() : info_(process_info_from_env()) {
+    if (!info_.launched_by_mpi) return;
+    int provided = 0;
+    LR_RUNTIME(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) == MPI_SUCCESS,
+               "MPI_Init_thread failed on host ", info_.host);
+    active_ = true;
+    MPI_Comm_rank(MPI_COMM_WORLD, &info_.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &info_.world_size);
+    if (env_int({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) < 0) {
+        MPI_Comm local;
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, info_.rank, MPI_INFO_NULL, &local);
+        MPI_Comm_rank(local, &info_.local_rank);
+        MPI_Comm_size(local, &info_.local_size);
+        MPI_Comm_free(&local);
+    }
+}
+
+MpiSession::~MpiSession() {
+    if (active_) MPI_Finalize();
+}
+
+void MpiSession::abort(int code) const {
+    if (active_) MPI_Abort(MPI_COMM_WORLD, code);
+    std::exit(code);
+}
+
+}  // namespace lr
