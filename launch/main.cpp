@@ -1,1 +1,3 @@
-int main() { return 0; }
+#include "launch/cli.h"
+
+int main(int argc, char** argv) { return lr::run_cli(argc, argv); }

@@ -150,7 +150,8 @@ HostTensor::HostTensor(DType dtype, const Shape& shape)
 
 Arena::Arena(Device device, size_t capacity_bytes) : device_(device), capacity_(capacity_bytes) {
     if (device == Device::kCpu) {
-        host_ = HostBuffer(capacity_bytes);
+        host_ = HostBuffer(capacity_bytes + kAlign);  // room to align the first allocation
+        capacity_ = capacity_bytes + kAlign;
         base_ = static_cast<char*>(host_.data());
     } else {
         dev_ = DeviceBuffer(capacity_bytes);
@@ -159,7 +160,9 @@ Arena::Arena(Device device, size_t capacity_bytes) : device_(device), capacity_(
 }
 
 void* Arena::alloc_bytes(size_t bytes, const char* what) {
-    const size_t start = (used_ + kAlign - 1) / kAlign * kAlign;
+    // Align the address, not the offset: host memory is only 64-byte aligned at the base.
+    const auto base = reinterpret_cast<uintptr_t>(base_);
+    const size_t start = static_cast<size_t>((base + used_ + kAlign - 1) / kAlign * kAlign - base);
     LR_ASSERT(start + bytes <= capacity_, "arena exhausted allocating ", what, " (", format_bytes(bytes),
               "): ", format_bytes(used_), " of ", format_bytes(capacity_), " planned in use");
     used_ = start + bytes;

@@ -1,0 +1,165 @@
+#include "runtime/model/wan_weights.h"
+
+#include <cmath>
+
+#include "runtime/core/check.h"
+#include "runtime/io/json.h"
+
+namespace lr {
+namespace {
+
+void add_linear(std::vector<WeightSpec>& out, const std::string& prefix, int64_t out_f, int64_t in_f) {
+    out.push_back({prefix + ".weight", Shape{out_f, in_f}});
+    out.push_back({prefix + ".bias", Shape{out_f}});
+}
+
+uint64_t splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+uint64_t fnv1a(std::string_view s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+    return h;
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+std::vector<WeightSpec> wan_weight_specs(const WanDims& d) {
+    const int64_t patch_numel = d.patch[0] * d.patch[1] * d.patch[2];
+    std::vector<WeightSpec> s;
+    // Conv3d with kernel = stride = patch: a linear map of each patch. [dim, in_dim, pt, ph, pw]
+    s.push_back({"patch_embedding.weight", Shape{d.dim, d.in_dim, d.patch[0], d.patch[1], d.patch[2]}});
+    s.push_back({"patch_embedding.bias", Shape{d.dim}});
+    add_linear(s, "text_embedding.0", d.dim, d.text_dim);
+    add_linear(s, "text_embedding.2", d.dim, d.dim);
+    add_linear(s, "time_embedding.0", d.dim, d.freq_dim);
+    add_linear(s, "time_embedding.2", d.dim, d.dim);
+    add_linear(s, "time_projection.1", 6 * d.dim, d.dim);
+    for (int64_t i = 0; i < d.num_layers; ++i) {
+        const std::string b = str_cat("blocks.", i, ".");
+        s.push_back({b + "modulation", Shape{1, 6, d.dim}});  // [1, 6, dim]
+        for (const char* attn : {"self_attn", "cross_attn"}) {
+            for (const char* proj : {"q", "k", "v", "o"}) add_linear(s, b + attn + "." + proj, d.dim, d.dim);
+            // RMSNorm over the whole dim (not per head)
+            s.push_back({b + attn + ".norm_q.weight", Shape{d.dim}});
+            s.push_back({b + attn + ".norm_k.weight", Shape{d.dim}});
+        }
+        s.push_back({b + "norm3.weight", Shape{d.dim}});  // the only affine LayerNorm
+        s.push_back({b + "norm3.bias", Shape{d.dim}});
+        add_linear(s, b + "ffn.0", d.ffn_dim, d.dim);
+        add_linear(s, b + "ffn.2", d.dim, d.ffn_dim);
+    }
+    s.push_back({"head.modulation", Shape{1, 2, d.dim}});  // [1, 2, dim]
+    add_linear(s, "head.head", d.out_dim * patch_numel, d.dim);
+    return s;
+}
+
+std::optional<std::string> canonical_wan_name(std::string_view key) {
+    std::string k(key);
+    for (const std::string_view junk : {"_fsdp_wrapped_module.", "_orig_mod."}) {
+        for (size_t p; (p = k.find(junk)) != std::string::npos;) k.erase(p, junk.size());
+    }
+    if (k.rfind("model.", 0) == 0) k.erase(0, 6);
+    if (k.empty()) return std::nullopt;
+    return k;
+}
+
+std::map<std::string, std::string> resolve_wan_weights(const SafetensorsCheckpoint& ckpt, const WanDims& d) {
+    std::map<std::string, std::string> by_canonical;
+    for (const std::string& key : ckpt.names()) {
+        if (auto c = canonical_wan_name(key)) {
+            const auto [it, inserted] = by_canonical.emplace(*c, key);
+            LR_CHECK(inserted, ckpt.path(), ": tensors '", it->second, "' and '", key, "' both name '", *c,
+                     "'; the checkpoint holds two models (convert it with tools/convert_checkpoint.py)");
+        }
+    }
+    std::map<std::string, std::string> resolved;
+    for (const WeightSpec& spec : wan_weight_specs(d)) {
+        const auto it = by_canonical.find(spec.name);
+        LR_CHECK(it != by_canonical.end(), ckpt.path(), ": missing tensor '", spec.name, "' (expected shape ",
+                 spec.shape.str(), ") for a Wan model with dim ", d.dim, ", ", d.num_layers, " layers");
+        const SafetensorsEntry* e = ckpt.find(it->second);
+        LR_ASSERT(e != nullptr, "resolved key vanished: ", it->second);
+        LR_CHECK(e->shape == spec.shape, ckpt.path(), ": tensor '", it->second, "' has shape ", e->shape.str(),
+                 ", expected ", spec.shape.str(), " (does the model config match the checkpoint?)");
+        LR_CHECK(e->dtype == DType::kF32 || e->dtype == DType::kBF16 || e->dtype == DType::kF16, ckpt.path(),
+                 ": tensor '", it->second, "' has dtype ", dtype_name(e->dtype), ", expected F32, BF16 or F16");
+        resolved.emplace(spec.name, it->second);
+    }
+    return resolved;
+}
+
+WanDims wan_dims_from_metadata(const SafetensorsCheckpoint& ckpt, const WanDims& base, bool* found) {
+    WanDims d = base;
+    if (found) *found = false;
+    const std::string* text = ckpt.metadata_value("config");
+    if (!text) return d;
+    const std::string where = str_cat(ckpt.path(), ": __metadata__[\"config\"]");
+    const json::Value cfg = json::parse(*text, where);
+    LR_CHECK(cfg.is_object(), where, ": expected a JSON object");
+    auto read_int = [&](const char* key, int64_t& dst) {
+        const json::Value* v = cfg.find(key);
+        if (!v) return;
+        LR_CHECK(v->is_integer() && v->as_int64() > 0 && v->as_int64() < (int64_t{1} << 31), where, ": '", key,
+                 "' must be a positive integer");
+        dst = v->as_int64();
+    };
+    read_int("dim", d.dim);
+    read_int("ffn_dim", d.ffn_dim);
+    read_int("num_heads", d.num_heads);
+    read_int("num_layers", d.num_layers);
+    read_int("in_dim", d.in_dim);
+    read_int("out_dim", d.out_dim);
+    read_int("text_dim", d.text_dim);
+    read_int("freq_dim", d.freq_dim);
+    if (const json::Value* p = cfg.find("patch_size")) {
+        LR_CHECK(p->type() == json::Type::kArray && p->as_array().size() == 3, where,
+                 ": 'patch_size' must be an array of 3 positive integers");
+        for (size_t i = 0; i < 3; ++i) {
+            const json::Value& v = p->as_array()[i];
+            LR_CHECK(v.is_integer() && v.as_int64() > 0 && v.as_int64() < 64, where,
+                     ": 'patch_size' must be an array of 3 positive integers");
+            d.patch[i] = v.as_int64();
+        }
+    }
+    if (found) *found = true;
+    return d;
+}
+
+std::vector<std::pair<std::string, HostTensor>> make_default_wan_weights(const WanDims& d, uint64_t seed) {
+    std::vector<std::pair<std::string, HostTensor>> out;
+    for (const WeightSpec& spec : wan_weight_specs(d)) {
+        HostTensor t(DType::kF32, spec.shape);
+        float* p = t.as<float>();
+        const int64_t n = t.view.numel();
+        const uint64_t key = splitmix64(seed ^ fnv1a(spec.name));
+        // Gains of norms near 1, biases and modulation small, matrices ~ U(-1, 1) / sqrt(fan_in).
+        float scale = 0.02f;
+        float offset = 0.0f;
+        if (ends_with(spec.name, "norm_q.weight") || ends_with(spec.name, "norm_k.weight") ||
+            ends_with(spec.name, "norm3.weight")) {
+            scale = 0.1f;
+            offset = 1.0f;
+        } else if (spec.shape.ndim >= 2 && !ends_with(spec.name, "modulation")) {
+            const int64_t fan_in = n / spec.shape[0];
+            scale = 1.0f / std::sqrt(static_cast<float>(fan_in));
+        }
+        for (int64_t i = 0; i < n; ++i) {
+            const uint64_t r = splitmix64(key + static_cast<uint64_t>(i));
+            const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;  // U(-1, 1)
+            p[i] = offset + scale * u;
+        }
+        out.emplace_back(spec.name, std::move(t));
+    }
+    return out;
+}
+
+}  // namespace lr

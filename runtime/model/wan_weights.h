@@ -1,0 +1,56 @@
+// The tensors of a Wan2.1 DiT checkpoint (original Wan names, Linear weights [out, in]; DESIGN.md section 3),
+// the checks a checkpoint must pass before a run, and the embedded default: deterministic weights for a
+// tiny model of the same architecture, so that a new user sees the whole pipeline work without a download.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/core/tensor.h"
+#include "runtime/io/safetensors.h"
+
+namespace lr {
+
+// The architecture numbers the weight shapes depend on.
+struct WanDims {
+    int64_t dim = 0;
+    int64_t ffn_dim = 0;
+    int64_t num_heads = 0;
+    int64_t num_layers = 0;
+    int64_t in_dim = 16;
+    int64_t out_dim = 16;
+    int64_t text_dim = 4096;
+    int64_t freq_dim = 256;
+    std::array<int64_t, 3> patch{1, 2, 2};  // (t, h, w)
+};
+
+struct WeightSpec {
+    std::string name;  // original Wan name, e.g. "blocks.3.self_attn.q.weight"
+    Shape shape;
+};
+
+// Every tensor of the T2V model, in a stable order.
+std::vector<WeightSpec> wan_weight_specs(const WanDims& d);
+
+// Original name of a checkpoint key, or nullopt when it is not a DiT key: strips Self-Forcing's "model."
+// prefix and FSDP's "_fsdp_wrapped_module." wherever it appears.
+std::optional<std::string> canonical_wan_name(std::string_view key);
+
+// Maps every spec name to the checkpoint key that holds it, after checking that each is present with the
+// right shape and a floating dtype. The first problem is an InputError naming the file and the tensor.
+std::map<std::string, std::string> resolve_wan_weights(const SafetensorsCheckpoint& ckpt, const WanDims& d);
+
+// Model numbers from a checkpoint's __metadata__["config"] (Wan config.json field names); fields that are
+// absent keep the values in `base`. InputError naming the file on malformed JSON or values.
+WanDims wan_dims_from_metadata(const SafetensorsCheckpoint& ckpt, const WanDims& base, bool* found = nullptr);
+
+// The embedded default's weights: every spec tensor as F32, filled from a counter-based generator keyed by
+// (seed, name), scaled like a trained network (1/sqrt(fan_in) for matrices, ~1 for norm gains), so the
+// result does not depend on creation order.
+std::vector<std::pair<std::string, HostTensor>> make_default_wan_weights(const WanDims& d, uint64_t seed = 2026);
+
+}  // namespace lr

@@ -1,0 +1,35 @@
+# validate-config on every preset, overrides, and file:line:col errors with exit code 2.
+source "$(dirname "$0")/lib.sh"
+
+for f in "$SRC"/configs/*.textproto; do
+  expect 0 ": ok" "$LONGROLL" validate-config "$f"
+done
+expect 0 "window 6 latent frames" "$LONGROLL" validate-config "$SRC/configs/wan2.1-t2v-1.3b-480p.textproto" \
+  --set rollout.local_attn_size=6
+expect 0 "local_attn_size: 12" "$LONGROLL" validate-config "$SRC/configs/wan2.1-t2v-1.3b-480p.textproto" \
+  --set rollout.local_attn_size=12 --print
+
+# The effective config printed by --print is itself a valid config that prints the same.
+"$LONGROLL" validate-config "$SRC/configs/wan2.1-t2v-1.3b-1080p.textproto" --print >"$TMP/eff.textproto"
+"$LONGROLL" validate-config "$TMP/eff.textproto" --print >"$TMP/eff2.textproto"
+check "--print output round-trips" cmp -s "$TMP/eff.textproto" "$TMP/eff2.textproto"
+
+cat >"$TMP/bad_height.textproto" <<'CFG'
+model { dim: 64 ffn_dim: 128 num_heads: 2 num_layers: 2 }
+video {
+  width: 128
+  height: 100
+}
+CFG
+expect 2 "bad_height.textproto:4:3: video.height" "$LONGROLL" validate-config "$TMP/bad_height.textproto"
+
+printf 'model { dim: 64 ffn_dim: 128 num_heads: 2 num_layers: 2 }\nrollout { frames_per_chunk: three }\n' >"$TMP/syntax.textproto"
+expect 2 "syntax.textproto:2:" "$LONGROLL" validate-config "$TMP/syntax.textproto"
+printf 'model { dim: 64 ffn_dim: 128 num_heads: 2 num_layers: 2 }\nrollout { no_such_field: 1 }\n' >"$TMP/unknown.textproto"
+expect 2 "no_such_field" "$LONGROLL" validate-config "$TMP/unknown.textproto"
+expect 2 "--set rollout.local_attn_sze=6" "$LONGROLL" validate-config "$SRC/configs/tiny.textproto" \
+  --set rollout.local_attn_sze=6
+expect 2 "parallel.ulysses" "$LONGROLL" validate-config "$SRC/configs/wan2.1-t2v-1.3b-480p.textproto" \
+  --set parallel.ulysses=5
+expect 2 "$TMP/missing.textproto" "$LONGROLL" validate-config "$TMP/missing.textproto"
+finish
