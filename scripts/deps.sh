@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(
-  build-essential cmake ninja-build pkg-config git python3 python3-numpy  # numpy: fixture layout tests
+  build-essential cmake ninja-build pkg-config git python3
   libopenmpi-dev openmpi-bin                                   # MPI bootstrap, multi-rank runs
   libprotobuf-dev protobuf-compiler                            # config schema
   prometheus-cpp-dev                                           # metrics exporter
