@@ -1,6 +1,8 @@
 #include "runtime/model/wan_weights.h"
 
 #include <cmath>
+#include <string_view>
+#include <utility>
 
 #include "runtime/core/check.h"
 #include "runtime/io/json.h"
@@ -62,13 +64,62 @@ std::vector<WeightSpec> wan_weight_specs(const WanDims& d) {
     return s;
 }
 
+std::optional<std::string> diffusers_to_wan_name(std::string_view key) {
+    // Whole-name renames (diffusers' convert_wan_to_diffusers.py, read backwards).
+    static constexpr std::pair<std::string_view, std::string_view> kTop[] = {
+        {"condition_embedder.time_embedder.linear_1.", "time_embedding.0."},
+        {"condition_embedder.time_embedder.linear_2.", "time_embedding.2."},
+        {"condition_embedder.text_embedder.linear_1.", "text_embedding.0."},
+        {"condition_embedder.text_embedder.linear_2.", "text_embedding.2."},
+        {"condition_embedder.time_proj.", "time_projection.1."},
+        {"proj_out.", "head.head."},
+    };
+    if (key == "scale_shift_table") return std::string("head.modulation");
+    for (const auto& [from, to] : kTop) {
+        if (key.substr(0, from.size()) == from) return str_cat(to, key.substr(from.size()));
+    }
+    // Per block: "blocks.<i>." then a renamed module path.
+    static constexpr std::pair<std::string_view, std::string_view> kBlock[] = {
+        {"scale_shift_table", "modulation"},
+        {"attn1.to_q.", "self_attn.q."},
+        {"attn1.to_k.", "self_attn.k."},
+        {"attn1.to_v.", "self_attn.v."},
+        {"attn1.to_out.0.", "self_attn.o."},
+        {"attn1.norm_q.", "self_attn.norm_q."},
+        {"attn1.norm_k.", "self_attn.norm_k."},
+        {"attn2.to_q.", "cross_attn.q."},
+        {"attn2.to_k.", "cross_attn.k."},
+        {"attn2.to_v.", "cross_attn.v."},
+        {"attn2.to_out.0.", "cross_attn.o."},
+        {"attn2.norm_q.", "cross_attn.norm_q."},
+        {"attn2.norm_k.", "cross_attn.norm_k."},
+        {"ffn.net.0.proj.", "ffn.0."},
+        {"ffn.net.2.", "ffn.2."},
+        // diffusers orders the norms norm1, norm2, norm3 by use; Wan calls the affine cross-attention norm norm3.
+        // diffusers' norm3 (the FFN norm) has no parameters, so its norm2 is unambiguous.
+        {"norm2.", "norm3."},
+    };
+    if (key.substr(0, 7) != "blocks.") return std::nullopt;
+    const size_t dot = key.find('.', 7);
+    if (dot == std::string_view::npos) return std::nullopt;
+    const std::string_view head = key.substr(0, dot + 1), rest = key.substr(dot + 1);
+    for (const auto& [from, to] : kBlock) {
+        if (rest == from || (from.back() == '.' && rest.substr(0, from.size()) == from)) {
+            return str_cat(head, to, rest.substr(from.size()));
+        }
+    }
+    return std::nullopt;
+}
+
 std::optional<std::string> canonical_wan_name(std::string_view key) {
     std::string k(key);
     for (const std::string_view junk : {"_fsdp_wrapped_module.", "_orig_mod."}) {
         for (size_t p; (p = k.find(junk)) != std::string::npos;) k.erase(p, junk.size());
     }
     if (k.rfind("model.", 0) == 0) k.erase(0, 6);
+    if (k.rfind("diffusion_model.", 0) == 0) k.erase(0, 16);  // ComfyUI files: "model.diffusion_model."
     if (k.empty()) return std::nullopt;
+    if (auto d = diffusers_to_wan_name(k)) return d;
     return k;
 }
 

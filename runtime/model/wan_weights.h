@@ -37,8 +37,14 @@ struct WeightSpec {
 std::vector<WeightSpec> wan_weight_specs(const WanDims& d);
 
 // Original name of a checkpoint key, or nullopt when it is not a DiT key: strips Self-Forcing's "model."
-// prefix and FSDP's "_fsdp_wrapped_module." wherever it appears.
+// prefix (and ComfyUI's "model.diffusion_model."), FSDP's "_fsdp_wrapped_module." wherever it appears, and
+// maps diffusers WanTransformer3DModel names to the original ones (diffusers_to_wan_name).
 std::optional<std::string> canonical_wan_name(std::string_view key);
+
+// The original Wan name of a diffusers WanTransformer3DModel key ("blocks.0.attn1.to_out.0.weight" ->
+// "blocks.0.self_attn.o.weight", "scale_shift_table" -> "head.modulation", "blocks.0.norm2.weight" ->
+// "blocks.0.norm3.weight", ...), or nullopt when the key is not a diffusers name.
+std::optional<std::string> diffusers_to_wan_name(std::string_view key);
 
 // Maps every spec name to the checkpoint key that holds it, after checking that each is present with the
 // right shape and a floating dtype. The first problem is an InputError naming the file and the tensor.

@@ -1,0 +1,152 @@
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "runtime/core/check.h"
+#include "runtime/rollout/rollout.h"
+#include "tests/unit/model/model_test_util.h"
+
+namespace lr {
+namespace {
+
+using test::tiny_context;
+using test::tiny_model;
+
+constexpr int64_t kC = 16, kH = 4, kW = 6, kFrame = kC * kH * kW;
+
+RolloutOptions options(int64_t fpc, int64_t window, int64_t sink) {
+    RolloutOptions o;
+    o.frames_per_chunk = fpc;
+    o.local_attn_size = window;
+    o.sink_size = sink;
+    return o;
+}
+
+// Runs a rollout and returns all latents plus the chunk starts seen by the callback.
+std::vector<float> roll(const WanModel& m, const RolloutOptions& o, int64_t frames, const NoiseSource& noise,
+                        const std::vector<PromptSegment>& prompts, std::vector<int64_t>* starts = nullptr,
+                        int64_t resume = 0, const float* resume_latents = nullptr) {
+    Rollout r(m, o, RolloutShape{frames, kH, kW});
+    HostTensor latents(DType::kF32, Shape{frames, kC, kH, kW});
+    std::memset(latents.as<float>(), 0, static_cast<size_t>(latents.view.nbytes()));
+    r.run(prompts, noise,
+          collect_latents(latents,
+                          [&](const RolloutChunk& c) {
+                              if (starts) starts->push_back(c.start_frame);
+                          }),
+          resume, resume_latents);
+    return {latents.as<float>(), latents.as<float>() + latents.view.numel()};
+}
+
+TEST(Rollout, FirstChunkFollowsTheSchedulerStepByStep) {
+    const WanModel m = tiny_model();
+    const HostTensor ctx = tiny_context(1);
+    const SeededNoise noise(3, kC, kH, kW);
+    const RolloutOptions o = options(2, -1, 0);
+    const auto got = roll(m, o, 2, noise, {{0, ctx.view}});
+
+    // By hand: 4 forwards with re-noising in between, at the warped timesteps.
+    const FlowMatchScheduler s(5.0);
+    const auto ts = s.warp({1000, 750, 500, 250});
+    const WanPrompt p = m.encode_prompt(ctx.view);
+    KvCache cache(m.kv_cache_config(kH, kW, -1, 0, 2));
+    std::vector<float> x(2 * kFrame), flow(x.size()), x0(x.size()), fresh(x.size());
+    noise.initial(0, x.data());
+    noise.initial(1, x.data() + kFrame);
+    for (size_t i = 0; i < ts.size(); ++i) {
+        const float t2[2] = {ts[i], ts[i]};
+        WanForwardArgs a;
+        a.x = x.data();
+        a.t = t2;
+        a.frames = 2;
+        a.height = kH;
+        a.width = kW;
+        a.prompt = &p;
+        a.cache = &cache;
+        m.forward(a, flow.data());
+        s.flow_to_x0(flow.data(), x.data(), ts[i], x0.data(), 2 * kFrame);
+        if (i + 1 < ts.size()) {
+            noise.step(static_cast<int64_t>(i), 0, fresh.data());
+            noise.step(static_cast<int64_t>(i), 1, fresh.data() + kFrame);
+            s.add_noise(x0.data(), fresh.data(), ts[i + 1], x.data(), 2 * kFrame);
+        }
+    }
+    EXPECT_EQ(got, x0);
+}
+
+TEST(Rollout, DeterministicResumableAndReplayable) {
+    const WanModel m = tiny_model();
+    const HostTensor ctx = tiny_context(2);
+    const SeededNoise noise(11, kC, kH, kW);
+    const RolloutOptions o = options(2, 5, 1);  // evicts from the third chunk on
+    const int64_t T = 10;
+    std::vector<int64_t> starts;
+    const auto a = roll(m, o, T, noise, {{0, ctx.view}}, &starts);
+    EXPECT_EQ(starts, (std::vector<int64_t>{0, 2, 4, 6, 8}));
+    EXPECT_EQ(roll(m, o, T, noise, {{0, ctx.view}}), a);
+    for (float v : a) ASSERT_TRUE(std::isfinite(v));
+
+    // Resume after 3 chunks: the clean passes rebuild the cache; the rest is bit-identical.
+    std::vector<int64_t> resumed_starts;
+    const auto b = roll(m, o, T, noise, {{0, ctx.view}}, &resumed_starts, 3, a.data());
+    EXPECT_EQ(resumed_starts, (std::vector<int64_t>{6, 8}));
+    EXPECT_TRUE(std::equal(a.begin() + 6 * kFrame, a.end(), b.begin() + 6 * kFrame));
+
+    // Replaying the generator's noise from tensors gives the same run.
+    const int64_t S = 4;
+    HostTensor init(DType::kF32, Shape{T, kC, kH, kW});
+    HostTensor steps(DType::kF32, Shape{S - 1, T, kC, kH, kW});
+    for (int64_t f = 0; f < T; ++f) {
+        noise.initial(f, init.as<float>() + f * kFrame);
+        for (int64_t s = 0; s < S - 1; ++s) noise.step(s, f, steps.as<float>() + (s * T + f) * kFrame);
+    }
+    const ReplayNoise replay(init.view, steps.view, T, S, kC, kH, kW);
+    EXPECT_EQ(roll(m, o, T, replay, {{0, ctx.view}}), a);
+
+    // Another seed, another video.
+    EXPECT_NE(roll(m, o, T, SeededNoise(12, kC, kH, kW), {{0, ctx.view}}), a);
+}
+
+TEST(Rollout, WindowBoundsTheCacheForLongRuns) {
+    const WanModel m = tiny_model();
+    const HostTensor ctx = tiny_context(3);
+    RolloutOptions o = options(3, 9, 3);  // LongLive-like: window 9 (3 sink + 2 chunks), chunks of 3
+    Rollout r(m, o, RolloutShape{60, kH, kW});
+    const size_t bytes = r.cache().bytes();
+    EXPECT_EQ(Rollout::kv_cache_bytes(m, o, RolloutShape{60, kH, kW}), bytes);
+    // Without a window the cache holds the whole run.
+    EXPECT_EQ(Rollout::kv_cache_bytes(m, options(3, -1, 0), RolloutShape{60, kH, kW}), bytes / 9 * 60);
+    int64_t chunks = 0;
+    r.run({{0, ctx.view}}, SeededNoise(1, kC, kH, kW), [&](const RolloutChunk&) { ++chunks; });
+    EXPECT_EQ(chunks, 20);
+    EXPECT_EQ(r.cache().bytes(), bytes);
+    EXPECT_EQ(bytes, static_cast<size_t>(2 * 2 * 9 * 6 * 32) * sizeof(float));  // K+V, 2 layers, 9 frames
+    EXPECT_EQ(r.cache().slot_frames(), (std::vector<int64_t>{0, 1, 2, 54, 55, 56, 57, 58, 59}));
+    // A chunk that cannot fit next to the sink is refused up front.
+    EXPECT_THROW(Rollout(m, options(3, 5, 3), RolloutShape{9, kH, kW}), InputError);
+}
+
+TEST(Rollout, PromptSwitchChangesOnlyLaterChunks) {
+    const WanModel m = tiny_model();
+    const HostTensor first = tiny_context(4), second = tiny_context(5);
+    const SeededNoise noise(2, kC, kH, kW);
+    for (const RopePositions rope : {RopePositions::kAbsolute, RopePositions::kWindowRelative}) {
+        RolloutOptions o = options(2, 6, 2);
+        o.rope = rope;
+        const int64_t T = 12;
+        const auto one = roll(m, o, T, noise, {{0, first.view}});
+        // The switch at frame 5 takes effect at the chunk starting at 6.
+        const auto two = roll(m, o, T, noise, {{0, first.view}, {5, second.view}});
+        EXPECT_TRUE(std::equal(one.begin(), one.begin() + 6 * kFrame, two.begin()));
+        EXPECT_GT(test::rel_error(std::vector<float>(two.begin() + 6 * kFrame, two.end()),
+                                  std::vector<float>(one.begin() + 6 * kFrame, one.end()), 6 * kFrame),
+                  1e-3);
+        // Resuming across a switch replays the re-cache too.
+        const auto resumed = roll(m, o, T, noise, {{0, first.view}, {5, second.view}}, nullptr, 4, two.data());
+        EXPECT_TRUE(std::equal(two.begin() + 8 * kFrame, two.end(), resumed.begin() + 8 * kFrame));
+    }
+    EXPECT_THROW(roll(m, options(2, -1, 0), 4, noise, {{1, first.view}}), InputError);
+}
+
+}  // namespace
+}  // namespace lr
