@@ -33,8 +33,9 @@ constexpr const char* kTopHelp =
 int cmd_version(const std::vector<std::string>& args) {
     const ParsedArgs a = parse_args("version", {}, args);
     if (a.has("help")) {
-        std::printf("%s", format_help("version", "", "Prints the version, the git commit and the build's backends.", {})
-                              .c_str());
+        std::printf(
+            "%s",
+            format_help("version", "", "Prints the version, the git commit and the build's backends.", {}).c_str());
         return 0;
     }
     LR_CHECK(a.positional().empty(), "longroll version: unexpected argument '", a.positional()[0], "'");
@@ -80,7 +81,8 @@ int run_cli(int argc, char** argv) {
                 throw;
             }
         }
-        LR_FAIL("unknown command '", command, "' (commands: generate, validate-config, inspect, version; see longroll --help)");
+        LR_FAIL("unknown command '", command,
+                "' (commands: generate, validate-config, inspect, version; see longroll --help)");
     } catch (const Error& e) {
         if (who.world_size > 1) {
             std::fprintf(stderr, "longroll: error on rank %d (host %s): %s\n", who.rank, who.host.c_str(), e.what());

@@ -81,8 +81,7 @@ ParsedArgs parse_args(std::string_view command, const std::vector<FlagSpec>& spe
             value = args[++i];
         }
         auto& slot = out.values_[name];
-        LR_CHECK(spec->repeatable || slot.empty(), "longroll ", command, ": --", name,
-                 " given more than once");
+        LR_CHECK(spec->repeatable || slot.empty(), "longroll ", command, ": --", name, " given more than once");
         slot.push_back(*value);
     }
     return out;

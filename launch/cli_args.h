@@ -20,7 +20,7 @@ struct FlagSpec {
 };
 
 class ParsedArgs {
-public:
+  public:
     bool has(std::string_view flag) const;
     std::optional<std::string> get(std::string_view flag) const;  // the value of a single flag
     std::vector<std::string> get_all(std::string_view flag) const;
@@ -29,7 +29,7 @@ public:
     std::optional<double> get_double(std::string_view flag, double min, double max) const;
     const std::vector<std::string>& positional() const { return positional_; }
 
-private:
+  private:
     friend ParsedArgs parse_args(std::string_view, const std::vector<FlagSpec>&, const std::vector<std::string>&);
     std::map<std::string, std::vector<std::string>, std::less<>> values_;
     std::vector<std::string> positional_;

@@ -4,9 +4,12 @@
 // embeddings, the output path), so a bad input costs seconds and leaves nothing on disk. The output is
 // written under a temporary name and renamed when complete; the effective config is saved next to it.
 //
-// The DiT rollout and the VAE decoder arrive with their issues; until then the frames are a deterministic
-// test pattern and the run says so. The rest of the pipeline (config, weights, chunk loop, progress,
-// streamed encoding on a background thread, outputs) is the real one.
+// The rollout is the Wan2.1 causal DiT on the CPU reference backend (runtime/rollout). Until the VAE decoder
+// is in, the video frames are a latent preview (launch/latent_preview.h) and the run says so; --save-latents
+// writes the exact latents.
+#include <unistd.h>
+
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <filesystem>
@@ -18,13 +21,14 @@
 #include "launch/cli.h"
 #include "launch/cli_args.h"
 #include "launch/config.h"
+#include "launch/generate_inputs.h"
 #include "launch/generate_plan.h"
+#include "launch/latent_preview.h"
 #include "runtime/core/build_info.h"
 #include "runtime/core/check.h"
 #include "runtime/core/device.h"
 #include "runtime/core/progress.h"
 #include "runtime/io/safetensors.h"
-#include "runtime/model/wan_weights.h"
 #include "runtime/video/video_writer.h"
 
 namespace lr {
@@ -44,6 +48,7 @@ const std::vector<FlagSpec> kGenerateFlags = {
     {"out", "FILE", "output video, .mp4 (H.264) or .y4m"},
     {"save-latents", "FILE", "also save the generated latents as safetensors (tensor 'latents')"},
     {"noise", "FILE", "replay another run's noise (tensors 'noise' and 'step_noise')"},
+    {"switch-prompt", "FRAME:FILE", "from latent FRAME on, use the prompt embeddings in FILE (LongLive)", true},
     {"metrics-port", "P|0|off", "Prometheus exporter base port (+ local rank); 0 = ephemeral (sets monitoring)"},
     {"metrics-bind", "ADDR", "address the exporter binds (sets monitoring.bind)"},
     {"resume", "", "continue an interrupted run from its rollout checkpoint"},
@@ -92,96 +97,15 @@ void apply_flags(const ParsedArgs& a, Config& cfg) {
     if (auto b = a.get("metrics-bind")) cfg.monitoring.bind = *b;
 }
 
-WanDims dims_of(const ModelConfig& m) {
-    WanDims d;
-    d.dim = m.dim;
-    d.ffn_dim = m.ffn_dim;
-    d.num_heads = m.num_heads;
-    d.num_layers = m.num_layers;
-    d.in_dim = m.in_dim;
-    d.out_dim = m.out_dim;
-    d.text_dim = m.text_dim;
-    d.freq_dim = m.freq_dim;
-    d.patch = m.patch_size;
-    return d;
-}
-
-int64_t parameter_count(const WanDims& d) {
-    int64_t n = 0;
-    for (const WeightSpec& s : wan_weight_specs(d)) n += s.shape.numel();
-    return n;
-}
-
-// The DiT weights the run will use: a checked checkpoint, or the embedded default.
-struct Weights {
-    std::optional<SafetensorsCheckpoint> checkpoint;
-    std::vector<std::pair<std::string, HostTensor>> embedded;
-    std::string description;
-};
-
-Weights load_weights(const ParsedArgs& a, Config& cfg) {
-    Weights w;
-    if (auto path = a.get("weights")) {
-        w.checkpoint = SafetensorsCheckpoint::open(*path);
-        bool from_metadata = false;
-        const WanDims d = wan_dims_from_metadata(*w.checkpoint, dims_of(cfg.model), &from_metadata);
-        if (from_metadata) {
-            // The checkpoint knows its own architecture better than a config file does.
-            cfg.model.dim = d.dim;
-            cfg.model.ffn_dim = d.ffn_dim;
-            cfg.model.num_heads = d.num_heads;
-            cfg.model.num_layers = d.num_layers;
-            cfg.model.in_dim = d.in_dim;
-            cfg.model.out_dim = d.out_dim;
-            cfg.model.text_dim = d.text_dim;
-            cfg.model.freq_dim = d.freq_dim;
-            cfg.model.patch_size = d.patch;
-            validate_config(cfg);
-        }
-        resolve_wan_weights(*w.checkpoint, d);
-        w.description = str_cat(*path, " (", format_bytes(w.checkpoint->total_bytes()),
-                                from_metadata ? ", model config from its metadata)" : ")");
-        return w;
-    }
-    const WanDims d = dims_of(cfg.model);
-    const int64_t params = parameter_count(d);
-    constexpr int64_t kMaxEmbeddedParams = 64LL << 20;
-    LR_CHECK(params <= kMaxEmbeddedParams, "no --weights given and the model (dim ", d.dim, ", ", d.num_layers,
-             " layers, ", params / 1000000, "M parameters) is too large for the embedded default; give --weights "
-             "FILE.safetensors (see tools/ to convert a PyTorch checkpoint) or use configs/tiny.textproto");
-    w.embedded = make_default_wan_weights(d, /*seed=*/2026);
-    w.description = str_cat("embedded default (", params / 1000, "K parameters, deterministic random weights: "
-                            "NOT a trained model, the video shows no real content)");
-    return w;
-}
-
-// Checks --prompt-embeds: tensor 'context' [L <= text_len, text_dim] of a floating type.
-std::string check_prompt_embeds(const std::string& path, const ModelConfig& m) {
-    const SafetensorsCheckpoint f = SafetensorsCheckpoint::open(path);
-    const SafetensorsEntry* e = f.find("context");
-    LR_CHECK(e != nullptr, path, ": no tensor 'context' (expected the text encoder output [L <= ", m.text_len, ", ",
-             m.text_dim, "])");
-    LR_CHECK(e->shape.ndim == 2 && e->shape[0] >= 1 && e->shape[0] <= m.text_len && e->shape[1] == m.text_dim, path,
-             ": tensor 'context' has shape ", e->shape.str(), ", expected [L, ", m.text_dim, "] with 1 <= L <= ",
-             m.text_len);
-    LR_CHECK(e->dtype == DType::kF32 || e->dtype == DType::kBF16 || e->dtype == DType::kF16, path,
-             ": tensor 'context' has dtype ", dtype_name(e->dtype), ", expected F32, BF16 or F16");
-    return str_cat(path, " (", e->shape[0], " tokens)");
-}
-
 std::string device_summary(Config& cfg, const ProcessInfo& who) {
+    // The DiT runs on the CPU reference backend; the CUDA backend comes with its own issue.
+    LR_CHECK(cfg.runtime.device != DeviceChoice::kCuda,
+             "--device cuda: this version runs the model on the CPU reference backend only (the CUDA backend is "
+             "not in yet); use --device cpu");
+    cfg.runtime.device = DeviceChoice::kCpu;
     const int gpus = cuda_device_count();
-    if (cfg.runtime.device == DeviceChoice::kAuto) cfg.runtime.device = gpus > 0 ? DeviceChoice::kCuda : DeviceChoice::kCpu;
-    if (cfg.runtime.device == DeviceChoice::kCpu) return "cpu";
-#ifdef LONGROLL_HAS_CUDA
-    LR_CHECK(gpus > 0, "--device cuda: no CUDA device is visible to this process (check CUDA_VISIBLE_DEVICES and "
-                       "the driver), or use --device cpu");
-    const int gpu = pick_cuda_device(who, gpus);
-    return str_cat("cuda:", gpu, " ", cuda_device_description(gpu));
-#else
     (void)who;
-    LR_FAIL("--device cuda: this longroll was built without CUDA (rebuild with nvcc available, or use --device cpu)");
-#endif
+    return gpus > 0 ? str_cat("cpu (", gpus, " GPU", gpus == 1 ? "" : "s", " visible but not used yet)") : "cpu";
 }
 
 // Writes `text` to `path` through a temporary file, so a reader never sees half a file.
@@ -207,15 +131,17 @@ void write_text_file(const std::string& path, const std::string& text) {
 int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     const ParsedArgs a = parse_args("generate", kGenerateFlags, args);
     if (a.has("help")) {
-        std::printf("%s", format_help("generate", "[--config FILE] [--weights FILE] [--prompt-embeds FILE] --out FILE",
-                                      "Generates a video chunk by chunk and streams it to disk.\n"
-                                      "Examples:\n"
-                                      "  longroll generate --seconds 5 --out demo.mp4      (embedded tiny model)\n"
-                                      "  longroll generate --config configs/wan2.1-t2v-1.3b-480p.textproto \\\n"
-                                      "      --weights ckpt/self_forcing_dmd.safetensors --prompt-embeds prompt.safetensors \\\n"
-                                      "      --seconds 60 --seed 7 --out video.mp4",
-                                      kGenerateFlags)
-                              .c_str());
+        std::printf(
+            "%s",
+            format_help("generate", "[--config FILE] [--weights FILE] [--prompt-embeds FILE] --out FILE",
+                        "Generates a video chunk by chunk and streams it to disk.\n"
+                        "Examples:\n"
+                        "  longroll generate --seconds 5 --out demo.mp4      (embedded tiny model)\n"
+                        "  longroll generate --config configs/wan2.1-t2v-1.3b-480p.textproto \\\n"
+                        "      --weights ckpt/self_forcing_dmd.safetensors --prompt-embeds prompt.safetensors \\\n"
+                        "      --seconds 60 --seed 7 --out video.mp4",
+                        kGenerateFlags)
+                .c_str());
         return 0;
     }
     LR_CHECK(a.positional().empty(), "longroll generate: unexpected argument '", a.positional()[0],
@@ -235,32 +161,48 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     apply_flags(a, cfg);
     validate_config(cfg);
 
-    // ---- What this build cannot do yet is refused before any work, with the reason.
     LR_CHECK(!a.has("resume"), "--resume: rollout checkpoints are not implemented in this version");
-    LR_CHECK(!a.has("noise"), "--noise: replaying noise needs the DiT rollout, which this version does not have yet");
-    LR_CHECK(!a.has("save-latents"),
-             "--save-latents: this version has no DiT yet, so there are no latents to save");
     const auto out = a.get("out");
-    LR_CHECK(out.has_value(), "longroll generate: --out FILE.mp4|FILE.y4m is required");
+    const auto latents_path = a.get("save-latents");
+    LR_CHECK(out || latents_path, "longroll generate: give --out FILE.mp4|FILE.y4m and/or --save-latents FILE");
 
-    const FramePlan plan = plan_frames(cfg, a.get_int("latent-frames", 1, INT64_MAX),
-                                       a.get_double("seconds", 0.0, 1e9));
+    // ---- Inputs: all opened and checked now, before any output file exists.
+    const auto t_load = std::chrono::steady_clock::now();
+    LoadedModel model = load_model(a.get("weights"), cfg);
+    const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+    const FramePlan plan =
+        plan_frames(cfg, a.get_int("latent-frames", 1, INT64_MAX), a.get_double("seconds", 0.0, 1e9));
     const std::string device = device_summary(cfg, who);
-
-    // ---- Inputs: all opened and checked now, before the output file exists.
-    Weights weights = load_weights(a, cfg);
-    std::string prompt = "none (the embedded default uses a fixed prompt embedding)";
-    if (auto p = a.get("prompt-embeds")) {
-        prompt = check_prompt_embeds(*p, cfg.model);
-    } else {
-        LR_CHECK(!weights.checkpoint, "--prompt-embeds FILE is required with --weights (the engine takes the text "
-                                      "encoder's output; see README: Prompts)");
-    }
-    std::string vae = "none";
+    const Prompts prompts = load_prompts(a.get("prompt-embeds"), a.get_all("switch-prompt"), cfg, plan.latent_frames);
+    LR_CHECK(a.has("prompt-embeds") || model.embedded,
+             "--prompt-embeds FILE is required with --weights (the engine takes the text encoder's output; see "
+             "README: Prompts)");
+    std::string vae = "none (frames are a latent preview until the VAE decoder is in)";
     if (auto v = a.get("vae")) {
         const SafetensorsCheckpoint f = SafetensorsCheckpoint::open(*v);
-        vae = str_cat(*v, " (", f.size(), " tensors)");
+        vae = str_cat(*v, " (", f.size(), " tensors; checked, but this version does not decode with it yet)");
     }
+
+    const RolloutOptions ropts = rollout_options(cfg.rollout);
+    const RolloutShape shape{plan.latent_frames, cfg.video.height / 8, cfg.video.width / 8};
+    const int64_t channels = cfg.model.in_dim;
+    const int64_t steps = static_cast<int64_t>(ropts.denoising_steps.size());
+    std::unique_ptr<NoiseSource> noise;
+    std::string noise_desc;
+    if (auto n = a.get("noise")) {
+        noise = ReplayNoise::open(*n, plan.latent_frames, steps, channels, shape.height, shape.width);
+        noise_desc = str_cat("replayed from ", *n);
+    } else {
+        noise = std::make_unique<SeededNoise>(cfg.runtime.seed, channels, shape.height, shape.width);
+        noise_desc = str_cat("seed ", cfg.runtime.seed);
+    }
+    // Memory is planned before the run: the KV cache is the part that grows with the window.
+    const size_t cache_bytes = Rollout::kv_cache_bytes(*model.model, ropts, shape);
+    const uint64_t host_bytes =
+        static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+    LR_CHECK(cache_bytes < host_bytes / 2, "the KV cache of this run needs ", format_bytes(cache_bytes),
+             " but the host has ", format_bytes(host_bytes),
+             "; set a window (rollout.local_attn_size) or generate fewer frames");
 
     VideoSpec spec;
     spec.width = cfg.video.width;
@@ -270,57 +212,81 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     spec.crf = cfg.output.crf;
     spec.preset = cfg.output.preset;
     std::unique_ptr<VideoWriter> writer;
-    if (leader) writer = make_async_writer(open_video_writer(*out, spec));
+    if (leader && out) writer = make_async_writer(open_video_writer(*out, spec));
+    if (leader && latents_path) {
+        // Refuse an unwritable --save-latents now rather than after the whole run.
+        const std::filesystem::path dir = std::filesystem::absolute(*latents_path).parent_path();
+        LR_CHECK(std::filesystem::is_directory(dir), "--save-latents ", *latents_path, ": directory '", dir.string(),
+                 "' does not exist");
+    }
 
     if (leader) {
         if (a.has("print-config")) std::fputs(config_to_text(cfg).c_str(), stdout);
-        std::fprintf(stderr,
-                     "longroll %s (git %s)\n"
-                     "  model    dim %lld, %lld layers, %lld heads\n"
-                     "  weights  %s\n"
-                     "  prompt   %s\n"
-                     "  vae      %s\n"
-                     "  video    %dx%d at %d fps: %lld latent frames in %lld chunks -> %lld frames (%.2f s)\n"
-                     "  device   %s; world %d rank%s\n"
-                     "  output   %s\n"
-                     "note: the DiT rollout and the VAE decoder are not in this version yet; the frames are a "
-                     "test pattern.\n",
-                     kVersion, kGitSha, static_cast<long long>(cfg.model.dim),
-                     static_cast<long long>(cfg.model.num_layers), static_cast<long long>(cfg.model.num_heads),
-                     weights.description.c_str(), prompt.c_str(), vae.c_str(), cfg.video.width,
-                     cfg.video.output_height(), cfg.video.fps, static_cast<long long>(plan.latent_frames),
-                     static_cast<long long>(plan.chunks), static_cast<long long>(plan.video_frames), plan.seconds,
-                     device.c_str(), who.world_size, who.world_size == 1 ? "" : "s", out->c_str());
+        std::fprintf(
+            stderr,
+            "longroll %s (git %s)\n"
+            "  model    dim %lld, %lld layers, %lld heads\n"
+            "  weights  %s, loaded in %.2f s\n"
+            "  prompt   %s\n"
+            "  noise    %s\n"
+            "  vae      %s\n"
+            "  video    %dx%d at %d fps: %lld latent frames in %lld chunks -> %lld frames (%.2f s)\n"
+            "  rollout  %zu steps, window %s, sink %d, %s RoPE; KV cache %s\n"
+            "  device   %s; world %d rank%s\n"
+            "  output   %s%s%s\n",
+            kVersion, kGitSha, static_cast<long long>(cfg.model.dim), static_cast<long long>(cfg.model.num_layers),
+            static_cast<long long>(cfg.model.num_heads), model.description.c_str(), load_seconds,
+            prompts.description.c_str(), noise_desc.c_str(), vae.c_str(), cfg.video.width, cfg.video.output_height(),
+            cfg.video.fps, static_cast<long long>(plan.latent_frames), static_cast<long long>(plan.chunks),
+            static_cast<long long>(plan.video_frames), plan.seconds, ropts.denoising_steps.size(),
+            cfg.rollout.local_attn_size < 0 ? "the whole run" : str_cat(cfg.rollout.local_attn_size, " frames").c_str(),
+            cfg.rollout.sink_size, std::string(rope_mode_name(cfg.rollout.rope_mode)).c_str(),
+            format_bytes(cache_bytes).c_str(), device.c_str(), who.world_size, who.world_size == 1 ? "" : "s",
+            out ? out->c_str() : "", out && latents_path ? " and " : "",
+            latents_path ? str_cat("latents ", *latents_path).c_str() : "");
     }
 
-    // ---- The chunk loop: each chunk of latent frames becomes its video frames, streamed to the writer.
+    // ---- The rollout: every finished chunk of latents goes straight to the video stage.
     ProgressReporter progress(plan.chunks, plan.video_frames, cfg.video.fps, leader && !a.has("quiet"));
+    const int64_t frame_numel = channels * shape.height * shape.width;
     HostBuffer frame(static_cast<size_t>(cfg.video.width) * static_cast<size_t>(cfg.video.height) * 3);
     const int64_t stride = int64_t{cfg.video.width} * 3;
-    const int64_t per_chunk = cfg.rollout.frames_per_chunk;
     int64_t frames_done = 0;
-    for (int64_t c = 0; c < plan.chunks; ++c) {
-        const int64_t frames = video_frames_between(c * per_chunk, (c + 1) * per_chunk);
-        for (int64_t i = 0; i < frames; ++i, ++frames_done) {
-            if (!writer) continue;
-            fill_test_pattern(frames_done, cfg.video.width, cfg.video.height, static_cast<uint8_t*>(frame.data()),
-                              stride);
-            writer->write_frame(static_cast<const uint8_t*>(frame.data()), stride);
+    const ChunkCallback to_video = [&](const RolloutChunk& c) {
+        for (int64_t f = 0; f < c.num_frames; ++f) {
+            // Latent frame 0 stands for 1 video frame, every later one for 4.
+            const int64_t repeat = video_frames_between(c.start_frame + f, c.start_frame + f + 1);
+            if (writer) {
+                latent_preview(c.latents + f * frame_numel, shape.height, shape.width,
+                               static_cast<uint8_t*>(frame.data()), stride);
+                for (int64_t r = 0; r < repeat; ++r)
+                    writer->write_frame(static_cast<const uint8_t*>(frame.data()), stride);
+            }
+            frames_done += repeat;
         }
-        progress.update(c + 1, frames_done);
-    }
-    LR_ASSERT(frames_done == plan.video_frames, "frame accounting: wrote ", frames_done, " of ", plan.video_frames);
+        progress.update(c.index + 1, frames_done);
+    };
+    HostTensor latents;
+    if (latents_path) latents = HostTensor(DType::kF32, Shape{plan.latent_frames, channels, shape.height, shape.width});
+    Rollout rollout(*model.model, ropts, shape);
+    rollout.run(prompts.segments, *noise, latents_path ? collect_latents(latents, to_video) : to_video);
+    LR_ASSERT(frames_done == plan.video_frames, "frame accounting: ", frames_done, " of ", plan.video_frames);
 
-    if (writer) {
-        writer->finish();
-        if (cfg.output.save_config) write_text_file(*out + ".config.textproto", config_to_text(cfg));
+    if (leader) {
+        if (writer) writer->finish();
+        if (latents_path) {
+            write_safetensors(*latents_path, {{"latents", latents.view}},
+                              {{"config", config_to_text(cfg)}, {"seed", std::to_string(cfg.runtime.seed)}});
+        }
+        if (out && cfg.output.save_config) write_text_file(*out + ".config.textproto", config_to_text(cfg));
     }
     progress.finish();
     if (leader) {
         const ProgressSnapshot s = progress.snapshot();
-        std::fprintf(stderr, "wrote %s: %lld frames, %dx%d at %d fps (%.2f s of video) in %.2f s\n", out->c_str(),
-                     static_cast<long long>(frames_done), cfg.video.width, cfg.video.output_height(), cfg.video.fps,
-                     plan.seconds, s.elapsed_s);
+        std::fprintf(stderr, "done: %lld latent frames, %lld video frames (%.2f s of video) in %.2f s%s%s\n",
+                     static_cast<long long>(plan.latent_frames), static_cast<long long>(frames_done), plan.seconds,
+                     s.elapsed_s, out ? str_cat("; wrote ", *out).c_str() : "",
+                     latents_path ? str_cat("; latents in ", *latents_path).c_str() : "");
     }
     return 0;
 }

@@ -36,13 +36,13 @@ int cmd_validate_config(const std::vector<std::string>& args) {
     if (a.has("print")) {
         std::fputs(config_to_text(cfg).c_str(), stdout);
     } else {
-        std::printf("%s: ok (model dim %lld, %lld layers, %lld heads; %dx%d at %d fps; window %d latent frames; "
-                    "attention %s; ulysses %d x spatial %d)\n",
-                    path.c_str(), static_cast<long long>(cfg.model.dim), static_cast<long long>(cfg.model.num_layers),
-                    static_cast<long long>(cfg.model.num_heads), cfg.video.width, cfg.video.output_height(),
-                    cfg.video.fps, cfg.rollout.local_attn_size,
-                    std::string(attention_policy_name(cfg.attention.policy)).c_str(), cfg.parallel.ulysses,
-                    cfg.parallel.spatial);
+        std::printf(
+            "%s: ok (model dim %lld, %lld layers, %lld heads; %dx%d at %d fps; window %d latent frames; "
+            "attention %s; ulysses %d x spatial %d)\n",
+            path.c_str(), static_cast<long long>(cfg.model.dim), static_cast<long long>(cfg.model.num_layers),
+            static_cast<long long>(cfg.model.num_heads), cfg.video.width, cfg.video.output_height(), cfg.video.fps,
+            cfg.rollout.local_attn_size, std::string(attention_policy_name(cfg.attention.policy)).c_str(),
+            cfg.parallel.ulysses, cfg.parallel.spatial);
     }
     return 0;
 }

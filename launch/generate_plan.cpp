@@ -30,10 +30,10 @@ FramePlan plan_frames(const Config& cfg, std::optional<int64_t> latent_frames, s
         t = (kDefaultLatentFrames + per_chunk - 1) / per_chunk * per_chunk;
     }
     if (cfg.rollout.rope_mode == RopeMode::kAbsolute) {
-        LR_CHECK(t <= kAbsoluteRopeFrames, "the run needs ", t, " latent frames (",
-                 video_frames_for_latents(t), " video frames) but absolute RoPE covers ", kAbsoluteRopeFrames,
-                 " latent frames (", video_frames_for_latents(kAbsoluteRopeFrames) / fps,
-                 " s at ", fps, " fps); set rollout.rope_mode=WINDOW_RELATIVE with a window "
+        LR_CHECK(t <= kAbsoluteRopeFrames, "the run needs ", t, " latent frames (", video_frames_for_latents(t),
+                 " video frames) but absolute RoPE covers ", kAbsoluteRopeFrames, " latent frames (",
+                 video_frames_for_latents(kAbsoluteRopeFrames) / fps, " s at ", fps,
+                 " fps); set rollout.rope_mode=WINDOW_RELATIVE with a window "
                  "(rollout.local_attn_size) for longer videos");
     }
     FramePlan p;

@@ -11,7 +11,7 @@ size_of() {
 }
 
 # 5 s at 16 fps = 80 frames -> 21 latent frames (7 chunks of 3) -> 81 frames.
-expect 0 "wrote $TMP/a.y4m: 81 frames" "$LONGROLL" generate --seconds 5 --out "$TMP/a.y4m" --quiet
+expect 0 "81 video frames (5.06 s of video)" "$LONGROLL" generate --seconds 5 --out "$TMP/a.y4m" --quiet
 check "y4m has 81 frames" test "$(frames_of "$TMP/a.y4m")" = 81
 check "config saved next to the output" test -s "$TMP/a.y4m.config.textproto"
 expect 0 ": ok" "$LONGROLL" validate-config "$TMP/a.y4m.config.textproto"
@@ -35,7 +35,7 @@ check "progress lines per chunk" test "$(grep -c '^chunk [0-9]*/3 ' "$TMP/progre
 check "says the output is not a trained model's" grep -q "NOT a trained model" "$TMP/progress.log"
 
 # Bad inputs: exit 2, a message naming the problem, and no output file.
-expect 2 "--out FILE.mp4|FILE.y4m is required" "$LONGROLL" generate --seconds 1
+expect 2 "give --out FILE.mp4|FILE.y4m and/or --save-latents FILE" "$LONGROLL" generate --seconds 1
 expect 2 "supported" "$LONGROLL" generate --seconds 1 --out "$TMP/x.avi"
 expect 2 "/nonexistent-dir" "$LONGROLL" generate --seconds 1 --out /nonexistent-dir/x.y4m
 expect 2 "multiple of rollout.frames_per_chunk" "$LONGROLL" generate --latent-frames 4 --out "$TMP/x.y4m"
@@ -50,6 +50,24 @@ expect 2 "too large for the embedded default" "$LONGROLL" generate \
   --config "$SRC/configs/wan2.1-t2v-1.3b-480p.textproto" --out "$TMP/x.y4m"
 check "no output from refused runs" test ! -e "$TMP/x.y4m" -a ! -e "$TMP/x.avi"
 check "no temporary files left" test -z "$(ls -A "$TMP" | grep -i partial)"
+
+# Latents: saved with the documented name and shape; the same seed gives the same latents, another seed not.
+expect 0 "latents in" "$LONGROLL" generate --latent-frames 6 --seed 3 --save-latents "$TMP/l1.safetensors" --quiet
+expect 0 "latents" "$LONGROLL" inspect "$TMP/l1.safetensors"
+expect 0 "[6, 16, 8, 16]" "$LONGROLL" inspect "$TMP/l1.safetensors"
+"$LONGROLL" generate --latent-frames 6 --seed 3 --save-latents "$TMP/l2.safetensors" --quiet 2>/dev/null
+"$LONGROLL" generate --latent-frames 6 --seed 4 --save-latents "$TMP/l3.safetensors" --quiet 2>/dev/null
+check "same seed, same latents" cmp -s "$TMP/l1.safetensors" "$TMP/l2.safetensors"
+check "other seed, other latents" bash -c "! cmp -s '$TMP/l1.safetensors' '$TMP/l3.safetensors'"
+# --noise replays a file; a file of the wrong shape is refused by name.
+expect 2 "l1.safetensors" "$LONGROLL" generate --latent-frames 6 --noise "$TMP/l1.safetensors" --out "$TMP/x.y4m"
+expect 2 "--switch-prompt" "$LONGROLL" generate --latent-frames 6 --switch-prompt 4 --out "$TMP/x.y4m"
+expect 2 "not at a chunk start" "$LONGROLL" generate --latent-frames 9 --switch-prompt "4:$TMP/l1.safetensors" \
+  --out "$TMP/x.y4m"
+expect 2 "no tensor 'context'" "$LONGROLL" generate --latent-frames 9 --prompt-embeds "$TMP/l1.safetensors" \
+  --out "$TMP/x.y4m"
+expect 2 "--device cuda" "$LONGROLL" generate --device cuda --out "$TMP/x.y4m"
+expect 2 "--save-latents" "$LONGROLL" generate --latent-frames 3 --save-latents /nonexistent-dir/l.safetensors
 
 # An existing output is replaced only by a complete run.
 printf 'old' >"$TMP/keep.y4m"

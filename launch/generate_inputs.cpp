@@ -1,0 +1,156 @@
+#include "launch/generate_inputs.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "kernels/cast.h"
+#include "runtime/core/check.h"
+#include "runtime/model/wan_weights.h"
+
+namespace lr {
+namespace {
+
+WanDims dims_of(const ModelConfig& m) {
+    WanDims d;
+    d.dim = m.dim;
+    d.ffn_dim = m.ffn_dim;
+    d.num_heads = m.num_heads;
+    d.num_layers = m.num_layers;
+    d.in_dim = m.in_dim;
+    d.out_dim = m.out_dim;
+    d.text_dim = m.text_dim;
+    d.freq_dim = m.freq_dim;
+    d.patch = m.patch_size;
+    return d;
+}
+
+int64_t parameter_count(const WanDims& d) {
+    int64_t n = 0;
+    for (const WeightSpec& s : wan_weight_specs(d)) n += s.shape.numel();
+    return n;
+}
+
+// `context` of a --prompt-embeds file as F32 [L, text_dim], checked against the model.
+HostTensor read_context(const std::string& path, const ModelConfig& m) {
+    const SafetensorsCheckpoint f = SafetensorsCheckpoint::open(path);
+    const SafetensorsEntry* e = f.find("context");
+    LR_CHECK(e != nullptr, path, ": no tensor 'context' (expected the text encoder output [L <= ", m.text_len, ", ",
+             m.text_dim, "])");
+    LR_CHECK(e->shape.ndim == 2 && e->shape[0] >= 1 && e->shape[0] <= m.text_len && e->shape[1] == m.text_dim, path,
+             ": tensor 'context' has shape ", e->shape.str(), ", expected [L, ", m.text_dim,
+             "] with 1 <= L <= ", m.text_len);
+    LR_CHECK(e->dtype == DType::kF32 || e->dtype == DType::kBF16 || e->dtype == DType::kF16, path,
+             ": tensor 'context' has dtype ", dtype_name(e->dtype), ", expected F32, BF16 or F16");
+    HostTensor ctx(DType::kF32, e->shape);
+    cast(f.view("context"), ctx.view);
+    return ctx;
+}
+
+// A fixed embedding for the embedded default: every token a different pseudo-random vector of unit scale.
+HostTensor default_context(const ModelConfig& m) {
+    HostTensor ctx(DType::kF32, Shape{m.text_len, m.text_dim});
+    uint64_t s = 0x5eed5eed5eedull;
+    for (int64_t i = 0; i < ctx.view.numel(); ++i) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        ctx.as<float>()[i] =
+            static_cast<float>(static_cast<int64_t>(s >> 40) - (1 << 23)) / static_cast<float>(1 << 23);
+    }
+    return ctx;
+}
+
+}  // namespace
+
+WanModelConfig wan_model_config(const ModelConfig& m) {
+    WanModelConfig c;
+    c.dims = dims_of(m);
+    c.text_len = m.text_len;
+    c.eps = m.eps;
+    return c;
+}
+
+LoadedModel load_model(const std::optional<std::string>& weights_path, Config& cfg) {
+    LoadedModel out;
+    if (weights_path) {
+        const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(*weights_path);
+        bool from_metadata = false;
+        const WanModelConfig mc = wan_model_config_from_metadata(ckpt, wan_model_config(cfg.model), &from_metadata);
+        if (from_metadata) {
+            // The checkpoint knows its own architecture better than a config file does.
+            const WanDims& d = mc.dims;
+            cfg.model.dim = d.dim;
+            cfg.model.ffn_dim = d.ffn_dim;
+            cfg.model.num_heads = d.num_heads;
+            cfg.model.num_layers = d.num_layers;
+            cfg.model.in_dim = d.in_dim;
+            cfg.model.out_dim = d.out_dim;
+            cfg.model.text_dim = d.text_dim;
+            cfg.model.freq_dim = d.freq_dim;
+            cfg.model.patch_size = d.patch;
+            cfg.model.text_len = mc.text_len;
+            cfg.model.eps = mc.eps;
+            validate_config(cfg);
+        }
+        out.model = WanModel::from_checkpoint(ckpt, wan_model_config(cfg.model));
+        out.description = str_cat(*weights_path, " (", format_bytes(ckpt.total_bytes()),
+                                  from_metadata ? ", model config from its metadata)" : ")");
+        return out;
+    }
+    const WanDims d = dims_of(cfg.model);
+    const int64_t params = parameter_count(d);
+    constexpr int64_t kMaxEmbeddedParams = 64LL << 20;
+    LR_CHECK(
+        params <= kMaxEmbeddedParams, "no --weights given and the model (dim ", d.dim, ", ", d.num_layers, " layers, ",
+        params / 1000000,
+        "M parameters) is too large for the embedded default; give --weights "
+        "FILE.safetensors (tools/convert_checkpoint.py converts PyTorch checkpoints) or use configs/tiny.textproto");
+    out.model = WanModel::from_weights(make_default_wan_weights(d, /*seed=*/2026), wan_model_config(cfg.model));
+    out.embedded = true;
+    out.description = str_cat("embedded default (", params / 1000,
+                              "K parameters, deterministic random weights: NOT a trained model, the video shows no "
+                              "real content)");
+    return out;
+}
+
+Prompts load_prompts(const std::optional<std::string>& main_path, const std::vector<std::string>& switches,
+                     const Config& cfg, int64_t latent_frames) {
+    Prompts p;
+    p.contexts.push_back(main_path ? read_context(*main_path, cfg.model) : default_context(cfg.model));
+    p.description = main_path ? str_cat(*main_path, " (", p.contexts[0].view.size(0), " tokens)")
+                              : std::string("embedded default (a fixed pseudo-random embedding)");
+    std::vector<int64_t> starts{0};
+    for (const std::string& s : switches) {
+        const size_t colon = s.find(':');
+        int64_t frame = -1;
+        const bool ok = colon != std::string::npos && colon > 0 &&
+                        std::from_chars(s.data(), s.data() + colon, frame).ptr == s.data() + colon;
+        LR_CHECK(ok && colon + 1 < s.size(), "--switch-prompt '", s,
+                 "': expected FRAME:FILE (a latent frame and a "
+                 "prompt-embeds file)");
+        LR_CHECK(frame > 0 && frame < latent_frames, "--switch-prompt ", s, ": frame ", frame,
+                 " is outside the run (1 to ", latent_frames - 1, ")");
+        LR_CHECK(frame % cfg.rollout.frames_per_chunk == 0, "--switch-prompt ", s, ": frame ", frame,
+                 " is not at a chunk start (a multiple of rollout.frames_per_chunk = ", cfg.rollout.frames_per_chunk,
+                 ")");
+        LR_CHECK(frame > starts.back(), "--switch-prompt ", s, ": switches must be given in increasing frame order");
+        starts.push_back(frame);
+        p.contexts.push_back(read_context(s.substr(colon + 1), cfg.model));
+        p.description += str_cat("; from frame ", frame, ": ", s.substr(colon + 1));
+    }
+    for (size_t i = 0; i < starts.size(); ++i) p.segments.push_back({starts[i], p.contexts[i].view});
+    return p;
+}
+
+RolloutOptions rollout_options(const RolloutConfig& r) {
+    RolloutOptions o;
+    o.frames_per_chunk = r.frames_per_chunk;
+    o.denoising_steps = r.denoising_steps;
+    o.timestep_shift = r.timestep_shift;
+    o.context_noise = r.context_noise;
+    o.local_attn_size = r.local_attn_size;
+    o.sink_size = r.sink_size;
+    o.rope = r.rope_mode == RopeMode::kWindowRelative ? RopePositions::kWindowRelative : RopePositions::kAbsolute;
+    o.num_train_timesteps = r.num_train_timesteps;
+    return o;
+}
+
+}  // namespace lr

@@ -1,0 +1,47 @@
+// The inputs of `longroll generate`, opened and checked before any work starts: the DiT (a checkpoint or the
+// embedded default), the prompt embeddings (with LongLive prompt switches), and the noise (seeded or replayed).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "launch/config.h"
+#include "runtime/core/tensor.h"
+#include "runtime/io/safetensors.h"
+#include "runtime/model/wan_model.h"
+#include "runtime/rollout/noise.h"
+#include "runtime/rollout/rollout.h"
+
+namespace lr {
+
+struct LoadedModel {
+    std::optional<WanModel> model;
+    std::string description;  // for the start-up summary
+    bool embedded = false;    // the embedded default (deterministic random weights)
+};
+
+// `weights_path` empty: the embedded default, refused for models too large for it. A checkpoint's
+// __metadata__["config"] overrides cfg.model (which is then re-validated).
+LoadedModel load_model(const std::optional<std::string>& weights_path, Config& cfg);
+
+WanModelConfig wan_model_config(const ModelConfig& m);
+
+// Prompt embeddings: the `context` tensor of each file as F32 [L, text_dim], plus the segments the rollout
+// takes. The embedded default prompt is a fixed pseudo-random embedding (the tiny model has no text encoder).
+struct Prompts {
+    std::vector<HostTensor> contexts;
+    std::vector<PromptSegment> segments;
+    std::string description;
+};
+
+// `main_path`: --prompt-embeds (empty: the embedded default prompt); `switches`: --switch-prompt FRAME:FILE,
+// each a latent frame (a multiple of frames_per_chunk, inside the run) and a file.
+Prompts load_prompts(const std::optional<std::string>& main_path, const std::vector<std::string>& switches,
+                     const Config& cfg, int64_t latent_frames);
+
+// The rollout's knobs from the config.
+RolloutOptions rollout_options(const RolloutConfig& r);
+
+}  // namespace lr
