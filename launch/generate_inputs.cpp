@@ -73,8 +73,17 @@ LoadedModel load_model(const std::optional<std::string>& weights_path, Config& c
     if (weights_path) {
         const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(*weights_path);
         bool from_metadata = false;
-        const WanModelConfig mc = wan_model_config_from_metadata(ckpt, wan_model_config(cfg.model), &from_metadata);
-        if (from_metadata) {
+        WanModelConfig mc = wan_model_config_from_metadata(ckpt, wan_model_config(cfg.model), &from_metadata);
+        bool from_shapes = false;
+        if (!from_metadata) {
+            // No config in the file: the tensor shapes say what the model is, whatever the config file says.
+            if (auto d = infer_wan_dims(ckpt, mc.dims)) {
+                from_shapes = !(d->dim == mc.dims.dim && d->ffn_dim == mc.dims.ffn_dim &&
+                                d->num_layers == mc.dims.num_layers && d->text_dim == mc.dims.text_dim);
+                mc.dims = *d;
+            }
+        }
+        if (from_metadata || from_shapes) {
             // The checkpoint knows its own architecture better than a config file does.
             const WanDims& d = mc.dims;
             cfg.model.dim = d.dim;
@@ -92,7 +101,9 @@ LoadedModel load_model(const std::optional<std::string>& weights_path, Config& c
         }
         out.model = WanModel::from_checkpoint(ckpt, wan_model_config(cfg.model));
         out.description = str_cat(*weights_path, " (", format_bytes(ckpt.total_bytes()),
-                                  from_metadata ? ", model config from its metadata)" : ")");
+                                  from_metadata ? ", model config from its metadata)"
+                                  : from_shapes ? ", model config inferred from its tensor shapes)"
+                                                : ")");
         return out;
     }
     const WanDims d = dims_of(cfg.model);

@@ -1,6 +1,8 @@
 #include "runtime/model/wan_weights.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string_view>
 #include <utility>
 
@@ -182,6 +184,41 @@ WanDims wan_dims_from_metadata(const SafetensorsCheckpoint& ckpt, const WanDims&
         }
     }
     if (found) *found = true;
+    return d;
+}
+
+std::optional<WanDims> infer_wan_dims(const SafetensorsCheckpoint& ckpt, const WanDims& base) {
+    std::map<std::string, const SafetensorsEntry*> by_name;
+    int64_t layers = 0;
+    for (const std::string& key : ckpt.names()) {
+        const auto c = canonical_wan_name(key);
+        if (!c) continue;
+        by_name.emplace(*c, ckpt.find(key));
+        if (c->rfind("blocks.", 0) == 0) {
+            const int64_t i = std::strtoll(c->c_str() + 7, nullptr, 10);
+            layers = std::max(layers, i + 1);
+        }
+    }
+    auto shape = [&](const char* name, int ndim) -> const Shape* {
+        const auto it = by_name.find(name);
+        if (it == by_name.end() || it->second->shape.ndim != ndim) return nullptr;
+        return &it->second->shape;
+    };
+    const Shape* patch = shape("patch_embedding.weight", 5);  // [dim, in_dim, pt, ph, pw]
+    if (!patch) return std::nullopt;
+    WanDims d = base;
+    d.dim = (*patch)[0];
+    d.in_dim = (*patch)[1];
+    d.patch = {(*patch)[2], (*patch)[3], (*patch)[4]};
+    d.num_layers = layers;
+    if (const Shape* s = shape("blocks.0.ffn.0.weight", 2)) d.ffn_dim = (*s)[0];
+    if (const Shape* s = shape("text_embedding.0.weight", 2)) d.text_dim = (*s)[1];
+    if (const Shape* s = shape("time_embedding.0.weight", 2)) d.freq_dim = (*s)[1];
+    const int64_t patch_numel = d.patch[0] * d.patch[1] * d.patch[2];
+    if (const Shape* s = shape("head.head.weight", 2); s && patch_numel > 0) d.out_dim = (*s)[0] / patch_numel;
+    if (d.dim != base.dim || base.num_heads <= 0) {
+        d.num_heads = d.dim == 1536 ? 12 : d.dim == 5120 ? 40 : std::max<int64_t>(1, d.dim / 128);
+    }
     return d;
 }
 

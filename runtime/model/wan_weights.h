@@ -54,6 +54,13 @@ std::map<std::string, std::string> resolve_wan_weights(const SafetensorsCheckpoi
 // absent keep the values in `base`. InputError naming the file on malformed JSON or values.
 WanDims wan_dims_from_metadata(const SafetensorsCheckpoint& ckpt, const WanDims& base, bool* found = nullptr);
 
+// Model numbers read off the tensor shapes, for checkpoints without a metadata config: dim, in_dim and the
+// patch from patch_embedding, ffn_dim from blocks.0.ffn.0, num_layers from the block count, text_dim,
+// freq_dim and out_dim from their layers. num_heads is not in the shapes: base.num_heads is kept when dim
+// is unchanged, else the Wan sizes (1536 -> 12, 5120 -> 40), else head_dim 128. nullopt when the checkpoint
+// has no patch_embedding (not a Wan DiT).
+std::optional<WanDims> infer_wan_dims(const SafetensorsCheckpoint& ckpt, const WanDims& base);
+
 // The embedded default's weights: every spec tensor as F32, filled from a counter-based generator keyed by
 // (seed, name), scaled like a trained network (1/sqrt(fan_in) for matrices, ~1 for norm gains), so the
 // result does not depend on creation order.

@@ -24,7 +24,7 @@ WanDims tiny() {
 }
 
 class TempDir : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         dir_ = std::filesystem::temp_directory_path() /
                ("lr_wan_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
@@ -138,8 +138,7 @@ TEST_F(WanCheckpoint, ResolvesPrefixedNamesAndReportsProblemsByName) {
         FAIL() << "expected a shape error";
     } catch (const InputError& e) {
         const std::string m = e.what();
-        EXPECT_NE(m.find("model.blocks.0.ffn.0.weight' has shape [48, 32], expected [64, 32]"), std::string::npos)
-            << m;
+        EXPECT_NE(m.find("model.blocks.0.ffn.0.weight' has shape [48, 32], expected [64, 32]"), std::string::npos) << m;
     }
     // Wrong dtype.
     std::vector<NamedTensor> ints(tensors.begin(), tensors.end());
@@ -172,6 +171,35 @@ TEST_F(WanCheckpoint, DimsFromMetadata) {
     write_safetensors(path("nocfg.safetensors"), {{"x", t.view}});
     wan_dims_from_metadata(SafetensorsCheckpoint::open(path("nocfg.safetensors")), tiny(), &found);
     EXPECT_FALSE(found);
+}
+
+TEST_F(WanCheckpoint, DimsInferredFromShapes) {
+    WanDims d = tiny();
+    d.num_layers = 3;
+    d.patch = {1, 2, 2};
+    auto weights = make_default_wan_weights(d, 5);
+    std::vector<NamedTensor> tensors;
+    for (auto& [name, t] : weights) tensors.push_back({"model._fsdp_wrapped_module." + name, t.view});
+    write_safetensors(path("noconfig.safetensors"), tensors);
+    const auto ckpt = SafetensorsCheckpoint::open(path("noconfig.safetensors"));
+    WanDims base;  // the 1.3B numbers: everything but num_heads must come from the shapes
+    base.dim = 1536;
+    base.ffn_dim = 8960;
+    base.num_heads = 12;
+    base.num_layers = 30;
+    const auto got = infer_wan_dims(ckpt, base);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->dim, d.dim);
+    EXPECT_EQ(got->ffn_dim, d.ffn_dim);
+    EXPECT_EQ(got->num_layers, 3);
+    EXPECT_EQ(got->text_dim, d.text_dim);
+    EXPECT_EQ(got->freq_dim, d.freq_dim);
+    EXPECT_EQ(got->out_dim, 16);
+    EXPECT_EQ(got->num_heads, 1);  // dim 32: one head of 128 is the fallback guess
+    EXPECT_NO_THROW(resolve_wan_weights(ckpt, *got));
+    HostTensor t(DType::kF32, Shape{2});
+    write_safetensors(path("other.safetensors"), {{"x", t.view}});
+    EXPECT_FALSE(infer_wan_dims(SafetensorsCheckpoint::open(path("other.safetensors")), base).has_value());
 }
 
 }  // namespace
