@@ -26,7 +26,7 @@ int pick_cuda_device(const ProcessInfo& info, int device_count);
 // destruction. rank/size then come from MPI_COMM_WORLD, the local rank from an MPI_COMM_TYPE_SHARED split
 // when the launcher did not say.
 class MpiSession {
-public:
+  public:
     MpiSession();
     ~MpiSession();
     MpiSession(const MpiSession&) = delete;
@@ -37,7 +37,7 @@ public:
     // Ends the whole job now (MPI_Abort with `code`); without MPI, std::exit(code).
     [[noreturn]] void abort(int code) const;
 
-private:
+  private:
     ProcessInfo info_;
     bool active_ = false;
 };

@@ -11,17 +11,26 @@ namespace {
 
 __device__ float load_f32(const void* p, DType t, int64_t i) {
     switch (t) {
-        case DType::kBF16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-        case DType::kF16: return __half2float(static_cast<const __half*>(p)[i]);
-        default: return static_cast<const float*>(p)[i];
+        case DType::kBF16:
+            return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+        case DType::kF16:
+            return __half2float(static_cast<const __half*>(p)[i]);
+        default:
+            return static_cast<const float*>(p)[i];
     }
 }
 
 __device__ void store_f32(void* p, DType t, int64_t i, float v) {
     switch (t) {
-        case DType::kBF16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v); break;
-        case DType::kF16: static_cast<__half*>(p)[i] = __float2half_rn(v); break;
-        default: static_cast<float*>(p)[i] = v; break;
+        case DType::kBF16:
+            static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+            break;
+        case DType::kF16:
+            static_cast<__half*>(p)[i] = __float2half_rn(v);
+            break;
+        default:
+            static_cast<float*>(p)[i] = v;
+            break;
     }
 }
 

@@ -19,27 +19,27 @@ namespace lr {
 
 // Base of every longroll error; what() is the whole user-facing message.
 class Error : public std::runtime_error {
-public:
+  public:
     explicit Error(const std::string& msg) : std::runtime_error(msg) {}
     virtual int exit_code() const { return 1; }
 };
 
 // The user's input (flags, config, files) is wrong. Exit code 2.
 class InputError : public Error {
-public:
+  public:
     using Error::Error;
     int exit_code() const override { return 2; }
 };
 
 // A runtime failure that is not the user's fault (out of memory, I/O, a library call). Exit code 1.
 class RuntimeError : public Error {
-public:
+  public:
     using Error::Error;
 };
 
 // A broken invariant: a bug in longroll. Exit code 1.
 class InternalError : public Error {
-public:
+  public:
     using Error::Error;
 };
 
@@ -58,25 +58,26 @@ namespace detail {
 
 }  // namespace lr
 
-#define LR_CHECK(cond, ...)                                             \
-    do {                                                                \
-        if (!(cond)) [[unlikely]] {                                     \
+#define LR_CHECK(cond, ...)                                              \
+    do {                                                                 \
+        if (!(cond)) [[unlikely]] {                                      \
             ::lr::detail::throw_input_error(::lr::str_cat(__VA_ARGS__)); \
-        }                                                               \
+        }                                                                \
     } while (0)
 
 #define LR_FAIL(...) ::lr::detail::throw_input_error(::lr::str_cat(__VA_ARGS__))
 
-#define LR_RUNTIME(cond, ...)                                             \
-    do {                                                                  \
-        if (!(cond)) [[unlikely]] {                                       \
+#define LR_RUNTIME(cond, ...)                                              \
+    do {                                                                   \
+        if (!(cond)) [[unlikely]] {                                        \
             ::lr::detail::throw_runtime_error(::lr::str_cat(__VA_ARGS__)); \
-        }                                                                 \
+        }                                                                  \
     } while (0)
 
-#define LR_ASSERT(cond, ...)                                                                           \
-    do {                                                                                               \
-        if (!(cond)) [[unlikely]] {                                                                    \
-            ::lr::detail::throw_internal_error(__FILE__, __LINE__, #cond, ::lr::str_cat("" __VA_OPT__(, ) __VA_ARGS__)); \
-        }                                                                                              \
+#define LR_ASSERT(cond, ...)                                                                  \
+    do {                                                                                      \
+        if (!(cond)) [[unlikely]] {                                                           \
+            ::lr::detail::throw_internal_error(__FILE__, __LINE__, #cond,                     \
+                                               ::lr::str_cat("" __VA_OPT__(, ) __VA_ARGS__)); \
+        }                                                                                     \
     } while (0)

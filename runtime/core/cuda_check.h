@@ -5,13 +5,13 @@
 
 #include "runtime/core/check.h"
 
-#define LR_CUDA_CHECK(expr)                                                                          \
-    do {                                                                                             \
-        const cudaError_t lr_err_ = (expr);                                                          \
-        if (lr_err_ != cudaSuccess) [[unlikely]] {                                                   \
-            ::lr::detail::throw_runtime_error(::lr::str_cat(#expr, " failed at ", __FILE__, ":", __LINE__, \
-                                                            ": ", cudaGetErrorString(lr_err_)));     \
-        }                                                                                            \
+#define LR_CUDA_CHECK(expr)                                                                                       \
+    do {                                                                                                          \
+        const cudaError_t lr_err_ = (expr);                                                                       \
+        if (lr_err_ != cudaSuccess) [[unlikely]] {                                                                \
+            ::lr::detail::throw_runtime_error(                                                                    \
+                ::lr::str_cat(#expr, " failed at ", __FILE__, ":", __LINE__, ": ", cudaGetErrorString(lr_err_))); \
+        }                                                                                                         \
     } while (0)
 
 // After every kernel launch: catches bad launch configurations at the launch site.

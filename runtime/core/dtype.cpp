@@ -50,7 +50,7 @@ uint16_t f32_to_f16_bits(float f) {
     std::memcpy(&x, &f, 4);
     const uint32_t sign = (x >> 16) & 0x8000u;
     const uint32_t abs = x & 0x7fffffffu;
-    if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+    if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
     if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow (rounds to inf)
     if (abs < 0x38800000u) {
         // Subnormal or zero in half: value = m * 2^-24 with m rounded to nearest even.
@@ -94,27 +94,46 @@ float f16_bits_to_f32(uint16_t h) {
 
 float load_as_f32(const void* data, DType dtype, int64_t i) {
     switch (dtype) {
-        case DType::kF64: return static_cast<float>(static_cast<const double*>(data)[i]);
-        case DType::kF32: return static_cast<const float*>(data)[i];
-        case DType::kF16: return f16_bits_to_f32(static_cast<const uint16_t*>(data)[i]);
-        case DType::kBF16: return bf16_bits_to_f32(static_cast<const uint16_t*>(data)[i]);
-        case DType::kI64: return static_cast<float>(static_cast<const int64_t*>(data)[i]);
-        case DType::kI32: return static_cast<float>(static_cast<const int32_t*>(data)[i]);
-        case DType::kI16: return static_cast<float>(static_cast<const int16_t*>(data)[i]);
-        case DType::kI8: return static_cast<float>(static_cast<const int8_t*>(data)[i]);
+        case DType::kF64:
+            return static_cast<float>(static_cast<const double*>(data)[i]);
+        case DType::kF32:
+            return static_cast<const float*>(data)[i];
+        case DType::kF16:
+            return f16_bits_to_f32(static_cast<const uint16_t*>(data)[i]);
+        case DType::kBF16:
+            return bf16_bits_to_f32(static_cast<const uint16_t*>(data)[i]);
+        case DType::kI64:
+            return static_cast<float>(static_cast<const int64_t*>(data)[i]);
+        case DType::kI32:
+            return static_cast<float>(static_cast<const int32_t*>(data)[i]);
+        case DType::kI16:
+            return static_cast<float>(static_cast<const int16_t*>(data)[i]);
+        case DType::kI8:
+            return static_cast<float>(static_cast<const int8_t*>(data)[i]);
         case DType::kU8:
-        case DType::kBool: return static_cast<float>(static_cast<const uint8_t*>(data)[i]);
-        default: LR_FAIL("cannot read dtype ", dtype_name(dtype), " as F32");
+        case DType::kBool:
+            return static_cast<float>(static_cast<const uint8_t*>(data)[i]);
+        default:
+            LR_FAIL("cannot read dtype ", dtype_name(dtype), " as F32");
     }
 }
 
 void store_from_f32(void* data, DType dtype, int64_t i, float value) {
     switch (dtype) {
-        case DType::kF64: static_cast<double*>(data)[i] = value; return;
-        case DType::kF32: static_cast<float*>(data)[i] = value; return;
-        case DType::kF16: static_cast<uint16_t*>(data)[i] = f32_to_f16_bits(value); return;
-        case DType::kBF16: static_cast<uint16_t*>(data)[i] = f32_to_bf16_bits(value); return;
-        default: LR_FAIL("cannot write F32 values into dtype ", dtype_name(dtype));
+        case DType::kF64:
+            static_cast<double*>(data)[i] = value;
+            return;
+        case DType::kF32:
+            static_cast<float*>(data)[i] = value;
+            return;
+        case DType::kF16:
+            static_cast<uint16_t*>(data)[i] = f32_to_f16_bits(value);
+            return;
+        case DType::kBF16:
+            static_cast<uint16_t*>(data)[i] = f32_to_bf16_bits(value);
+            return;
+        default:
+            LR_FAIL("cannot write F32 values into dtype ", dtype_name(dtype));
     }
 }
 

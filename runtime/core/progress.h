@@ -24,7 +24,7 @@ std::string format_progress_line(const ProgressSnapshot& s);
 std::string format_duration(double seconds);
 
 class ProgressReporter {
-public:
+  public:
     // `out` is stderr by default; `terminal` picks the bar style (default: whether `out` is a TTY).
     ProgressReporter(int64_t chunks_total, int64_t frames_total, int fps, bool enabled, std::FILE* out = stderr,
                      int terminal = -1);
@@ -33,7 +33,7 @@ public:
     void finish();
     ProgressSnapshot snapshot() const;
 
-private:
+  private:
     using Clock = std::chrono::steady_clock;
     std::FILE* out_;
     bool enabled_;

@@ -72,8 +72,8 @@ TensorView TensorView::reshape(const Shape& new_shape) const {
 }
 
 TensorView TensorView::slice0(int64_t begin, int64_t end) const {
-    LR_ASSERT(shape.ndim >= 1 && 0 <= begin && begin <= end && end <= shape[0], "slice0 [", begin, ", ", end,
-              ") of ", str());
+    LR_ASSERT(shape.ndim >= 1 && 0 <= begin && begin <= end && end <= shape[0], "slice0 [", begin, ", ", end, ") of ",
+              str());
     TensorView v = *this;
     v.data = static_cast<char*>(data) + begin * strides[0] * dtype_size(dtype);
     v.shape[0] = end - begin;

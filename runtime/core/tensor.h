@@ -66,7 +66,7 @@ struct TensorView {
 
 // Owning, 64-byte aligned host memory. Move-only.
 class HostBuffer {
-public:
+  public:
     HostBuffer() = default;
     explicit HostBuffer(size_t bytes);
     ~HostBuffer();
@@ -78,14 +78,14 @@ public:
     void* data() const { return data_; }
     size_t size() const { return bytes_; }
 
-private:
+  private:
     void* data_ = nullptr;
     size_t bytes_ = 0;
 };
 
 // Owning device memory (cudaMalloc). Constructing one in a build without CUDA throws RuntimeError.
 class DeviceBuffer {
-public:
+  public:
     DeviceBuffer() = default;
     explicit DeviceBuffer(size_t bytes);
     ~DeviceBuffer();
@@ -97,7 +97,7 @@ public:
     void* data() const { return data_; }
     size_t size() const { return bytes_; }
 
-private:
+  private:
     void* data_ = nullptr;
     size_t bytes_ = 0;
 };
@@ -118,7 +118,7 @@ struct HostTensor {
 // Bump allocator over one block of memory reserved up front (host or device). `alloc` never calls the
 // system allocator: running out is a planning bug and says how much was planned and asked for.
 class Arena {
-public:
+  public:
     Arena() = default;
     Arena(Device device, size_t capacity_bytes);
 
@@ -134,7 +134,7 @@ public:
     size_t high_water() const { return high_water_; }
     Device device() const { return device_; }
 
-private:
+  private:
     static constexpr size_t kAlign = 256;  // cuBLASLt and TMA friendly
     Device device_ = Device::kCpu;
     HostBuffer host_;

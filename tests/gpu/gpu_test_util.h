@@ -15,9 +15,9 @@
 #endif
 
 // GTEST_SKIP (reported by ctest as skipped) when this build or this machine has no GPU.
-#define LR_REQUIRE_GPU()                                                          \
-    do {                                                                          \
-        if (::lr::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";     \
+#define LR_REQUIRE_GPU()                                                      \
+    do {                                                                      \
+        if (::lr::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"; \
     } while (0)
 
 #ifdef LONGROLL_HAS_CUDA

@@ -19,8 +19,8 @@ TEST(CastGpu, MatchesCpuBitExactForEveryPair) {
     std::normal_distribution<float> dist(0.0f, 300.0f);
     std::vector<float> src_f32(static_cast<size_t>(n));
     for (auto& v : src_f32) v = dist(rng);
-    src_f32[3] = 1e-7f;   // f16 subnormal
-    src_f32[4] = 7e4f;    // f16 overflow
+    src_f32[3] = 1e-7f;  // f16 subnormal
+    src_f32[4] = 7e4f;   // f16 overflow
     src_f32[5] = -0.0f;
     for (DType from : {DType::kF32, DType::kBF16, DType::kF16}) {
         // Inputs in `from`, made by the CPU cast.
@@ -40,7 +40,8 @@ TEST(CastGpu, MatchesCpuBitExactForEveryPair) {
                 if (std::memcmp(got.data() + i * sz, static_cast<const uint8_t*>(want.view.data) + i * sz, sz) != 0) {
                     if (++mismatches < 5) {
                         ADD_FAILURE() << dtype_name(from) << "->" << dtype_name(to) << " element " << i << ": cpu "
-                                      << load_as_f32(want.view.data, to, i) << ", gpu " << load_as_f32(got.data(), to, i);
+                                      << load_as_f32(want.view.data, to, i) << ", gpu "
+                                      << load_as_f32(got.data(), to, i);
                     }
                 }
             }
