@@ -24,6 +24,7 @@
 #include "launch/generate_inputs.h"
 #include "launch/generate_plan.h"
 #include "launch/latent_preview.h"
+#include "monitoring/metrics.h"
 #include "runtime/core/build_info.h"
 #include "runtime/core/check.h"
 #include "runtime/core/device.h"
@@ -166,13 +167,23 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     const auto latents_path = a.get("save-latents");
     LR_CHECK(out || latents_path, "longroll generate: give --out FILE.mp4|FILE.y4m and/or --save-latents FILE");
 
+    // ---- Metrics: started before the inputs load, so that a busy port fails before any work and the time to
+    // first frame counts the whole start-up.
+    const std::string device = device_summary(cfg, who);
+    const int gpu = cfg.runtime.device == DeviceChoice::kCuda ? pick_cuda_device(who, cuda_device_count()) : -1;
+    const std::unique_ptr<Metrics> metrics = Metrics::start(
+        MetricsOptions{cfg.monitoring.enabled, cfg.monitoring.port, cfg.monitoring.bind, cfg.monitoring.file_sd_path},
+        who, gpu >= 0 ? cuda_device_uuid(gpu) : "",
+        RunInfo{a.get("config") ? std::filesystem::path(*a.get("config")).stem().string() : "tiny", cfg.video.width,
+                cfg.video.output_height(), cfg.video.fps});
+
     // ---- Inputs: all opened and checked now, before any output file exists.
     const auto t_load = std::chrono::steady_clock::now();
     LoadedModel model = load_model(a.get("weights"), cfg);
     const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
     const FramePlan plan =
         plan_frames(cfg, a.get_int("latent-frames", 1, INT64_MAX), a.get_double("seconds", 0.0, 1e9));
-    const std::string device = device_summary(cfg, who);
+    metrics->weights_loaded(load_seconds);
     const Prompts prompts = load_prompts(a.get("prompt-embeds"), a.get_all("switch-prompt"), cfg, plan.latent_frames);
     LR_CHECK(a.has("prompt-embeds") || model.embedded,
              "--prompt-embeds FILE is required with --weights (the engine takes the text encoder's output; see "
@@ -252,7 +263,11 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     HostBuffer frame(static_cast<size_t>(cfg.video.width) * static_cast<size_t>(cfg.video.height) * 3);
     const int64_t stride = int64_t{cfg.video.width} * 3;
     int64_t frames_done = 0;
+    using Clock = std::chrono::steady_clock;
+    auto chunk_start = Clock::now();
     const ChunkCallback to_video = [&](const RolloutChunk& c) {
+        const auto dit_end = Clock::now();
+        const int64_t frames_before = frames_done;
         for (int64_t f = 0; f < c.num_frames; ++f) {
             // Latent frame 0 stands for 1 video frame, every later one for 4.
             const int64_t repeat = video_frames_between(c.start_frame + f, c.start_frame + f + 1);
@@ -265,20 +280,35 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             frames_done += repeat;
         }
         progress.update(c.index + 1, frames_done);
+        const auto chunk_end = Clock::now();
+        const double dit_s = std::chrono::duration<double>(dit_end - chunk_start).count();
+        const double encode_s = std::chrono::duration<double>(chunk_end - dit_end).count();
+        metrics->stage_time(Stage::kDit, dit_s);
+        metrics->stage_time(Stage::kEncode, encode_s);
+        metrics->encode(encode_s);
+        metrics->chunk_done(c.num_frames, leader ? frames_done - frames_before : 0, dit_s + encode_s);
+        chunk_start = Clock::now();
     };
     HostTensor latents;
     if (latents_path) latents = HostTensor(DType::kF32, Shape{plan.latent_frames, channels, shape.height, shape.width});
     Rollout rollout(*model.model, ropts, shape);
-    rollout.run(prompts.segments, *noise, latents_path ? collect_latents(latents, to_video) : to_video);
-    LR_ASSERT(frames_done == plan.video_frames, "frame accounting: ", frames_done, " of ", plan.video_frames);
+    metrics->kv_cache(0, static_cast<int64_t>(cache_bytes));
+    try {
+        rollout.run(prompts.segments, *noise, latents_path ? collect_latents(latents, to_video) : to_video);
+        LR_ASSERT(frames_done == plan.video_frames, "frame accounting: ", frames_done, " of ", plan.video_frames);
 
-    if (leader) {
-        if (writer) writer->finish();
-        if (latents_path) {
-            write_safetensors(*latents_path, {{"latents", latents.view}},
-                              {{"config", config_to_text(cfg)}, {"seed", std::to_string(cfg.runtime.seed)}});
+        if (leader) {
+            if (writer) writer->finish();
+            if (latents_path) {
+                write_safetensors(*latents_path, {{"latents", latents.view}},
+                                  {{"config", config_to_text(cfg)}, {"seed", std::to_string(cfg.runtime.seed)}});
+            }
+            if (out && cfg.output.save_config) write_text_file(*out + ".config.textproto", config_to_text(cfg));
+            metrics->video_done(VideoStatus::kOk);
         }
-        if (out && cfg.output.save_config) write_text_file(*out + ".config.textproto", config_to_text(cfg));
+    } catch (...) {
+        if (leader) metrics->video_done(VideoStatus::kFailed);
+        throw;
     }
     progress.finish();
     if (leader) {

@@ -8,6 +8,7 @@ pkgs=(
   libopenmpi-dev openmpi-bin                                   # MPI bootstrap, multi-rank runs
   libprotobuf-dev protobuf-compiler                            # config schema
   prometheus-cpp-dev                                           # metrics exporter
+  prometheus curl                                              # metrics tests: a real server, promtool, its API
   libgtest-dev libgmock-dev libbenchmark-dev                   # tests, micro-benchmarks
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev  # MP4/H.264 output
   ffmpeg                                                       # ffprobe/ffmpeg: tests read videos back
