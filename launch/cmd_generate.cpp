@@ -293,6 +293,15 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     if (latents_path) latents = HostTensor(DType::kF32, Shape{plan.latent_frames, channels, shape.height, shape.width});
     Rollout rollout(*model.model, ropts, shape);
     metrics->kv_cache(0, static_cast<int64_t>(cache_bytes));
+    // Dense / window attention reads every cached block: nothing is skipped until a sparse policy is in.
+    metrics->attention_sparsity(0.0);
+    rollout.set_step_observer([&](int64_t, int64_t step, double seconds) {
+        if (step < static_cast<int64_t>(ropts.denoising_steps.size())) metrics->denoise_step(seconds);
+        const KvCache& kv = rollout.cache();
+        const auto capacity = static_cast<int64_t>(kv.bytes());
+        const int64_t max_frames = std::max<int64_t>(kv.config().max_frames, 1);
+        metrics->kv_cache(capacity * kv.frames() / max_frames, capacity);
+    });
     try {
         rollout.run(prompts.segments, *noise, latents_path ? collect_latents(latents, to_video) : to_video);
         LR_ASSERT(frames_done == plan.video_frames, "frame accounting: ", frames_done, " of ", plan.video_frames);

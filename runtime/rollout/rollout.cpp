@@ -1,6 +1,9 @@
 #include "runtime/rollout/rollout.h"
 
+#include <chrono>
+
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "runtime/core/check.h"
@@ -135,9 +138,18 @@ void Rollout::run(const std::vector<PromptSegment>& prompts, const NoiseSource& 
             continue;
         }
         for (int64_t f = 0; f < n; ++f) noise.initial(start + f, x.data() + f * fn);
+        auto step_start = std::chrono::steady_clock::now();
+        const auto observe = [&](int64_t step) {
+            if (!step_observer_) return;
+            const auto now = std::chrono::steady_clock::now();
+            step_observer_(c, step, std::chrono::duration<double>(now - step_start).count());
+            step_start = now;
+        };
         for (int64_t i = 0; i < steps; ++i) {
             const float t = timesteps_[static_cast<size_t>(i)];
+            step_start = std::chrono::steady_clock::now();
             forward(x.data(), start, n, t, prompt, false, flow.data());
+            observe(i);
             scheduler_.flow_to_x0(flow.data(), x.data(), t, x0.data(), numel);
             if (i + 1 < steps) {
                 for (int64_t f = 0; f < n; ++f) noise.step(i, start + f, fresh.data() + f * fn);
@@ -147,7 +159,9 @@ void Rollout::run(const std::vector<PromptSegment>& prompts, const NoiseSource& 
         if (on_chunk) on_chunk(RolloutChunk{c, start, n, x0.data()});
         remember(start, n, x0.data());
         // The clean pass: the chunk's K/V in the cache become those of x0 at t = context_noise.
+        step_start = std::chrono::steady_clock::now();
         forward(x0.data(), start, n, static_cast<float>(opts_.context_noise), prompt, false, flow.data());
+        observe(steps);
     }
 }
 

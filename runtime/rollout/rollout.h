@@ -62,6 +62,9 @@ struct RolloutChunk {
     const float* latents = nullptr;  // [num_frames, channels, height, width], valid during the callback
 };
 using ChunkCallback = std::function<void(const RolloutChunk&)>;
+// Called after every DiT forward of the denoising loop (step < number of steps) and after the clean pass
+// (step == number of steps), with its wall time: for metrics, never for control flow.
+using StepObserver = std::function<void(int64_t chunk, int64_t step, double seconds)>;
 
 class Rollout {
   public:
@@ -81,6 +84,8 @@ class Rollout {
     // at frame 0. To resume, pass the latents of the first resume_chunks chunks ([resume_chunks *
     // frames_per_chunk, C, H, W]): their clean passes (and prompt switches) are replayed to rebuild the KV cache
     // exactly, then generation continues with chunk resume_chunks, as an uninterrupted run would.
+    void set_step_observer(StepObserver observer) { step_observer_ = std::move(observer); }
+
     void run(const std::vector<PromptSegment>& prompts, const NoiseSource& noise, const ChunkCallback& on_chunk,
              int64_t resume_chunks = 0, const float* resume_latents = nullptr);
 
@@ -93,6 +98,7 @@ class Rollout {
     void recache(int64_t start_frame, const WanPrompt& prompt);
 
     const WanModel& model_;
+    StepObserver step_observer_;
     RolloutOptions opts_;
     RolloutShape shape_;
     int64_t channels_ = 0;

@@ -101,6 +101,10 @@ check "run_info has version and git_sha" test -n "$(label_of "$s" version)" -a -
 check "run_info resolution" test "$(label_of "$s" resolution)" = 128x64
 s="$(query 'longroll_chunk_duration_seconds_count{run="run1"}')"
 check "chunk duration histogram counted every chunk" test "$(value_of "$s")" = "$((LATENT / 3))"
+s="$(query 'longroll_denoise_step_duration_seconds_count{run="run1"}')"
+check "one denoising-step sample per DiT forward (4 per chunk)" test "$(value_of "$s")" = "$((LATENT / 3 * 4))"
+s="$(query 'longroll_kv_cache_used_bytes{run="run1"} > 0 and longroll_kv_cache_used_bytes{run="run1"} <= longroll_kv_cache_capacity_bytes{run="run1"}')"
+check "KV cache used bytes within capacity" test -n "$s"
 s="$(query 'longroll_time_to_first_frame_seconds{run="run1"} >= 0')"
 check "time to first frame set" test -n "$s"
 s="$(query 'up{job="longroll-sd",run="run1"}')"
