@@ -509,10 +509,12 @@ def convert(args):
     if kind == "vae":
         if args.lora:
             raise InputError("--lora applies to a DiT checkpoint, not a VAE")
-        conv2 = renamed.get("conv2.weight")
+        # conv2 [z, z, 1, 1, 1] (diffusers: post_quant_conv), also behind WanVAEWrapper's "model." prefix.
+        conv2 = next((s for n, (_, s) in renamed.items()
+                      if canonical(n) in ("conv2.weight", "post_quant_conv.weight")), None)
         cfg = {"model_type": "wan2.1_vae"}
         if conv2 is not None:
-            cfg["z_dim"] = conv2[1].shape[0]
+            cfg["z_dim"] = conv2.shape[0]
         metadata["config"] = json.dumps(cfg, sort_keys=True)
     else:
         shapes = {canonical(n): s.shape for n, (_, s) in renamed.items()}
