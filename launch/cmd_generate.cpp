@@ -4,9 +4,9 @@
 // embeddings, the output path), so a bad input costs seconds and leaves nothing on disk. The output is
 // written under a temporary name and renamed when complete; the effective config is saved next to it.
 //
-// The rollout is the Wan2.1 causal DiT on the CPU reference backend (runtime/rollout). Until the VAE decoder
-// is in, the video frames are a latent preview (launch/latent_preview.h) and the run says so; --save-latents
-// writes the exact latents.
+// The rollout is the Wan2.1 causal DiT on the CPU reference backend (runtime/rollout); every finished chunk
+// of latents is decoded right away by the streaming Wan VAE (runtime/vae) and its frames go to the encoder
+// thread, so memory holds one chunk of frames at a time whatever the length of the video.
 #include <unistd.h>
 
 #include <chrono>
@@ -23,7 +23,6 @@
 #include "launch/config.h"
 #include "launch/generate_inputs.h"
 #include "launch/generate_plan.h"
-#include "launch/latent_preview.h"
 #include "monitoring/metrics.h"
 #include "runtime/core/build_info.h"
 #include "runtime/core/check.h"
@@ -39,7 +38,7 @@ const std::vector<FlagSpec> kGenerateFlags = {
     {"config", "FILE", "run config (protobuf text format); default: the embedded tiny model"},
     {"set", "PATH=VALUE", "override a config field, e.g. rollout.local_attn_size=12", true},
     {"weights", "FILE", "DiT weights (.safetensors or .safetensors.index.json); default: embedded tiny model"},
-    {"vae", "FILE", "Wan2.1 VAE weights (.safetensors)"},
+    {"vae", "FILE", "Wan2.1 VAE weights (.safetensors); default: the embedded tiny VAE with the embedded model"},
     {"prompt-embeds", "FILE", "text encoder output: tensor 'context' [L <= text_len, text_dim]"},
     {"size", "WxH", "video size in pixels (multiples of 16), e.g. 832x480; sets video.width/height"},
     {"latent-frames", "N", "latent frames to generate (a multiple of rollout.frames_per_chunk)"},
@@ -188,11 +187,7 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     LR_CHECK(a.has("prompt-embeds") || model.embedded,
              "--prompt-embeds FILE is required with --weights (the engine takes the text encoder's output; see "
              "README: Prompts)");
-    std::string vae = "none (frames are a latent preview until the VAE decoder is in)";
-    if (auto v = a.get("vae")) {
-        const SafetensorsCheckpoint f = SafetensorsCheckpoint::open(*v);
-        vae = str_cat(*v, " (", f.size(), " tensors; checked, but this version does not decode with it yet)");
-    }
+    const LoadedVae vae = load_vae(a.get("vae"), model.embedded, out.has_value() && leader);
 
     const RolloutOptions ropts = rollout_options(cfg.rollout);
     const RolloutShape shape{plan.latent_frames, cfg.video.height / 8, cfg.video.width / 8};
@@ -247,9 +242,10 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             "  output   %s%s%s\n",
             kVersion, kGitSha, static_cast<long long>(cfg.model.dim), static_cast<long long>(cfg.model.num_layers),
             static_cast<long long>(cfg.model.num_heads), model.description.c_str(), load_seconds,
-            prompts.description.c_str(), noise_desc.c_str(), vae.c_str(), cfg.video.width, cfg.video.output_height(),
-            cfg.video.fps, static_cast<long long>(plan.latent_frames), static_cast<long long>(plan.chunks),
-            static_cast<long long>(plan.video_frames), plan.seconds, ropts.denoising_steps.size(),
+            prompts.description.c_str(), noise_desc.c_str(), vae.description.c_str(), cfg.video.width,
+            cfg.video.output_height(), cfg.video.fps, static_cast<long long>(plan.latent_frames),
+            static_cast<long long>(plan.chunks), static_cast<long long>(plan.video_frames), plan.seconds,
+            ropts.denoising_steps.size(),
             cfg.rollout.local_attn_size < 0 ? "the whole run" : str_cat(cfg.rollout.local_attn_size, " frames").c_str(),
             cfg.rollout.sink_size, std::string(rope_mode_name(cfg.rollout.rope_mode)).c_str(),
             format_bytes(cache_bytes).c_str(), device.c_str(), who.world_size, who.world_size == 1 ? "" : "s",
@@ -259,34 +255,40 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
 
     // ---- The rollout: every finished chunk of latents goes straight to the video stage.
     ProgressReporter progress(plan.chunks, plan.video_frames, cfg.video.fps, leader && !a.has("quiet"));
-    const int64_t frame_numel = channels * shape.height * shape.width;
-    HostBuffer frame(static_cast<size_t>(cfg.video.width) * static_cast<size_t>(cfg.video.height) * 3);
-    const int64_t stride = int64_t{cfg.video.width} * 3;
+    std::optional<VaeStream> vae_stream;
+    if (vae.decoder && writer) vae_stream.emplace(*vae.decoder, VaeFrameFormat::kRgb24);
     int64_t frames_done = 0;
     using Clock = std::chrono::steady_clock;
     auto chunk_start = Clock::now();
     const ChunkCallback to_video = [&](const RolloutChunk& c) {
         const auto dit_end = Clock::now();
         const int64_t frames_before = frames_done;
-        for (int64_t f = 0; f < c.num_frames; ++f) {
+        double encode_s = 0;
+        if (vae_stream) {
+            vae_stream->decode(c.latents, c.num_frames, shape.height, shape.width, [&](const VaeFrame& f) {
+                const auto t0 = Clock::now();
+                writer->write_frame(f.rgb24, f.width * 3);
+                encode_s += std::chrono::duration<double>(Clock::now() - t0).count();
+                ++frames_done;
+            });
+        } else {
             // Latent frame 0 stands for 1 video frame, every later one for 4.
-            const int64_t repeat = video_frames_between(c.start_frame + f, c.start_frame + f + 1);
-            if (writer) {
-                latent_preview(c.latents + f * frame_numel, shape.height, shape.width,
-                               static_cast<uint8_t*>(frame.data()), stride);
-                for (int64_t r = 0; r < repeat; ++r)
-                    writer->write_frame(static_cast<const uint8_t*>(frame.data()), stride);
-            }
-            frames_done += repeat;
+            frames_done += video_frames_between(c.start_frame, c.start_frame + c.num_frames);
         }
+        LR_ASSERT(frames_done == video_frames_for_latents(c.start_frame + c.num_frames), "chunk ", c.index,
+                  ": the VAE gave ", frames_done - frames_before, " frames");
         progress.update(c.index + 1, frames_done);
         const auto chunk_end = Clock::now();
         const double dit_s = std::chrono::duration<double>(dit_end - chunk_start).count();
-        const double encode_s = std::chrono::duration<double>(chunk_end - dit_end).count();
+        const double vae_s = std::chrono::duration<double>(chunk_end - dit_end).count() - encode_s;
         metrics->stage_time(Stage::kDit, dit_s);
-        metrics->stage_time(Stage::kEncode, encode_s);
-        metrics->encode(encode_s);
-        metrics->chunk_done(c.num_frames, leader ? frames_done - frames_before : 0, dit_s + encode_s);
+        if (vae_stream) {
+            metrics->stage_time(Stage::kVae, vae_s);
+            metrics->vae_decode(vae_s);
+            metrics->stage_time(Stage::kEncode, encode_s);
+            metrics->encode(encode_s);
+        }
+        metrics->chunk_done(c.num_frames, leader ? frames_done - frames_before : 0, dit_s + vae_s + encode_s);
         chunk_start = Clock::now();
     };
     HostTensor latents;

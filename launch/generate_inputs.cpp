@@ -151,6 +151,29 @@ Prompts load_prompts(const std::optional<std::string>& main_path, const std::vec
     return p;
 }
 
+LoadedVae load_vae(const std::optional<std::string>& path, bool model_embedded, bool need_video) {
+    LoadedVae v;
+    if (path) {
+        const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(*path);
+        WanVaeDecoder decoder = WanVaeDecoder::from_checkpoint(ckpt, wan_vae_config_from_checkpoint(ckpt, {}));
+        v.description = str_cat(*path, " (", decoder.parameter_count() / 1000000, "M parameters, base dim ",
+                                decoder.config().dim, ")");
+        if (need_video) v.decoder = std::move(decoder);
+        return v;
+    }
+    if (!need_video) {
+        v.description = "none (no --out: latents only)";
+        return v;
+    }
+    LR_CHECK(model_embedded,
+             "--vae FILE is required to write video with --weights (the Wan2.1 VAE, converted with "
+             "tools/convert_checkpoint.py); or give only --save-latents to skip decoding");
+    v.decoder = WanVaeDecoder::make_default(/*seed=*/2026);
+    v.description = str_cat("embedded default (", v.decoder->parameter_count() / 1000,
+                            "K parameters, deterministic random weights: NOT the trained VAE)");
+    return v;
+}
+
 RolloutOptions rollout_options(const RolloutConfig& r) {
     RolloutOptions o;
     o.frames_per_chunk = r.frames_per_chunk;

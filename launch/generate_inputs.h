@@ -13,6 +13,7 @@
 #include "runtime/model/wan_model.h"
 #include "runtime/rollout/noise.h"
 #include "runtime/rollout/rollout.h"
+#include "runtime/vae/wan_vae.h"
 
 namespace lr {
 
@@ -40,6 +41,16 @@ struct Prompts {
 // each a latent frame (a multiple of frames_per_chunk, inside the run) and a file.
 Prompts load_prompts(const std::optional<std::string>& main_path, const std::vector<std::string>& switches,
                      const Config& cfg, int64_t latent_frames);
+
+struct LoadedVae {
+    std::optional<WanVaeDecoder> decoder;  // empty: no video is decoded (latents only)
+    std::string description;
+};
+
+// The VAE for `--out`: --vae FILE, else the embedded tiny VAE when the DiT is the embedded default too. A real
+// DiT without --vae cannot make video (its latents need the real VAE): InputError suggesting --vae or
+// --save-latents. `need_video` false (no --out): nothing is loaded, but a given --vae is still checked.
+LoadedVae load_vae(const std::optional<std::string>& path, bool model_embedded, bool need_video);
 
 // The rollout's knobs from the config.
 RolloutOptions rollout_options(const RolloutConfig& r);
