@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "runtime/core/check.h"
+#include "runtime/core/det_random.h"
 #include "runtime/io/json.h"
 
 namespace lr {
@@ -15,23 +16,6 @@ namespace {
 void add_linear(std::vector<WeightSpec>& out, const std::string& prefix, int64_t out_f, int64_t in_f) {
     out.push_back({prefix + ".weight", Shape{out_f, in_f}});
     out.push_back({prefix + ".bias", Shape{out_f}});
-}
-
-uint64_t splitmix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-uint64_t fnv1a(std::string_view s) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
-    return h;
-}
-
-bool ends_with(std::string_view s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
 }  // namespace
@@ -228,22 +212,20 @@ std::vector<std::pair<std::string, HostTensor>> make_default_wan_weights(const W
         HostTensor t(DType::kF32, spec.shape);
         float* p = t.as<float>();
         const int64_t n = t.view.numel();
-        const uint64_t key = splitmix64(seed ^ fnv1a(spec.name));
+        const uint64_t key = tensor_stream_key(seed, spec.name);
         // Gains of norms near 1, biases and modulation small, matrices ~ U(-1, 1) / sqrt(fan_in).
         float scale = 0.02f;
         float offset = 0.0f;
-        if (ends_with(spec.name, "norm_q.weight") || ends_with(spec.name, "norm_k.weight") ||
-            ends_with(spec.name, "norm3.weight")) {
+        if (spec.name.ends_with("norm_q.weight") || spec.name.ends_with("norm_k.weight") ||
+            spec.name.ends_with("norm3.weight")) {
             scale = 0.1f;
             offset = 1.0f;
-        } else if (spec.shape.ndim >= 2 && !ends_with(spec.name, "modulation")) {
+        } else if (spec.shape.ndim >= 2 && !spec.name.ends_with("modulation")) {
             const int64_t fan_in = n / spec.shape[0];
             scale = 1.0f / std::sqrt(static_cast<float>(fan_in));
         }
         for (int64_t i = 0; i < n; ++i) {
-            const uint64_t r = splitmix64(key + static_cast<uint64_t>(i));
-            const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;  // U(-1, 1)
-            p[i] = offset + scale * u;
+            p[i] = offset + scale * uniform_pm1(key, static_cast<uint64_t>(i));
         }
         out.emplace_back(spec.name, std::move(t));
     }

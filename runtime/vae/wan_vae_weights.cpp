@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "runtime/core/check.h"
+#include "runtime/core/det_random.h"
 #include "runtime/io/json.h"
 
 namespace lr {
@@ -71,23 +72,6 @@ std::optional<std::string> diffusers_decoder_to_original(std::string_view rest, 
             return str_cat("upsamples.", base + num_res_blocks + 1, ".", tail.substr(13));
     }
     return std::nullopt;
-}
-
-uint64_t splitmix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-uint64_t fnv1a(std::string_view s) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
-    return h;
-}
-
-bool ends_with(std::string_view s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
 }  // namespace
@@ -352,21 +336,19 @@ std::vector<std::pair<std::string, HostTensor>> make_default_wan_vae_weights(con
         HostTensor t(DType::kF32, spec.shape);
         float* p = t.as<float>();
         const int64_t n = t.view.numel();
-        const uint64_t key = splitmix64(seed ^ fnv1a(spec.name));
+        const uint64_t key = tensor_stream_key(seed, spec.name);
         float scale = 0.02f, offset = 0.0f;
-        if (ends_with(spec.name, ".gamma")) {
+        if (spec.name.ends_with(".gamma")) {
             scale = 0.1f;
             offset = 1.0f;
-        } else if (ends_with(spec.name, ".weight")) {
+        } else if (spec.name.ends_with(".weight")) {
             // Unit-variance outputs for unit-variance inputs; half that for the RGB head, so that the default
             // video is not mostly clamped.
             const float gain = spec.name == "decoder.head.2.weight" ? 0.5f : 1.0f;
             scale = gain * std::sqrt(3.0f / static_cast<float>(n / spec.shape[0]));
         }
         for (int64_t i = 0; i < n; ++i) {
-            const uint64_t r = splitmix64(key + static_cast<uint64_t>(i));
-            const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;  // U(-1, 1)
-            p[i] = offset + scale * u;
+            p[i] = offset + scale * uniform_pm1(key, static_cast<uint64_t>(i));
         }
         out.emplace_back(spec.name, std::move(t));
     }
