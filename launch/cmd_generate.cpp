@@ -165,6 +165,10 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     const auto out = a.get("out");
     const auto latents_path = a.get("save-latents");
     LR_CHECK(out || latents_path, "longroll generate: give --out FILE.mp4|FILE.y4m and/or --save-latents FILE");
+    // Checked again by load_vae; here so that a missing --vae fails before a large checkpoint is read.
+    LR_CHECK(!(out && a.has("weights") && !a.has("vae")),
+             "--vae FILE is required to write video with --weights (the Wan2.1 VAE, converted with "
+             "tools/convert_checkpoint.py); or give only --save-latents to skip decoding");
 
     // ---- Metrics: started before the inputs load, so that a busy port fails before any work and the time to
     // first frame counts the whole start-up.
