@@ -43,12 +43,12 @@ expect 2 "--size 100x64" "$LONGROLL" generate --size 100x64 --out "$TMP/x.y4m"
 expect 2 "--seconds" "$LONGROLL" generate --seconds -3 --out "$TMP/x.y4m"
 expect 2 "absolute RoPE" "$LONGROLL" generate --seconds 600 --out "$TMP/x.y4m"
 expect 2 "--device 'tpu'" "$LONGROLL" generate --device tpu --out "$TMP/x.y4m"
-expect 2 "missing.safetensors" "$LONGROLL" generate --weights "$TMP/missing.safetensors" --out "$TMP/x.y4m"
+expect 2 "missing.safetensors" "$LONGROLL" generate --weights "$TMP/missing.safetensors" --save-latents "$TMP/x.st"
 printf 'garbage!' >"$TMP/bad.safetensors"
-expect 2 "bad.safetensors" "$LONGROLL" generate --weights "$TMP/bad.safetensors" --out "$TMP/x.y4m"
+expect 2 "bad.safetensors" "$LONGROLL" generate --weights "$TMP/bad.safetensors" --save-latents "$TMP/x.st"
 expect 2 "too large for the embedded default" "$LONGROLL" generate \
   --config "$SRC/configs/wan2.1-t2v-1.3b-480p.textproto" --out "$TMP/x.y4m"
-check "no output from refused runs" test ! -e "$TMP/x.y4m" -a ! -e "$TMP/x.avi"
+check "no output from refused runs" test ! -e "$TMP/x.y4m" -a ! -e "$TMP/x.avi" -a ! -e "$TMP/x.st"
 check "no temporary files left" test -z "$(ls -A "$TMP" | grep -i partial)"
 
 # Latents: saved with the documented name and shape; the same seed gives the same latents, another seed not.
