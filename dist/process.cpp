@@ -24,13 +24,13 @@ int env_int(std::initializer_list<const char*> names) {
     return -1;
 }
 
+}  // namespace
+
 std::string host_name() {
     char buf[256] = {};
     if (gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
     return buf;
 }
-
-}  // namespace
 
 ProcessInfo process_info_from_env() {
     ProcessInfo p;

@@ -15,6 +15,9 @@ struct ProcessInfo {
     bool launched_by_mpi = false;  // an MPI launcher's environment was found
 };
 
+// This machine's host name (gethostname), "unknown-host" if it has none; errors name it next to the rank.
+std::string host_name();
+
 // Reads the launcher's environment (Open MPI's OMPI_COMM_WORLD_*, PMI_*/PMIX_*, SLURM_*) without starting
 // MPI, so a plain `longroll ...` never pays for MPI_Init.
 ProcessInfo process_info_from_env();
