@@ -29,8 +29,12 @@ void exit_guard() {
 }  // namespace
 
 void print_rank_error(const ProcessInfo& who, std::string_view what) {
-    std::fprintf(stderr, "longroll: error on rank %d (host %s): %.*s\n", who.rank, who.host.c_str(),
-                 static_cast<int>(what.size()), what.data());
+    if (who.world_size <= 1) {
+        std::fprintf(stderr, "longroll: error: %.*s\n", static_cast<int>(what.size()), what.data());
+    } else {
+        std::fprintf(stderr, "longroll: error on rank %d (host %s): %.*s\n", who.rank, who.host.c_str(),
+                     static_cast<int>(what.size()), what.data());
+    }
     std::fflush(stderr);
 }
 

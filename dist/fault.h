@@ -26,7 +26,7 @@ class CollectiveInputError : public InputError {
     using InputError::InputError;
 };
 
-// "longroll: error on rank R (host H): what" on stderr.
+// "longroll: error on rank R (host H): what" on stderr ("longroll: error: what" in a one-rank run).
 void print_rank_error(const ProcessInfo& who, std::string_view what);
 
 // Prints the message and ends the whole MPI job (MPI_Abort with `code`); without an initialised MPI,

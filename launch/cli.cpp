@@ -4,6 +4,7 @@
 #include <exception>
 #include <new>
 
+#include "dist/fault.h"
 #include "dist/process.h"
 #include "launch/cli_args.h"
 #include "runtime/core/build_info.h"
@@ -65,21 +66,12 @@ int run_cli(int argc, char** argv) {
         if (command == "validate-config") return cmd_validate_config(args);
         if (command == "inspect") return cmd_inspect(args);
         if (command == "generate") {
-            // MPI starts only for the command that uses it, and only under an MPI launcher.
+            // MPI starts only for the command that uses it, and only under an MPI launcher. One rank failing
+            // must not leave the others waiting: run_rank_guarded aborts the job naming the rank and host.
             MpiSession mpi;
             who = mpi.info();
-            try {
-                return cmd_generate(args, mpi);
-            } catch (const Error& e) {
-                // One rank failing must not leave the others waiting forever: end the whole job.
-                if (mpi.active() && who.world_size > 1) {
-                    std::fprintf(stderr, "longroll: error on rank %d (host %s): %s\n", who.rank, who.host.c_str(),
-                                 e.what());
-                    std::fflush(stderr);
-                    mpi.abort(e.exit_code());
-                }
-                throw;
-            }
+            if (mpi.active()) install_exit_guard(who);
+            return run_rank_guarded(mpi, [&] { return cmd_generate(args, mpi); });
         }
         LR_FAIL("unknown command '", command,
                 "' (commands: generate, validate-config, inspect, version; see longroll --help)");

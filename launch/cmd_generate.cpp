@@ -17,6 +17,8 @@
 #include <optional>
 #include <vector>
 
+#include "dist/fault.h"
+#include "dist/mesh.h"
 #include "dist/process.h"
 #include "launch/cli.h"
 #include "launch/cli_args.h"
@@ -108,6 +110,30 @@ std::string device_summary(Config& cfg, const ProcessInfo& who) {
     return gpus > 0 ? str_cat("cpu (", gpus, " GPU", gpus == 1 ? "" : "s", " visible but not used yet)") : "cpu";
 }
 
+// The mesh of this job from parallel.* and the world size; every rank computes the same verdict, so a bad
+// layout ends every rank with exit code 2 and the same message, without MPI_Abort.
+void check_parallel_layout(const Config& cfg, const ProcessInfo& who) {
+    const ParallelConfig& p = cfg.parallel;
+    MeshRequest request;
+    request.ulysses = p.ulysses;
+    request.spatial = p.spatial;
+    request.data_parallel = p.data_parallel;
+    request.dedicated_vae = p.vae == VaePlacement::kDedicatedRanks;
+    request.vae_ranks = p.vae_ranks;
+    MeshShape shape;
+    shape.num_heads = static_cast<int>(cfg.model.num_heads);
+    shape.tokens_per_frame = static_cast<int>((cfg.video.height / 8 / cfg.model.patch_size[1]) *
+                                              (cfg.video.width / 8 / cfg.model.patch_size[2]));
+    shape.block_size = cfg.attention.block_size;
+    const MeshLayout layout = resolve_mesh_layout(request, who.world_size, shape);
+    if (layout.sequence_parallel() > 1 || layout.vae_ranks > 0) {
+        throw CollectiveInputError(str_cat("parallel layout ", describe(layout),
+                                           ": head-parallel, spatial and dedicated-VAE ranks are not implemented in "
+                                           "this version; run with parallel.ulysses=1 parallel.spatial=1 (every "
+                                           "rank then generates the video and rank 0 writes it)"));
+    }
+}
+
 // Writes `text` to `path` through a temporary file, so a reader never sees half a file.
 void write_text_file(const std::string& path, const std::string& text) {
     const std::string tmp = path + ".partial";
@@ -149,19 +175,27 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     const ProcessInfo& who = mpi.info();
     const bool leader = who.rank == 0;
 
-    // ---- Config: file (or the embedded default), then --set, then flags; validated as a whole.
-    std::vector<ConfigOverride> overrides;
-    for (const auto& s : a.get_all("set")) overrides.push_back(parse_override(s));
+    // ---- Config: file (or the embedded default), then --set, then flags; validated as a whole. Every rank
+    // reads the same file and flags, so a problem here is the same on every rank: each exits 2 with the
+    // message instead of one aborting the job.
     Config cfg;
-    if (auto path = a.get("config")) {
-        cfg = load_config(*path, overrides);
-    } else {
-        cfg = parse_config_text(config_to_text(default_config()), "<embedded default config>", overrides);
+    try {
+        std::vector<ConfigOverride> overrides;
+        for (const auto& s : a.get_all("set")) overrides.push_back(parse_override(s));
+        if (auto path = a.get("config")) {
+            cfg = load_config(*path, overrides);
+        } else {
+            cfg = parse_config_text(config_to_text(default_config()), "<embedded default config>", overrides);
+        }
+        apply_flags(a, cfg);
+        validate_config(cfg);
+        LR_CHECK(!a.has("resume"), "--resume: rollout checkpoints are not implemented in this version");
+        check_parallel_layout(cfg, who);
+    } catch (const CollectiveInputError&) {
+        throw;
+    } catch (const InputError& e) {
+        throw CollectiveInputError(e.what());
     }
-    apply_flags(a, cfg);
-    validate_config(cfg);
-
-    LR_CHECK(!a.has("resume"), "--resume: rollout checkpoints are not implemented in this version");
     const auto out = a.get("out");
     const auto latents_path = a.get("save-latents");
     LR_CHECK(out || latents_path, "longroll generate: give --out FILE.mp4|FILE.y4m and/or --save-latents FILE");

@@ -21,4 +21,25 @@ cmp "$dir/one/v.y4m" "$dir/two/v.y4m" || { echo "FAIL: videos differ"; fails=1; 
 # The same files as the 1-rank run: no temporary left behind by a second writer.
 diff <(ls -A "$dir/one") <(ls -A "$dir/two") || { echo "FAIL: the output directories differ"; fails=1; }
 [ $fails = 0 ] && echo "ok: 2-rank latents and video equal the 1-rank run ($(stat -c %s "$dir/two/l.safetensors") bytes)"
+
+# Bad layouts are refused at start-up on every rank: exit 2, the same message from each rank, no output.
+bad_layout() {  # bad_layout EXPECTED_SUBSTRING SET...
+  local want=$1
+  shift
+  local start=$SECONDS
+  timeout 60 "$here/mpirun.sh" 2 "$bin" "${args[@]}" "$@" --out "$dir/bad.y4m" >"$dir/bad.log" 2>&1
+  local rc=$?
+  local n
+  n=$(grep -c "error on rank [01] (host .*$want" "$dir/bad.log")
+  if [ $rc -ne 2 ] || [ "$n" -ne 2 ] || [ -e "$dir/bad.y4m" ] || [ $((SECONDS - start)) -gt 30 ]; then
+    echo "FAIL: layout $*: exit $rc, $n rank messages with '$want'"; cat "$dir/bad.log"; fails=1
+  else
+    echo "ok: layout $* refused on both ranks with exit 2"
+  fi
+}
+bad_layout "divisor of model.num_heads" --set parallel.ulysses=3          # the tiny model has 2 heads
+bad_layout "every spatial rank needs a block" --set parallel.spatial=2     # a 128x64 frame is one block
+bad_layout "not a multiple of a group" --set video.width=256 --set video.height=128 --set parallel.ulysses=2 \
+  --set parallel.spatial=2
+bad_layout "not implemented in this version" --set parallel.ulysses=2
 exit $fails
