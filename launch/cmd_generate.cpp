@@ -9,12 +9,14 @@
 // thread, so memory holds one chunk of frames at a time whatever the length of the video.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <vector>
 
 #include "dist/fault.h"
@@ -50,6 +52,8 @@ const std::vector<FlagSpec> kGenerateFlags = {
     {"out", "FILE", "output video, .mp4 (H.264) or .y4m"},
     {"save-latents", "FILE", "also save the generated latents as safetensors (tensor 'latents')"},
     {"noise", "FILE", "replay another run's noise (tensors 'noise' and 'step_noise')"},
+    {"prompt-file", "FILE",
+     "many videos: one job per line, 'PROMPT_EMBEDS OUTPUT [SEED]', spread over the data-parallel groups"},
     {"switch-prompt", "FRAME:FILE", "from latent FRAME on, use the prompt embeddings in FILE (LongLive)", true},
     {"metrics-port", "P|0|off", "Prometheus exporter base port (+ local rank); 0 = ephemeral (sets monitoring)"},
     {"metrics-bind", "ADDR", "address the exporter binds (sets monitoring.bind)"},
@@ -112,7 +116,7 @@ std::string device_summary(Config& cfg, const ProcessInfo& who) {
 
 // The mesh of this job from parallel.* and the world size; every rank computes the same verdict, so a bad
 // layout ends every rank with exit code 2 and the same message, without MPI_Abort.
-void check_parallel_layout(const Config& cfg, const ProcessInfo& who) {
+MeshLayout check_parallel_layout(const Config& cfg, const ProcessInfo& who) {
     const ParallelConfig& p = cfg.parallel;
     MeshRequest request;
     request.ulysses = p.ulysses;
@@ -132,6 +136,56 @@ void check_parallel_layout(const Config& cfg, const ProcessInfo& who) {
                                            "this version; run with parallel.ulysses=1 parallel.spatial=1 (every "
                                            "rank then generates the video and rank 0 writes it)"));
     }
+    return layout;
+}
+
+// One video to make: from the flags, or one line of --prompt-file.
+struct VideoJob {
+    int64_t index = 0;
+    std::optional<std::string> prompt_embeds;
+    std::vector<std::string> switches;
+    std::optional<std::string> out;
+    std::optional<std::string> latents;
+    std::optional<std::string> noise;
+    uint64_t seed = 0;
+};
+
+// --prompt-file: "PROMPT_EMBEDS OUTPUT [SEED]" per line ("-" for the embedded default prompt); blank lines and
+// '#' comments skipped. Without a seed,
+// job i uses runtime.seed + i, so every video differs and any of them can be regenerated alone.
+std::vector<VideoJob> read_prompt_file(const std::string& path, uint64_t base_seed) {
+    std::ifstream f(path);
+    LR_CHECK(f.good(), "--prompt-file ", path, ": cannot open it");
+    std::vector<VideoJob> jobs;
+    std::string line;
+    for (int line_no = 1; std::getline(f, line); ++line_no) {
+        if (const size_t hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+        std::istringstream in(line);
+        std::string embeds, output, seed, extra;
+        if (!(in >> embeds)) continue;
+        LR_CHECK(static_cast<bool>(in >> output), path, ":", line_no,
+                 ": expected 'PROMPT_EMBEDS OUTPUT [SEED]', found only '", embeds, "'");
+        VideoJob job;
+        job.index = static_cast<int64_t>(jobs.size());
+        if (embeds != "-") job.prompt_embeds = embeds;  // "-": the embedded default prompt
+        job.out = output;
+        job.seed = base_seed + static_cast<uint64_t>(job.index);
+        if (in >> seed) {
+            char* end = nullptr;
+            const unsigned long long v = std::strtoull(seed.c_str(), &end, 10);
+            LR_CHECK(end && *end == '\0' && seed[0] != '-', path, ":", line_no, ": seed '", seed,
+                     "' is not a non-negative integer");
+            job.seed = v;
+        }
+        LR_CHECK(!(in >> extra), path, ":", line_no, ": unexpected '", extra, "' after the seed");
+        for (const VideoJob& other : jobs) {
+            LR_CHECK(*other.out != output, path, ":", line_no, ": output '", output, "' is also written by line ",
+                     other.index + 1, " of the jobs");
+        }
+        jobs.push_back(std::move(job));
+    }
+    LR_CHECK(!jobs.empty(), "--prompt-file ", path, ": no jobs in it");
+    return jobs;
 }
 
 // Writes `text` to `path` through a temporary file, so a reader never sees half a file.
@@ -173,12 +227,12 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     LR_CHECK(a.positional().empty(), "longroll generate: unexpected argument '", a.positional()[0],
              "' (flags start with --; see longroll generate --help)");
     const ProcessInfo& who = mpi.info();
-    const bool leader = who.rank == 0;
 
     // ---- Config: file (or the embedded default), then --set, then flags; validated as a whole. Every rank
     // reads the same file and flags, so a problem here is the same on every rank: each exits 2 with the
     // message instead of one aborting the job.
     Config cfg;
+    MeshLayout layout;
     try {
         std::vector<ConfigOverride> overrides;
         for (const auto& s : a.get_all("set")) overrides.push_back(parse_override(s));
@@ -190,19 +244,46 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         apply_flags(a, cfg);
         validate_config(cfg);
         LR_CHECK(!a.has("resume"), "--resume: rollout checkpoints are not implemented in this version");
-        check_parallel_layout(cfg, who);
+        layout = check_parallel_layout(cfg, who);
     } catch (const CollectiveInputError&) {
         throw;
     } catch (const InputError& e) {
         throw CollectiveInputError(e.what());
     }
-    const auto out = a.get("out");
-    const auto latents_path = a.get("save-latents");
-    LR_CHECK(out || latents_path, "longroll generate: give --out FILE.mp4|FILE.y4m and/or --save-latents FILE");
-    // Checked again by load_vae; here so that a missing --vae fails before a large checkpoint is read.
-    LR_CHECK(!(out && a.has("weights") && !a.has("vae")),
-             "--vae FILE is required to write video with --weights (the Wan2.1 VAE, converted with "
-             "tools/convert_checkpoint.py); or give only --save-latents to skip decoding");
+    // ---- The videos to make: the flags' one, or one per --prompt-file line, spread over the data-parallel
+    // groups (job i on group i mod groups; the group's first rank writes it). Checked on every rank alike.
+    std::vector<VideoJob> jobs;
+    try {
+        if (auto pf = a.get("prompt-file")) {
+            for (const char* flag : {"prompt-embeds", "out", "save-latents", "noise", "switch-prompt"}) {
+                LR_CHECK(!a.has(flag), "--prompt-file gives every job its prompt and output: drop --", flag);
+            }
+            jobs = read_prompt_file(*pf, cfg.runtime.seed);
+        } else {
+            VideoJob job;
+            job.prompt_embeds = a.get("prompt-embeds");
+            job.switches = a.get_all("switch-prompt");
+            job.out = a.get("out");
+            job.latents = a.get("save-latents");
+            job.noise = a.get("noise");
+            job.seed = cfg.runtime.seed;
+            LR_CHECK(job.out || job.latents,
+                     "longroll generate: give --out FILE.mp4|FILE.y4m and/or --save-latents FILE (or --prompt-file)");
+            jobs.push_back(std::move(job));
+        }
+        for (const VideoJob& job : jobs) {
+            if (job.out) video_format_for_path(*job.out);
+            // Checked again by load_vae; here so that a missing --vae fails before a large checkpoint is read.
+            LR_CHECK(!(job.out && a.has("weights") && !a.has("vae")),
+                     "--vae FILE is required to write video with --weights (the Wan2.1 VAE, converted with "
+                     "tools/convert_checkpoint.py); or give only --save-latents to skip decoding");
+        }
+    } catch (const InputError& e) {
+        throw CollectiveInputError(e.what());
+    }
+    const MeshCoord coord = mesh_coord(layout, who.rank);
+    const bool writer_rank = coord.group_rank == 0;  // of its data-parallel group
+    const bool any_video = std::any_of(jobs.begin(), jobs.end(), [](const VideoJob& j) { return j.out.has_value(); });
 
     // ---- Metrics: started before the inputs load, so that a busy port fails before any work and the time to
     // first frame counts the whole start-up.
@@ -214,32 +295,18 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         RunInfo{a.get("config") ? std::filesystem::path(*a.get("config")).stem().string() : "tiny", cfg.video.width,
                 cfg.video.output_height(), cfg.video.fps});
 
-    // ---- Inputs: all opened and checked now, before any output file exists.
+    // ---- Inputs shared by every job: all opened and checked now, before any output file exists.
     const auto t_load = std::chrono::steady_clock::now();
-    LoadedModel model = load_model(a.get("weights"), cfg);
+    const LoadedModel model = load_model(a.get("weights"), cfg);
     const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
     const FramePlan plan =
         plan_frames(cfg, a.get_int("latent-frames", 1, INT64_MAX), a.get_double("seconds", 0.0, 1e9));
     metrics->weights_loaded(load_seconds);
-    const Prompts prompts = load_prompts(a.get("prompt-embeds"), a.get_all("switch-prompt"), cfg, plan.latent_frames);
-    LR_CHECK(a.has("prompt-embeds") || model.embedded,
-             "--prompt-embeds FILE is required with --weights (the engine takes the text encoder's output; see "
-             "README: Prompts)");
-    const LoadedVae vae = load_vae(a.get("vae"), model.embedded, out.has_value() && leader);
-
+    const LoadedVae vae = load_vae(a.get("vae"), model.embedded, any_video && writer_rank);
     const RolloutOptions ropts = rollout_options(cfg.rollout);
     const RolloutShape shape{plan.latent_frames, cfg.video.height / 8, cfg.video.width / 8};
     const int64_t channels = cfg.model.in_dim;
     const int64_t steps = static_cast<int64_t>(ropts.denoising_steps.size());
-    std::unique_ptr<NoiseSource> noise;
-    std::string noise_desc;
-    if (auto n = a.get("noise")) {
-        noise = ReplayNoise::open(*n, plan.latent_frames, steps, channels, shape.height, shape.width);
-        noise_desc = str_cat("replayed from ", *n);
-    } else {
-        noise = std::make_unique<SeededNoise>(cfg.runtime.seed, channels, shape.height, shape.width);
-        noise_desc = str_cat("seed ", cfg.runtime.seed);
-    }
     // Memory is planned before the run: the KV cache is the part that grows with the window.
     const size_t cache_bytes = Rollout::kv_cache_bytes(*model.model, ropts, shape);
     const uint64_t host_bytes =
@@ -247,6 +314,43 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     LR_CHECK(cache_bytes < host_bytes / 2, "the KV cache of this run needs ", format_bytes(cache_bytes),
              " but the host has ", format_bytes(host_bytes),
              "; set a window (rollout.local_attn_size) or generate fewer frames");
+    // Every job's prompt is read now, so a bad file stops the run before the first video.
+    std::vector<Prompts> prompts;
+    for (const VideoJob& job : jobs) {
+        prompts.push_back(load_prompts(job.prompt_embeds, job.switches, cfg, plan.latent_frames));
+        LR_CHECK(job.prompt_embeds || model.embedded,
+                 "--prompt-embeds FILE is required with --weights (the engine takes the text encoder's output; see "
+                 "README: Prompts)");
+        if (job.latents) {
+            const std::filesystem::path dir = std::filesystem::absolute(*job.latents).parent_path();
+            LR_CHECK(std::filesystem::is_directory(dir), "--save-latents ", *job.latents, ": directory '", dir.string(),
+                     "' does not exist");
+        }
+    }
+
+    if (who.rank == 0) {
+        if (a.has("print-config")) std::fputs(config_to_text(cfg).c_str(), stdout);
+        std::fprintf(
+            stderr,
+            "longroll %s (git %s)\n"
+            "  model    dim %lld, %lld layers, %lld heads\n"
+            "  weights  %s, loaded in %.2f s\n"
+            "  prompt   %s\n"
+            "  vae      %s\n"
+            "  video    %dx%d at %d fps: %lld latent frames in %lld chunks -> %lld frames (%.2f s)\n"
+            "  rollout  %zu steps, window %s, sink %d, %s RoPE; KV cache %s\n"
+            "  device   %s; %s\n",
+            kVersion, kGitSha, static_cast<long long>(cfg.model.dim), static_cast<long long>(cfg.model.num_layers),
+            static_cast<long long>(cfg.model.num_heads), model.description.c_str(), load_seconds,
+            jobs.size() == 1 ? prompts[0].description.c_str()
+                             : str_cat(jobs.size(), " jobs from ", *a.get("prompt-file")).c_str(),
+            vae.description.c_str(), cfg.video.width, cfg.video.output_height(), cfg.video.fps,
+            static_cast<long long>(plan.latent_frames), static_cast<long long>(plan.chunks),
+            static_cast<long long>(plan.video_frames), plan.seconds, ropts.denoising_steps.size(),
+            cfg.rollout.local_attn_size < 0 ? "the whole run" : str_cat(cfg.rollout.local_attn_size, " frames").c_str(),
+            cfg.rollout.sink_size, std::string(rope_mode_name(cfg.rollout.rope_mode)).c_str(),
+            format_bytes(cache_bytes).c_str(), device.c_str(), describe(layout).c_str());
+    }
 
     VideoSpec spec;
     spec.width = cfg.video.width;
@@ -255,117 +359,103 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     spec.crop_height = cfg.video.crop_height;
     spec.crf = cfg.output.crf;
     spec.preset = cfg.output.preset;
-    std::unique_ptr<VideoWriter> writer;
-    if (leader && out) writer = make_async_writer(open_video_writer(*out, spec));
-    if (leader && latents_path) {
-        // Refuse an unwritable --save-latents now rather than after the whole run.
-        const std::filesystem::path dir = std::filesystem::absolute(*latents_path).parent_path();
-        LR_CHECK(std::filesystem::is_directory(dir), "--save-latents ", *latents_path, ": directory '", dir.string(),
-                 "' does not exist");
-    }
-
-    if (leader) {
-        if (a.has("print-config")) std::fputs(config_to_text(cfg).c_str(), stdout);
-        std::fprintf(
-            stderr,
-            "longroll %s (git %s)\n"
-            "  model    dim %lld, %lld layers, %lld heads\n"
-            "  weights  %s, loaded in %.2f s\n"
-            "  prompt   %s\n"
-            "  noise    %s\n"
-            "  vae      %s\n"
-            "  video    %dx%d at %d fps: %lld latent frames in %lld chunks -> %lld frames (%.2f s)\n"
-            "  rollout  %zu steps, window %s, sink %d, %s RoPE; KV cache %s\n"
-            "  device   %s; world %d rank%s\n"
-            "  output   %s%s%s\n",
-            kVersion, kGitSha, static_cast<long long>(cfg.model.dim), static_cast<long long>(cfg.model.num_layers),
-            static_cast<long long>(cfg.model.num_heads), model.description.c_str(), load_seconds,
-            prompts.description.c_str(), noise_desc.c_str(), vae.description.c_str(), cfg.video.width,
-            cfg.video.output_height(), cfg.video.fps, static_cast<long long>(plan.latent_frames),
-            static_cast<long long>(plan.chunks), static_cast<long long>(plan.video_frames), plan.seconds,
-            ropts.denoising_steps.size(),
-            cfg.rollout.local_attn_size < 0 ? "the whole run" : str_cat(cfg.rollout.local_attn_size, " frames").c_str(),
-            cfg.rollout.sink_size, std::string(rope_mode_name(cfg.rollout.rope_mode)).c_str(),
-            format_bytes(cache_bytes).c_str(), device.c_str(), who.world_size, who.world_size == 1 ? "" : "s",
-            out ? out->c_str() : "", out && latents_path ? " and " : "",
-            latents_path ? str_cat("latents ", *latents_path).c_str() : "");
-    }
-
-    // ---- The rollout: every finished chunk of latents goes straight to the video stage.
-    ProgressReporter progress(plan.chunks, plan.video_frames, cfg.video.fps, leader && !a.has("quiet"));
-    std::optional<VaeStream> vae_stream;
-    if (vae.decoder && writer) vae_stream.emplace(*vae.decoder, VaeFrameFormat::kRgb24);
-    int64_t frames_done = 0;
-    using Clock = std::chrono::steady_clock;
-    auto chunk_start = Clock::now();
-    const ChunkCallback to_video = [&](const RolloutChunk& c) {
-        const auto dit_end = Clock::now();
-        const int64_t frames_before = frames_done;
-        double encode_s = 0;
-        if (vae_stream) {
-            vae_stream->decode(c.latents, c.num_frames, shape.height, shape.width, [&](const VaeFrame& f) {
-                const auto t0 = Clock::now();
-                writer->write_frame(f.rgb24, f.width * 3);
-                encode_s += std::chrono::duration<double>(Clock::now() - t0).count();
-                ++frames_done;
-            });
+    for (size_t j = 0; j < jobs.size(); ++j) {
+        const VideoJob& job = jobs[j];
+        if (job.index % layout.data_parallel != coord.dp_group) continue;
+        const bool writes = writer_rank;
+        std::unique_ptr<NoiseSource> noise;
+        if (job.noise) {
+            noise = ReplayNoise::open(*job.noise, plan.latent_frames, steps, channels, shape.height, shape.width);
         } else {
-            // Latent frame 0 stands for 1 video frame, every later one for 4.
-            frames_done += video_frames_between(c.start_frame, c.start_frame + c.num_frames);
+            noise = std::make_unique<SeededNoise>(job.seed, channels, shape.height, shape.width);
         }
-        LR_ASSERT(frames_done == video_frames_for_latents(c.start_frame + c.num_frames), "chunk ", c.index,
-                  ": the VAE gave ", frames_done - frames_before, " frames");
-        progress.update(c.index + 1, frames_done);
-        const auto chunk_end = Clock::now();
-        const double dit_s = std::chrono::duration<double>(dit_end - chunk_start).count();
-        const double vae_s = std::chrono::duration<double>(chunk_end - dit_end).count() - encode_s;
-        metrics->stage_time(Stage::kDit, dit_s);
-        if (vae_stream) {
-            metrics->stage_time(Stage::kVae, vae_s);
-            metrics->vae_decode(vae_s);
-            metrics->stage_time(Stage::kEncode, encode_s);
-            metrics->encode(encode_s);
+        std::unique_ptr<VideoWriter> writer;
+        if (writes && job.out) writer = make_async_writer(open_video_writer(*job.out, spec));
+        if (writes && jobs.size() > 1) {
+            std::fprintf(stderr, "video %lld/%zu on rank %d: %s (seed %llu)\n", static_cast<long long>(job.index + 1),
+                         jobs.size(), who.rank, job.out->c_str(), static_cast<unsigned long long>(job.seed));
         }
-        metrics->chunk_done(c.num_frames, leader ? frames_done - frames_before : 0, dit_s + vae_s + encode_s);
-        chunk_start = Clock::now();
-    };
-    HostTensor latents;
-    if (latents_path) latents = HostTensor(DType::kF32, Shape{plan.latent_frames, channels, shape.height, shape.width});
-    Rollout rollout(*model.model, ropts, shape);
-    metrics->kv_cache(0, static_cast<int64_t>(cache_bytes));
-    // Dense / window attention reads every cached block: nothing is skipped until a sparse policy is in.
-    metrics->attention_sparsity(0.0);
-    rollout.set_step_observer([&](int64_t, int64_t step, double seconds) {
-        if (step < static_cast<int64_t>(ropts.denoising_steps.size())) metrics->denoise_step(seconds);
-        const KvCache& kv = rollout.cache();
-        const auto capacity = static_cast<int64_t>(kv.bytes());
-        const int64_t max_frames = std::max<int64_t>(kv.config().max_frames, 1);
-        metrics->kv_cache(capacity * kv.frames() / max_frames, capacity);
-    });
-    try {
-        rollout.run(prompts.segments, *noise, latents_path ? collect_latents(latents, to_video) : to_video);
-        LR_ASSERT(frames_done == plan.video_frames, "frame accounting: ", frames_done, " of ", plan.video_frames);
 
-        if (leader) {
-            if (writer) writer->finish();
-            if (latents_path) {
-                write_safetensors(*latents_path, {{"latents", latents.view}},
-                                  {{"config", config_to_text(cfg)}, {"seed", std::to_string(cfg.runtime.seed)}});
+        // ---- The rollout: every finished chunk of latents goes straight to the video stage.
+        ProgressReporter progress(plan.chunks, plan.video_frames, cfg.video.fps, who.rank == 0 && !a.has("quiet"));
+        std::optional<VaeStream> vae_stream;
+        if (vae.decoder && writer) vae_stream.emplace(*vae.decoder, VaeFrameFormat::kRgb24);
+        int64_t frames_done = 0;
+        using Clock = std::chrono::steady_clock;
+        auto chunk_start = Clock::now();
+        const ChunkCallback to_video = [&](const RolloutChunk& c) {
+            const auto dit_end = Clock::now();
+            const int64_t frames_before = frames_done;
+            double encode_s = 0;
+            if (vae_stream) {
+                vae_stream->decode(c.latents, c.num_frames, shape.height, shape.width, [&](const VaeFrame& f) {
+                    const auto t0 = Clock::now();
+                    writer->write_frame(f.rgb24, f.width * 3);
+                    encode_s += std::chrono::duration<double>(Clock::now() - t0).count();
+                    ++frames_done;
+                });
+            } else {
+                // Latent frame 0 stands for 1 video frame, every later one for 4.
+                frames_done += video_frames_between(c.start_frame, c.start_frame + c.num_frames);
             }
-            if (out && cfg.output.save_config) write_text_file(*out + ".config.textproto", config_to_text(cfg));
-            metrics->video_done(VideoStatus::kOk);
+            LR_ASSERT(frames_done == video_frames_for_latents(c.start_frame + c.num_frames), "chunk ", c.index,
+                      ": the VAE gave ", frames_done - frames_before, " frames");
+            progress.update(c.index + 1, frames_done);
+            const auto chunk_end = Clock::now();
+            const double dit_s = std::chrono::duration<double>(dit_end - chunk_start).count();
+            const double vae_s = std::chrono::duration<double>(chunk_end - dit_end).count() - encode_s;
+            metrics->stage_time(Stage::kDit, dit_s);
+            if (vae_stream) {
+                metrics->stage_time(Stage::kVae, vae_s);
+                metrics->vae_decode(vae_s);
+                metrics->stage_time(Stage::kEncode, encode_s);
+                metrics->encode(encode_s);
+            }
+            metrics->chunk_done(c.num_frames, writes ? frames_done - frames_before : 0, dit_s + vae_s + encode_s);
+            chunk_start = Clock::now();
+        };
+        HostTensor latents;
+        if (job.latents)
+            latents = HostTensor(DType::kF32, Shape{plan.latent_frames, channels, shape.height, shape.width});
+        Rollout rollout(*model.model, ropts, shape);
+        metrics->kv_cache(0, static_cast<int64_t>(cache_bytes));
+        // Dense / window attention reads every cached block: nothing is skipped until a sparse policy is in.
+        metrics->attention_sparsity(0.0);
+        rollout.set_step_observer([&](int64_t, int64_t step, double seconds) {
+            if (step < steps) metrics->denoise_step(seconds);
+            const KvCache& kv = rollout.cache();
+            const auto capacity = static_cast<int64_t>(kv.bytes());
+            const int64_t max_frames = std::max<int64_t>(kv.config().max_frames, 1);
+            metrics->kv_cache(capacity * kv.frames() / max_frames, capacity);
+        });
+        try {
+            rollout.run(prompts[j].segments, *noise, job.latents ? collect_latents(latents, to_video) : to_video);
+            LR_ASSERT(frames_done == plan.video_frames, "frame accounting: ", frames_done, " of ", plan.video_frames);
+            if (writes) {
+                if (writer) writer->finish();
+                if (job.latents) {
+                    write_safetensors(*job.latents, {{"latents", latents.view}},
+                                      {{"config", config_to_text(cfg)}, {"seed", std::to_string(job.seed)}});
+                }
+                if (job.out && cfg.output.save_config) {
+                    Config saved = cfg;
+                    saved.runtime.seed = job.seed;
+                    write_text_file(*job.out + ".config.textproto", config_to_text(saved));
+                }
+                metrics->video_done(VideoStatus::kOk);
+            }
+        } catch (...) {
+            if (writes) metrics->video_done(VideoStatus::kFailed);
+            throw;
         }
-    } catch (...) {
-        if (leader) metrics->video_done(VideoStatus::kFailed);
-        throw;
-    }
-    progress.finish();
-    if (leader) {
-        const ProgressSnapshot s = progress.snapshot();
-        std::fprintf(stderr, "done: %lld latent frames, %lld video frames (%.2f s of video) in %.2f s%s%s\n",
-                     static_cast<long long>(plan.latent_frames), static_cast<long long>(frames_done), plan.seconds,
-                     s.elapsed_s, out ? str_cat("; wrote ", *out).c_str() : "",
-                     latents_path ? str_cat("; latents in ", *latents_path).c_str() : "");
+        progress.finish();
+        if (writes) {
+            const ProgressSnapshot snap = progress.snapshot();
+            std::fprintf(stderr, "done: %lld latent frames, %lld video frames (%.2f s of video) in %.2f s%s%s\n",
+                         static_cast<long long>(plan.latent_frames), static_cast<long long>(frames_done), plan.seconds,
+                         snap.elapsed_s, job.out ? str_cat("; wrote ", *job.out).c_str() : "",
+                         job.latents ? str_cat("; latents in ", *job.latents).c_str() : "");
+        }
     }
     return 0;
 }
