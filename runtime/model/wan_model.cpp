@@ -16,6 +16,7 @@
 #include "kernels/rope_3d.h"
 #include "kernels/silu.h"
 #include "kernels/timestep_embedding.h"
+#include "dist/communicator.h"
 #include "runtime/core/check.h"
 #include "runtime/io/json.h"
 
@@ -74,14 +75,34 @@ void run_modulated_norm(const float* x, float* y, int64_t rows, int64_t dim, dou
     layer_norm_cpu(p);
 }
 
+// run_modulated_norm over rows that start at token `row0` of the chunk (a token shard): the rows are cut at
+// frame boundaries so that each part gets its frame's shift and scale. row0 = 0 is one call, as before.
+void run_modulated_norm_at(int64_t row0, const float* x, float* y, int64_t rows, int64_t dim, double eps,
+                           const float* shift, const float* scale, int64_t rows_per_frame, int64_t mod_stride) {
+    int64_t r = 0;
+    const int64_t head = std::min(rows, (rows_per_frame - row0 % rows_per_frame) % rows_per_frame);
+    if (head > 0) {  // the partial frame the shard starts in
+        const int64_t f = row0 / rows_per_frame;
+        run_modulated_norm(x, y, head, dim, eps, shift + f * mod_stride, scale + f * mod_stride, rows_per_frame,
+                           mod_stride);
+        r = head;
+    }
+    if (r < rows) {
+        const int64_t f = (row0 + r) / rows_per_frame;
+        run_modulated_norm(x + r * dim, y + r * dim, rows - r, dim, eps, shift + f * mod_stride,
+                           scale + f * mod_stride, rows_per_frame, mod_stride);
+    }
+}
+
 // x += y * gate_f (gate rows mod_stride apart, one per frame of rows_per_frame rows); gate null: x += y.
+// Row r is token row0 + r of the chunk.
 void add_gated(float* x, const float* y, int64_t rows, int64_t dim, const float* gate, int64_t rows_per_frame,
-               int64_t mod_stride) {
+               int64_t mod_stride, int64_t row0 = 0) {
     for (int64_t r = 0; r < rows; ++r) {
         float* xr = x + r * dim;
         const float* yr = y + r * dim;
         if (gate) {
-            const float* g = gate + (r / rows_per_frame) * mod_stride;
+            const float* g = gate + ((row0 + r) / rows_per_frame) * mod_stride;
             for (int64_t i = 0; i < dim; ++i) xr[i] += yr[i] * g[i];
         } else {
             for (int64_t i = 0; i < dim; ++i) xr[i] += yr[i];
@@ -224,11 +245,13 @@ int64_t WanModel::tokens_per_frame(int64_t height, int64_t width) const {
 }
 
 KvCacheConfig WanModel::kv_cache_config(int64_t height, int64_t width, int64_t window_frames, int64_t sink_frames,
-                                        int64_t max_frames) const {
+                                        int64_t max_frames, int head_shards) const {
+    LR_CHECK(head_shards >= 1 && num_heads() % head_shards == 0, "KV cache: ", num_heads(),
+             " heads cannot be split over ", head_shards, " ranks");
     KvCacheConfig c;
     c.num_layers = num_layers();
     c.tokens_per_frame = tokens_per_frame(height, width);
-    c.width = dim();
+    c.width = dim() / head_shards;
     c.window_frames = window_frames;
     c.sink_frames = sink_frames;
     c.max_frames = max_frames;
@@ -287,13 +310,27 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
     const int64_t L = a.frames * per_frame;  // tokens of the chunk, order (frame, row, col)
     const int64_t F = a.frames;
 
-    // ---- Patch embedding: Conv3d as a linear map of each patch. x: [L, dim]
+    // ---- Ulysses: this rank's token shard [t0, t0 + n) and heads [rank * lh, (rank + 1) * lh).
+    const AttentionShard& sh = a.shard;
+    const int64_t U = sh.size;
+    LR_CHECK(U >= 1 && sh.rank >= 0 && sh.rank < U && heads % U == 0, "forward: head sharding rank ", sh.rank,
+             " of ", U, " does not split ", heads, " heads");
+    const bool sharded = U > 1;
+    LR_CHECK(!sharded || (sh.comm != nullptr && sh.comm->size() == U && sh.comm->rank() == sh.rank),
+             "forward: head sharding over ", U, " ranks needs a communicator of that size with this rank");
+    const int64_t Ls = sharded ? (L + U - 1) / U : L;  // tokens per shard (the last ones padded)
+    const int64_t t0 = std::min(L, sh.rank * Ls);
+    const int64_t n = std::min(L, t0 + Ls) - t0;  // tokens of this rank (may be 0)
+    const int64_t lh = heads / U;                 // heads of this rank
+    const int64_t w = lh * hd;                    // their width
+
+    // ---- Patch embedding: Conv3d as a linear map of each patch. x: [n, dim], the rank's tokens.
     PatchShape ps{a.frames, d.in_dim, a.height, a.width, d.patch[0], d.patch[1], d.patch[2]};
     std::vector<float> patches(static_cast<size_t>(L * ps.patch_size()));
     patchify_cpu({a.x, patches.data(), ps});
-    std::vector<float> x(static_cast<size_t>(L * dim));
-    run_linear(w_->patch, patches.data(), L, x.data());
-    dump("patch_embedding", x.data(), Shape{L, dim});
+    std::vector<float> x(static_cast<size_t>(n * dim));
+    if (n > 0) run_linear(w_->patch, patches.data() + t0 * ps.patch_size(), n, x.data());
+    dump("patch_embedding", x.data(), Shape{n, dim});
 
     // ---- Time: e = time_embedding(sinusoid(t)) [F, dim]; e0 = time_projection(silu(e)) [F, 6, dim].
     std::vector<float> sinusoid(static_cast<size_t>(F * d.freq_dim));
@@ -313,9 +350,9 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
     KvWrite plan;
     if (a.cache) {
         const KvCacheConfig& cc = a.cache->config();
-        LR_CHECK(cc.num_layers == d.num_layers && cc.width == dim && cc.tokens_per_frame == per_frame,
+        LR_CHECK(cc.num_layers == d.num_layers && cc.width == w && cc.tokens_per_frame == per_frame,
                  "forward: the KV cache is shaped for ", cc.num_layers, " layers, width ", cc.width, ", ",
-                 cc.tokens_per_frame, " tokens per frame; this model and latent need ", d.num_layers, ", ", dim, ", ",
+                 cc.tokens_per_frame, " tokens per frame; this model and latent need ", d.num_layers, ", ", w, ", ",
                  per_frame);
         plan = a.cache->plan(a.start_frame, F, a.protect_sink);
     }
@@ -331,6 +368,7 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
             }
         }
     }
+    const int64_t* my_pos = pos.data() + 3 * t0;
     // Without a cache: block-causal key ranges over the chunk itself.
     std::vector<int64_t> kv_end;
     if (!a.cache && a.causal_block_frames > 0) {
@@ -342,7 +380,7 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
     std::vector<float> k_rotated;
     std::vector<int64_t> cache_pos;
     if (relative) {
-        k_rotated.resize(static_cast<size_t>(plan.slot_end * per_frame * dim));
+        k_rotated.resize(static_cast<size_t>(plan.slot_end * per_frame * w));
         cache_pos.resize(static_cast<size_t>(3 * plan.slot_end * per_frame));
         for (int64_t s = 0; s < plan.slot_end; ++s) {
             for (int64_t i = 0; i < per_frame; ++i) {
@@ -354,8 +392,44 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         }
     }
 
-    std::vector<float> h(static_cast<size_t>(L * dim)), q(h.size()), k(h.size()), v(h.size()), o(h.size()), y(h.size()),
-        ffn(static_cast<size_t>(L * d.ffn_dim)), mod(static_cast<size_t>(F * 6 * dim));
+    // Token-shard buffers [n, dim]; with sharding also the head-shard q/k/v/o [L, w] and the exchange buffers.
+    std::vector<float> h(static_cast<size_t>(n * dim)), q(h.size()), k(h.size()), v(h.size()), o(h.size()), y(h.size()),
+        ffn(static_cast<size_t>(n * d.ffn_dim)), mod(static_cast<size_t>(F * 6 * dim));
+    std::vector<float> qh, kh, vh, oh, send, recv;
+    if (sharded) {
+        qh.resize(static_cast<size_t>(L * w));
+        kh.resize(qh.size());
+        vh.resize(qh.size());
+        oh.resize(qh.size());
+        send.resize(static_cast<size_t>(U * 3 * Ls * w));
+        recv.resize(send.size());
+    }
+    // Token shards -> head shards: block p of the all-to-all carries this rank's q/k/v rows of p's heads.
+    const auto to_heads = [&]() {
+        const float* src[3] = {q.data(), k.data(), v.data()};
+        float* dst[3] = {qh.data(), kh.data(), vh.data()};
+        std::fill(send.begin(), send.end(), 0.0f);
+        for (int64_t p = 0; p < U; ++p)
+            for (int64_t j = 0; j < 3; ++j)
+                for (int64_t t = 0; t < n; ++t)
+                    std::copy_n(src[j] + t * dim + p * w, w, send.data() + ((p * 3 + j) * Ls + t) * w);
+        sh.comm->all_to_all(send.data(), recv.data(), static_cast<size_t>(3 * Ls * w) * sizeof(float));
+        for (int64_t p = 0; p < U; ++p)
+            for (int64_t j = 0; j < 3; ++j)
+                for (int64_t t = 0; t < Ls && p * Ls + t < L; ++t)
+                    std::copy_n(recv.data() + ((p * 3 + j) * Ls + t) * w, w, dst[j] + (p * Ls + t) * w);
+    };
+    // Head shards -> token shards: block p carries rank p's tokens of this rank's heads.
+    const auto to_tokens = [&]() {
+        std::fill(send.begin(), send.begin() + U * Ls * w, 0.0f);
+        for (int64_t p = 0; p < U; ++p)
+            for (int64_t t = 0; t < Ls && p * Ls + t < L; ++t)
+                std::copy_n(oh.data() + (p * Ls + t) * w, w, send.data() + (p * Ls + t) * w);
+        sh.comm->all_to_all(send.data(), recv.data(), static_cast<size_t>(Ls * w) * sizeof(float));
+        for (int64_t p = 0; p < U; ++p)
+            for (int64_t t = 0; t < n; ++t) std::copy_n(recv.data() + (p * Ls + t) * w, w, o.data() + t * dim + p * w);
+    };
+
     const int64_t ms = 6 * dim;  // stride between frames in mod: [F, 6, dim]
     for (int64_t l = 0; l < d.num_layers; ++l) {
         const BlockW& b = w_->blocks[static_cast<size_t>(l)];
@@ -367,80 +441,91 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         }
         const float* m = mod.data();
 
-        // ---- Self-attention on norm1(x) * (1 + scale_sa) + shift_sa.
-        run_modulated_norm(x.data(), h.data(), L, dim, cfg_.eps, m + 0 * dim, m + 1 * dim, per_frame, ms);
-        run_linear(b.self_q, h.data(), L, q.data());
-        run_rms_norm(b.self_norm_q, q.data(), L, dim, cfg_.eps);
-        run_linear(b.self_k, h.data(), L, k.data());
-        run_rms_norm(b.self_norm_k, k.data(), L, dim, cfg_.eps);
-        run_linear(b.self_v, h.data(), L, v.data());
-        rope_3d_cpu({q.data(), q.data(), pos.data(), L, heads, hd});
-        if (!relative) rope_3d_cpu({k.data(), k.data(), pos.data(), L, heads, hd});
+        // ---- Self-attention on norm1(x) * (1 + scale_sa) + shift_sa. q/k/v of the rank's tokens, full width
+        // (RMSNorm is over the whole dim), RoPE per token at its explicit position.
+        if (n > 0) {
+            run_modulated_norm_at(t0, x.data(), h.data(), n, dim, cfg_.eps, m + 0 * dim, m + 1 * dim, per_frame, ms);
+            run_linear(b.self_q, h.data(), n, q.data());
+            run_rms_norm(b.self_norm_q, q.data(), n, dim, cfg_.eps);
+            run_linear(b.self_k, h.data(), n, k.data());
+            run_rms_norm(b.self_norm_k, k.data(), n, dim, cfg_.eps);
+            run_linear(b.self_v, h.data(), n, v.data());
+            rope_3d_cpu({q.data(), q.data(), my_pos, n, heads, hd});
+            if (!relative) rope_3d_cpu({k.data(), k.data(), my_pos, n, heads, hd});
+        }
+        if (sharded) to_heads();  // now all L tokens of this rank's lh heads
+        float* aq = sharded ? qh.data() : q.data();
+        float* ak = sharded ? kh.data() : k.data();
+        float* av = sharded ? vh.data() : v.data();
+        float* ao = sharded ? oh.data() : o.data();
         if (dump_) {
-            dump(name + "self_attn.q", q.data(), Shape{L, heads, hd});
-            dump(name + "self_attn.k", k.data(), Shape{L, heads, hd});
-            dump(name + "self_attn.v", v.data(), Shape{L, heads, hd});
+            dump(name + "self_attn.q", aq, Shape{L, lh, hd});
+            dump(name + "self_attn.k", ak, Shape{L, lh, hd});
+            dump(name + "self_attn.v", av, Shape{L, lh, hd});
         }
         AttentionParams ap;
-        ap.q = q.data();
-        ap.out = o.data();
+        ap.q = aq;
+        ap.out = ao;
         ap.q_len = L;
-        ap.heads = heads;
+        ap.heads = lh;
         ap.head_dim = hd;
         if (a.cache) {
-            a.cache->write(l, plan, k.data(), v.data());
+            a.cache->write(l, plan, ak, av);
             ap.kv_len = plan.slot_end * per_frame;
             ap.k = a.cache->keys(l);
             ap.v = a.cache->values(l);
             if (relative) {
-                rope_3d_cpu({a.cache->keys(l), k_rotated.data(), cache_pos.data(), ap.kv_len, heads, hd});
+                rope_3d_cpu({a.cache->keys(l), k_rotated.data(), cache_pos.data(), ap.kv_len, lh, hd});
                 ap.k = k_rotated.data();
             }
         } else {
             ap.kv_len = L;
-            ap.k = k.data();
-            ap.v = v.data();
+            ap.k = ak;
+            ap.v = av;
             ap.kv_end = kv_end.empty() ? nullptr : kv_end.data();
         }
         attention_cpu(ap);
-        run_linear(b.self_o, o.data(), L, y.data());
-        if (dump_) dump(name + "self_attn", y.data(), Shape{L, dim});
-        add_gated(x.data(), y.data(), L, dim, m + 2 * dim, per_frame, ms);
+        if (sharded) to_tokens();  // back to the rank's tokens, all heads
+        if (n > 0) {
+            run_linear(b.self_o, o.data(), n, y.data());
+            if (dump_) dump(name + "self_attn", y.data(), Shape{n, dim});
+            add_gated(x.data(), y.data(), n, dim, m + 2 * dim, per_frame, ms, t0);
 
-        // ---- Cross-attention on norm3(x) (affine, no modulation, no gate).
-        LayerNormParams n3;
-        n3.x = x.data();
-        n3.y = h.data();
-        n3.rows = L;
-        n3.dim = dim;
-        n3.eps = static_cast<float>(cfg_.eps);
-        n3.weight = b.norm3_w;
-        n3.bias = b.norm3_b;
-        layer_norm_cpu(n3);
-        run_linear(b.cross_q, h.data(), L, q.data());
-        run_rms_norm(b.cross_norm_q, q.data(), L, dim, cfg_.eps);
-        AttentionParams cp;
-        cp.q = q.data();
-        cp.k = a.prompt->k[static_cast<size_t>(l)].as<float>();
-        cp.v = a.prompt->v[static_cast<size_t>(l)].as<float>();
-        cp.out = o.data();
-        cp.q_len = L;
-        cp.kv_len = a.prompt->text_len;
-        cp.heads = heads;
-        cp.head_dim = hd;
-        attention_cpu(cp);
-        run_linear(b.cross_o, o.data(), L, y.data());
-        if (dump_) dump(name + "cross_attn", y.data(), Shape{L, dim});
-        add_gated(x.data(), y.data(), L, dim, nullptr, per_frame, ms);
+            // ---- Cross-attention on norm3(x) (affine, no modulation, no gate): the rank's tokens, all heads.
+            LayerNormParams n3;
+            n3.x = x.data();
+            n3.y = h.data();
+            n3.rows = n;
+            n3.dim = dim;
+            n3.eps = static_cast<float>(cfg_.eps);
+            n3.weight = b.norm3_w;
+            n3.bias = b.norm3_b;
+            layer_norm_cpu(n3);
+            run_linear(b.cross_q, h.data(), n, q.data());
+            run_rms_norm(b.cross_norm_q, q.data(), n, dim, cfg_.eps);
+            AttentionParams cp;
+            cp.q = q.data();
+            cp.k = a.prompt->k[static_cast<size_t>(l)].as<float>();
+            cp.v = a.prompt->v[static_cast<size_t>(l)].as<float>();
+            cp.out = o.data();
+            cp.q_len = n;
+            cp.kv_len = a.prompt->text_len;
+            cp.heads = heads;
+            cp.head_dim = hd;
+            attention_cpu(cp);
+            run_linear(b.cross_o, o.data(), n, y.data());
+            if (dump_) dump(name + "cross_attn", y.data(), Shape{n, dim});
+            add_gated(x.data(), y.data(), n, dim, nullptr, per_frame, ms, t0);
 
-        // ---- FFN on norm2(x) * (1 + scale_ff) + shift_ff.
-        run_modulated_norm(x.data(), h.data(), L, dim, cfg_.eps, m + 3 * dim, m + 4 * dim, per_frame, ms);
-        run_linear(b.ffn0, h.data(), L, ffn.data());
-        gelu_tanh_cpu({ffn.data(), ffn.data(), L * d.ffn_dim});
-        run_linear(b.ffn2, ffn.data(), L, y.data());
-        if (dump_) dump(name + "ffn", y.data(), Shape{L, dim});
-        add_gated(x.data(), y.data(), L, dim, m + 5 * dim, per_frame, ms);
-        if (dump_) dump(str_cat("blocks.", l), x.data(), Shape{L, dim});
+            // ---- FFN on norm2(x) * (1 + scale_ff) + shift_ff.
+            run_modulated_norm_at(t0, x.data(), h.data(), n, dim, cfg_.eps, m + 3 * dim, m + 4 * dim, per_frame, ms);
+            run_linear(b.ffn0, h.data(), n, ffn.data());
+            gelu_tanh_cpu({ffn.data(), ffn.data(), n * d.ffn_dim});
+            run_linear(b.ffn2, ffn.data(), n, y.data());
+            if (dump_) dump(name + "ffn", y.data(), Shape{n, dim});
+            add_gated(x.data(), y.data(), n, dim, m + 5 * dim, per_frame, ms, t0);
+        }
+        if (dump_) dump(str_cat("blocks.", l), x.data(), Shape{n, dim});
     }
     if (a.cache) a.cache->commit(plan);
 
@@ -454,10 +539,16 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
             }
         }
     }
-    run_modulated_norm(x.data(), h.data(), L, dim, cfg_.eps, hm.data(), hm.data() + dim, per_frame, 2 * dim);
     const int64_t head_out = w_->head.out;  // pt * ph * pw * out_dim, ordered (kt, kh, kw, c)
-    std::vector<float> hout(static_cast<size_t>(L * head_out));
-    run_linear(w_->head, h.data(), L, hout.data());
+    // Sharded: each rank's rows padded to Ls, all-gathered; rank p's block starts at token p * Ls.
+    std::vector<float> hout(static_cast<size_t>((sharded ? U * Ls : L) * head_out));
+    std::vector<float> mine(sharded ? static_cast<size_t>(Ls * head_out) : 0, 0.0f);
+    float* hdst = sharded ? mine.data() : hout.data();
+    if (n > 0) {
+        run_modulated_norm_at(t0, x.data(), h.data(), n, dim, cfg_.eps, hm.data(), hm.data() + dim, per_frame, 2 * dim);
+        run_linear(w_->head, h.data(), n, hdst);
+    }
+    if (sharded) sh.comm->all_gather(mine.data(), hout.data(), static_cast<size_t>(Ls * head_out) * sizeof(float));
     dump("head", hout.data(), Shape{L, head_out});
     PatchShape os{a.frames, d.out_dim, a.height, a.width, d.patch[0], d.patch[1], d.patch[2]};
     unpatchify_cpu({hout.data(), out, os});

@@ -20,6 +20,24 @@
 
 namespace lr {
 
+class Communicator;
+
+// Head-parallel (Ulysses) self-attention, DESIGN.md section 7. With size U > 1 (U divides num_heads) every
+// rank of `comm` (rank `rank` of `size`) calls forward with the same arguments; each runs the linear layers,
+// norms, cross-attention and FFN on its own contiguous shard of the chunk's tokens (ceil(L / U) tokens, the
+// last shards shorter or empty), an all-to-all turns its q/k/v token shard into all tokens of num_heads / U
+// heads (heads [rank * H/U, (rank + 1) * H/U)), self-attention runs over the KV cache of those heads only (the
+// cache is built with kv_cache_config(..., size): width dim / U), and a second all-to-all brings the
+// attention output back to token shards. Cross-attention runs on the rank's tokens with all heads (the text
+// K/V are small and per prompt: no exchange). The head's output is all-gathered, so every rank returns the
+// whole chunk's flow. size == 1 (the default) is the single-rank path, bit for bit; comm may then be null.
+// In a sharded forward the dump hook sees the rank's token shard (and its heads for q/k/v).
+struct AttentionShard {
+    int rank = 0;
+    int size = 1;
+    Communicator* comm = nullptr;  // host-buffer communicator of the U ranks (MpiCommunicator)
+};
+
 // Architecture plus the two numbers the weights do not fix.
 struct WanModelConfig {
     WanDims dims;
@@ -62,6 +80,8 @@ struct WanForwardArgs {
     // Without a cache: attention within x only, block-causal over blocks of this many frames (0: bidirectional).
     // This is the reference's training-time path, used to check the cached path.
     int64_t causal_block_frames = 0;
+    // Ulysses head parallelism (see AttentionShard); the default is one rank.
+    AttentionShard shard;
 };
 
 // Observes intermediates: name ("blocks.3.self_attn.o", "head", ...), data, shape. Called synchronously.
@@ -87,8 +107,9 @@ class WanModel {
     // Tokens per latent frame of a latent height x width.
     int64_t tokens_per_frame(int64_t height, int64_t width) const;
     // A KV cache shaped for this model: `window_frames` = local_attn_size (-1: none), `max_frames` = storage.
+    // head_shards = U of a head-parallel forward: the cache of one rank, holding num_heads / U heads.
     KvCacheConfig kv_cache_config(int64_t height, int64_t width, int64_t window_frames, int64_t sink_frames,
-                                  int64_t max_frames) const;
+                                  int64_t max_frames, int head_shards = 1) const;
 
     // context: [L <= text_len, text_dim] (F32, BF16 or F16, contiguous), zero-padded to text_len here.
     WanPrompt encode_prompt(const TensorView& context) const;

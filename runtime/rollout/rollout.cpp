@@ -34,7 +34,8 @@ Rollout::Rollout(const WanModel& model, const RolloutOptions& opts, const Rollou
 
 KvCacheConfig Rollout::cache_config(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape) {
     const int64_t storage = opts.local_attn_size == -1 ? shape.frames : opts.local_attn_size;
-    return model.kv_cache_config(shape.height, shape.width, opts.local_attn_size, opts.sink_size, storage);
+    return model.kv_cache_config(shape.height, shape.width, opts.local_attn_size, opts.sink_size, storage,
+                                 opts.shard.size);
 }
 
 size_t Rollout::kv_cache_bytes(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape) {
@@ -57,6 +58,7 @@ void Rollout::forward(const float* x, int64_t start_frame, int64_t frames, float
     a.cache = &cache_;
     a.protect_sink = protect_sink;
     a.rope = opts_.rope;
+    a.shard = opts_.shard;
     model_.forward(a, out);
 }
 

@@ -39,6 +39,9 @@ struct RolloutOptions {
     int64_t sink_size = 0;         // first frames never evicted
     RopePositions rope = RopePositions::kAbsolute;
     int num_train_timesteps = 1000;
+    // Ulysses head parallelism (DESIGN.md section 7): every rank of shard.comm runs the same rollout with the
+    // same inputs; each holds the KV cache of its num_heads / size heads and every rank gets every chunk.
+    AttentionShard shard;
 };
 
 // The latent video: frames of `channels` x height x width (latent pixels: video / 8).
@@ -71,7 +74,7 @@ class Rollout {
     Rollout(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape);
 
     // Bytes of the KV cache a rollout of this shape allocates (the window, or the whole run without one): for
-    // checking that a run fits before starting it.
+    // checking that a run fits before starting it. With opts.shard.size = U: one rank's cache (1/U of it).
     static size_t kv_cache_bytes(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape);
 
     int64_t num_chunks() const;
