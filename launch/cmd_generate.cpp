@@ -21,6 +21,7 @@
 
 #include "dist/fault.h"
 #include "dist/mesh.h"
+#include "dist/mpi_communicator.h"
 #include "dist/process.h"
 #include "launch/cli.h"
 #include "launch/cli_args.h"
@@ -114,9 +115,8 @@ std::string device_summary(Config& cfg, const ProcessInfo& who) {
     return gpus > 0 ? str_cat("cpu (", gpus, " GPU", gpus == 1 ? "" : "s", " visible but not used yet)") : "cpu";
 }
 
-// The mesh of this job from parallel.* and the world size; every rank computes the same verdict, so a bad
-// layout ends every rank with exit code 2 and the same message, without MPI_Abort.
-MeshLayout check_parallel_layout(const Config& cfg, const ProcessInfo& who) {
+// The mesh request of this job, from parallel.* and the latent frame size.
+std::pair<MeshRequest, MeshShape> mesh_request(const Config& cfg) {
     const ParallelConfig& p = cfg.parallel;
     MeshRequest request;
     request.ulysses = p.ulysses;
@@ -129,12 +129,19 @@ MeshLayout check_parallel_layout(const Config& cfg, const ProcessInfo& who) {
     shape.tokens_per_frame = static_cast<int>((cfg.video.height / 8 / cfg.model.patch_size[1]) *
                                               (cfg.video.width / 8 / cfg.model.patch_size[2]));
     shape.block_size = cfg.attention.block_size;
+    return {request, shape};
+}
+
+// The mesh layout from parallel.* and the world size; every rank computes the same verdict, so a bad layout
+// ends every rank with exit code 2 and the same message, without MPI_Abort.
+MeshLayout check_parallel_layout(const Config& cfg, const ProcessInfo& who) {
+    const auto [request, shape] = mesh_request(cfg);
     const MeshLayout layout = resolve_mesh_layout(request, who.world_size, shape);
-    if (layout.sequence_parallel() > 1 || layout.vae_ranks > 0) {
+    if (layout.spatial > 1 || layout.vae_ranks > 0) {
         throw CollectiveInputError(str_cat("parallel layout ", describe(layout),
-                                           ": head-parallel, spatial and dedicated-VAE ranks are not implemented in "
-                                           "this version; run with parallel.ulysses=1 parallel.spatial=1 (every "
-                                           "rank then generates the video and rank 0 writes it)"));
+                                           ": spatial sharding and dedicated VAE ranks are not implemented in this "
+                                           "version; use parallel.spatial=1 and parallel.vae=SAME_RANKS "
+                                           "(head parallelism, parallel.ulysses, is)"));
     }
     return layout;
 }
@@ -303,7 +310,17 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         plan_frames(cfg, a.get_int("latent-frames", 1, INT64_MAX), a.get_double("seconds", 0.0, 1e9));
     metrics->weights_loaded(load_seconds);
     const LoadedVae vae = load_vae(a.get("vae"), model.embedded, any_video && writer_rank);
-    const RolloutOptions ropts = rollout_options(cfg.rollout);
+    RolloutOptions ropts = rollout_options(cfg.rollout);
+    // Head parallelism: the ranks of a Ulysses group run the same rollout, each with its share of the heads
+    // (and of the KV cache); the group's first rank writes the video.
+    std::unique_ptr<MpiCommunicator> world_comm;
+    std::optional<Mesh> mesh;
+    if (layout.ulysses > 1) {
+        world_comm = MpiCommunicator::world();
+        const auto [request, mesh_shape] = mesh_request(cfg);
+        mesh.emplace(Mesh::create(*world_comm, request, mesh_shape));
+        ropts.shard = AttentionShard{coord.ulysses_index, layout.ulysses, mesh->ulysses()};
+    }
     const RolloutShape shape{plan.latent_frames, cfg.video.height / 8, cfg.video.width / 8};
     const int64_t channels = cfg.model.in_dim;
     const int64_t steps = static_cast<int64_t>(ropts.denoising_steps.size());
