@@ -124,8 +124,9 @@ int run(const MpiSession& mpi) {
         world->all_gather(&err, errs.data(), sizeof(double));
         for (double x : errs) worst = std::max(worst, x);
         if (me == 0)
-            std::printf("dist_ulysses_test: %d ranks, %s: max relative error %.3g, KV cache %zu of %zu bytes per rank\n",
-                        n, c.name.c_str(), worst, bytes, ref_bytes);
+            std::printf(
+                "dist_ulysses_test: %d ranks, %s: max relative error %.3g, KV cache %zu of %zu bytes per rank\n", n,
+                c.name.c_str(), worst, bytes, ref_bytes);
     }
 
     // Single forwards without a cache (the full-sequence path), block-causal and bidirectional, on a 2 x 6
