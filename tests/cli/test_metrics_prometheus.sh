@@ -59,10 +59,11 @@ label_of() { [ -z "$1" ] || python3 -c 'import json, sys; print(json.loads(sys.a
 
 # ---- One rank. 60 latent frames = 20 chunks = 1 + 4 * 59 = 237 video frames, with a 12-frame window (the tiny
 # VAE decodes on the CPU, so a longer run would only make the test slow).
-# The exporter lingers after the run, so the final values are scraped.
+# The exporter lingers 30 s after the run, so the final values are scraped and queried even on a loaded
+# machine (with 8 s, a busy CI box saw the target go stale before the last queries).
 LATENT=60
 FRAMES=$((1 + 4 * (LATENT - 1)))
-LONGROLL_METRICS_LINGER_SECONDS=8 "$LONGROLL" generate --metrics-port 0 --metrics-bind 127.0.0.1 \
+LONGROLL_METRICS_LINGER_SECONDS=30 "$LONGROLL" generate --metrics-port 0 --metrics-bind 127.0.0.1 \
   --set monitoring.file_sd_path="$TMP/sd/run1.json" --latent-frames "$LATENT" --set rollout.rope_mode=WINDOW_RELATIVE \
   --set rollout.local_attn_size=12 --set rollout.sink_size=3 --out "$TMP/v.y4m" --quiet >"$TMP/gen.log" 2>&1 &
 GEN=$!
@@ -141,7 +142,7 @@ check "no output from the refused run" test ! -e "$TMP/busy.y4m"
 # ---- Two ranks under mpirun: one file_sd file and one target per rank, world_size="2".
 if command -v mpirun >/dev/null && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
     timeout 30 mpirun --oversubscribe -np 2 true >/dev/null 2>&1; then
-  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 LONGROLL_METRICS_LINGER_SECONDS=8 \
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 LONGROLL_METRICS_LINGER_SECONDS=20 \
     mpirun --oversubscribe -np 2 -x LONGROLL_METRICS_LINGER_SECONDS "$LONGROLL" generate --metrics-port 0 \
     --metrics-bind 127.0.0.1 --set monitoring.file_sd_path="$TMP/sd/run2.json" --latent-frames 30 \
     --out "$TMP/v2.y4m" --quiet >"$TMP/gen2.log" 2>&1 &
