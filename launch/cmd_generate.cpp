@@ -137,11 +137,11 @@ std::pair<MeshRequest, MeshShape> mesh_request(const Config& cfg) {
 MeshLayout check_parallel_layout(const Config& cfg, const ProcessInfo& who) {
     const auto [request, shape] = mesh_request(cfg);
     const MeshLayout layout = resolve_mesh_layout(request, who.world_size, shape);
-    if (layout.spatial > 1 || layout.vae_ranks > 0) {
+    if ((layout.spatial > 1 && layout.ulysses > 1) || layout.vae_ranks > 0) {
         throw CollectiveInputError(str_cat("parallel layout ", describe(layout),
-                                           ": spatial sharding and dedicated VAE ranks are not implemented in this "
-                                           "version; use parallel.spatial=1 and parallel.vae=SAME_RANKS "
-                                           "(head parallelism, parallel.ulysses, is)"));
+                                           ": head and spatial parallelism together, and dedicated VAE ranks, are "
+                                           "not implemented in this version; use parallel.ulysses or "
+                                           "parallel.spatial alone, and parallel.vae=SAME_RANKS"));
     }
     return layout;
 }
@@ -311,15 +311,19 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     metrics->weights_loaded(load_seconds);
     const LoadedVae vae = load_vae(a.get("vae"), model.embedded, any_video && writer_rank);
     RolloutOptions ropts = rollout_options(cfg.rollout);
-    // Head parallelism: the ranks of a Ulysses group run the same rollout, each with its share of the heads
-    // (and of the KV cache); the group's first rank writes the video.
+    // Head or spatial parallelism: the ranks of a sequence-parallel group run the same rollout, each with its
+    // share of the heads or of the spatial blocks (and of the KV cache); the group's first rank writes.
     std::unique_ptr<MpiCommunicator> world_comm;
     std::optional<Mesh> mesh;
-    if (layout.ulysses > 1) {
+    if (layout.ulysses > 1 || layout.spatial > 1) {
         world_comm = MpiCommunicator::world();
         const auto [request, mesh_shape] = mesh_request(cfg);
         mesh.emplace(Mesh::create(*world_comm, request, mesh_shape));
-        ropts.shard = AttentionShard{coord.ulysses_index, layout.ulysses, mesh->ulysses()};
+        if (layout.ulysses > 1) ropts.shard = AttentionShard{coord.ulysses_index, layout.ulysses, mesh->ulysses()};
+        if (layout.spatial > 1) {
+            ropts.spatial =
+                SpatialShard{coord.spatial_index, layout.spatial, mesh->spatial(), cfg.attention.block_size};
+        }
     }
     const RolloutShape shape{plan.latent_frames, cfg.video.height / 8, cfg.video.width / 8};
     const int64_t channels = cfg.model.in_dim;

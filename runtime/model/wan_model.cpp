@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 
+#include "dist/communicator.h"
 #include "kernels/attention.h"
 #include "kernels/cast.h"
 #include "kernels/gelu.h"
@@ -16,7 +17,6 @@
 #include "kernels/rope_3d.h"
 #include "kernels/silu.h"
 #include "kernels/timestep_embedding.h"
-#include "dist/communicator.h"
 #include "runtime/core/check.h"
 #include "runtime/io/json.h"
 
@@ -89,8 +89,8 @@ void run_modulated_norm_at(int64_t row0, const float* x, float* y, int64_t rows,
     }
     if (r < rows) {
         const int64_t f = (row0 + r) / rows_per_frame;
-        run_modulated_norm(x + r * dim, y + r * dim, rows - r, dim, eps, shift + f * mod_stride,
-                           scale + f * mod_stride, rows_per_frame, mod_stride);
+        run_modulated_norm(x + r * dim, y + r * dim, rows - r, dim, eps, shift + f * mod_stride, scale + f * mod_stride,
+                           rows_per_frame, mod_stride);
     }
 }
 
@@ -244,13 +244,28 @@ int64_t WanModel::tokens_per_frame(int64_t height, int64_t width) const {
     return (height / cfg_.dims.patch[1]) * (width / cfg_.dims.patch[2]);
 }
 
+int64_t WanModel::spatial_tokens_per_frame(int64_t height, int64_t width, const SpatialShard& sp) const {
+    const int64_t per_frame = tokens_per_frame(height, width);
+    if (sp.size == 1 && sp.rank == 0) return per_frame;
+    LR_CHECK(sp.block_size > 0, "spatial sharding: block_size must be positive, found ", sp.block_size);
+    const int64_t blocks = (per_frame + sp.block_size - 1) / sp.block_size;
+    LR_CHECK(sp.size >= 1 && sp.rank >= 0 && sp.rank < sp.size && sp.size <= blocks, "spatial sharding: rank ", sp.rank,
+             " of ", sp.size, " cannot own blocks of a frame of ", per_frame, " tokens in ", blocks, " blocks of ",
+             sp.block_size);
+    int64_t n = 0;
+    for (int64_t b = sp.rank; b < blocks; b += sp.size) n += std::min(sp.block_size, per_frame - b * sp.block_size);
+    return n;
+}
+
 KvCacheConfig WanModel::kv_cache_config(int64_t height, int64_t width, int64_t window_frames, int64_t sink_frames,
-                                        int64_t max_frames, int head_shards) const {
+                                        int64_t max_frames, int head_shards, const SpatialShard& spatial) const {
     LR_CHECK(head_shards >= 1 && num_heads() % head_shards == 0, "KV cache: ", num_heads(),
              " heads cannot be split over ", head_shards, " ranks");
+    LR_CHECK(head_shards == 1 || spatial.size == 1, "KV cache: head sharding (", head_shards,
+             " ranks) combined with spatial sharding (", spatial.size, " ranks) is not supported yet");
     KvCacheConfig c;
     c.num_layers = num_layers();
-    c.tokens_per_frame = tokens_per_frame(height, width);
+    c.tokens_per_frame = spatial_tokens_per_frame(height, width, spatial);
     c.width = dim() / head_shards;
     c.window_frames = window_frames;
     c.sink_frames = sink_frames;
@@ -313,23 +328,62 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
     // ---- Ulysses: this rank's token shard [t0, t0 + n) and heads [rank * lh, (rank + 1) * lh).
     const AttentionShard& sh = a.shard;
     const int64_t U = sh.size;
-    LR_CHECK(U >= 1 && sh.rank >= 0 && sh.rank < U && heads % U == 0, "forward: head sharding rank ", sh.rank,
-             " of ", U, " does not split ", heads, " heads");
+    LR_CHECK(U >= 1 && sh.rank >= 0 && sh.rank < U && heads % U == 0, "forward: head sharding rank ", sh.rank, " of ",
+             U, " does not split ", heads, " heads");
     const bool sharded = U > 1;
     LR_CHECK(!sharded || (sh.comm != nullptr && sh.comm->size() == U && sh.comm->rank() == sh.rank),
              "forward: head sharding over ", U, " ranks needs a communicator of that size with this rank");
     const int64_t Ls = sharded ? (L + U - 1) / U : L;  // tokens per shard (the last ones padded)
-    const int64_t t0 = std::min(L, sh.rank * Ls);
-    const int64_t n = std::min(L, t0 + Ls) - t0;  // tokens of this rank (may be 0)
-    const int64_t lh = heads / U;                 // heads of this rank
-    const int64_t w = lh * hd;                    // their width
+
+    // ---- Spatial: this rank's blocks of every frame; blocks_of[p]: (first token in the frame, tokens) of
+    // rank p's blocks, rpf_of[p]: its tokens per frame. The rank's tokens are ordered (frame, block, token).
+    const SpatialShard& sp = a.spatial;
+    const int64_t S = sp.size;
+    LR_CHECK(S >= 1 && sp.rank >= 0 && sp.rank < S, "forward: spatial rank ", sp.rank, " of ", S);
+    const bool spatial = S > 1;
+    LR_CHECK(!(spatial && sharded), "forward: head sharding (", U, " ranks) combined with spatial sharding (", S,
+             " ranks) is not supported yet");
+    LR_CHECK(!spatial || (sp.comm != nullptr && sp.comm->size() == S && sp.comm->rank() == sp.rank),
+             "forward: spatial sharding over ", S, " ranks needs a communicator of that size with this rank");
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> blocks_of(static_cast<size_t>(S));
+    std::vector<int64_t> rpf_of(static_cast<size_t>(S), 0);
+    int64_t max_rpf = 0;
+    std::vector<int64_t> my_tok;  // chunk token of each of this rank's tokens (spatial only)
+    if (spatial) {
+        LR_CHECK(sp.block_size > 0, "forward: spatial block_size must be positive, found ", sp.block_size);
+        const int64_t nb = (per_frame + sp.block_size - 1) / sp.block_size;
+        LR_CHECK(S <= nb, "forward: ", S, " spatial ranks but a frame of ", per_frame, " tokens has only ", nb,
+                 " blocks of ", sp.block_size);
+        for (int64_t bk = 0; bk < nb; ++bk) {
+            const int64_t start = bk * sp.block_size, len = std::min(sp.block_size, per_frame - start);
+            blocks_of[static_cast<size_t>(bk % S)].push_back({start, len});
+            rpf_of[static_cast<size_t>(bk % S)] += len;
+        }
+        for (int64_t r : rpf_of) max_rpf = std::max(max_rpf, r);
+        for (int64_t f = 0; f < F; ++f)
+            for (const auto& [start, len] : blocks_of[static_cast<size_t>(sp.rank)])
+                for (int64_t i = 0; i < len; ++i) my_tok.push_back(f * per_frame + start + i);
+    }
+    const int64_t rpf = spatial ? rpf_of[static_cast<size_t>(sp.rank)] : per_frame;  // rows per frame, this rank
+    const int64_t t0 = spatial ? 0 : std::min(L, sh.rank * Ls);
+    const int64_t n = spatial ? F * rpf : std::min(L, t0 + Ls) - t0;  // tokens of this rank (may be 0)
+    const int64_t lh = heads / U;                                     // heads of this rank
+    const int64_t w = lh * hd;                                        // their width
 
     // ---- Patch embedding: Conv3d as a linear map of each patch. x: [n, dim], the rank's tokens.
     PatchShape ps{a.frames, d.in_dim, a.height, a.width, d.patch[0], d.patch[1], d.patch[2]};
     std::vector<float> patches(static_cast<size_t>(L * ps.patch_size()));
     patchify_cpu({a.x, patches.data(), ps});
     std::vector<float> x(static_cast<size_t>(n * dim));
-    if (n > 0) run_linear(w_->patch, patches.data() + t0 * ps.patch_size(), n, x.data());
+    if (spatial) {
+        std::vector<float> mp(static_cast<size_t>(n * ps.patch_size()));
+        for (int64_t i = 0; i < n; ++i)
+            std::copy_n(patches.data() + my_tok[static_cast<size_t>(i)] * ps.patch_size(), ps.patch_size(),
+                        mp.data() + i * ps.patch_size());
+        run_linear(w_->patch, mp.data(), n, x.data());
+    } else if (n > 0) {
+        run_linear(w_->patch, patches.data() + t0 * ps.patch_size(), n, x.data());
+    }
     dump("patch_embedding", x.data(), Shape{n, dim});
 
     // ---- Time: e = time_embedding(sinusoid(t)) [F, dim]; e0 = time_projection(silu(e)) [F, 6, dim].
@@ -350,10 +404,10 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
     KvWrite plan;
     if (a.cache) {
         const KvCacheConfig& cc = a.cache->config();
-        LR_CHECK(cc.num_layers == d.num_layers && cc.width == w && cc.tokens_per_frame == per_frame,
+        LR_CHECK(cc.num_layers == d.num_layers && cc.width == w && cc.tokens_per_frame == rpf,
                  "forward: the KV cache is shaped for ", cc.num_layers, " layers, width ", cc.width, ", ",
-                 cc.tokens_per_frame, " tokens per frame; this model and latent need ", d.num_layers, ", ", w, ", ",
-                 per_frame);
+                 cc.tokens_per_frame, " tokens per frame; this model, latent and shard need ", d.num_layers, ", ", w,
+                 ", ", rpf);
         plan = a.cache->plan(a.start_frame, F, a.protect_sink);
     }
     const bool relative = a.cache && a.rope == RopePositions::kWindowRelative;
@@ -368,14 +422,69 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
             }
         }
     }
-    const int64_t* my_pos = pos.data() + 3 * t0;
+    std::vector<int64_t> my_pos_v;
+    if (spatial) {
+        my_pos_v.resize(static_cast<size_t>(3 * n));
+        for (int64_t i = 0; i < n; ++i)
+            std::copy_n(pos.data() + 3 * my_tok[static_cast<size_t>(i)], 3, my_pos_v.data() + 3 * i);
+    }
+    const int64_t* my_pos = spatial ? my_pos_v.data() : pos.data() + 3 * t0;
     // Without a cache: block-causal key ranges over the chunk itself.
     std::vector<int64_t> kv_end;
     if (!a.cache && a.causal_block_frames > 0) {
         kv_end.resize(static_cast<size_t>(L));
         const int64_t block = a.causal_block_frames * per_frame;
         for (int64_t i = 0; i < L; ++i) kv_end[static_cast<size_t>(i)] = std::min(L, (i / block + 1) * block);
+        if (spatial) {  // per query of this rank
+            std::vector<int64_t> mine(static_cast<size_t>(n));
+            for (int64_t i = 0; i < n; ++i)
+                mine[static_cast<size_t>(i)] = kv_end[static_cast<size_t>(my_tok[static_cast<size_t>(i)])];
+            kv_end.swap(mine);
+        }
     }
+    // Spatial: the other ranks' K/V of every key frame (the cache's slots, or the chunk without a cache),
+    // received with one grouped send_recv per layer, and the full key set in the 1-rank token order.
+    const int64_t key_frames = a.cache ? plan.slot_end : F;
+    std::vector<std::vector<float>> rk(static_cast<size_t>(S)), rv(static_cast<size_t>(S));
+    std::vector<float> full_k, full_v;
+    if (spatial) {
+        for (int64_t p = 0; p < S; ++p) {
+            if (p == sp.rank) continue;
+            rk[static_cast<size_t>(p)].resize(static_cast<size_t>(key_frames * rpf_of[static_cast<size_t>(p)] * dim));
+            rv[static_cast<size_t>(p)].resize(rk[static_cast<size_t>(p)].size());
+        }
+        full_k.resize(static_cast<size_t>(key_frames * per_frame * dim));
+        full_v.resize(full_k.size());
+    }
+    const auto gather_keys = [&](const float* my_k, const float* my_v) {
+        std::vector<SendSpec> sends;
+        std::vector<RecvSpec> recvs;
+        const size_t my_bytes = static_cast<size_t>(key_frames * rpf * dim) * sizeof(float);
+        for (int64_t p = 0; p < S; ++p) {
+            if (p == sp.rank) continue;
+            const int peer = static_cast<int>(p);
+            sends.push_back({peer, my_k, my_bytes});
+            sends.push_back({peer, my_v, my_bytes});
+            const size_t bytes = rk[static_cast<size_t>(p)].size() * sizeof(float);
+            recvs.push_back({peer, rk[static_cast<size_t>(p)].data(), bytes});
+            recvs.push_back({peer, rv[static_cast<size_t>(p)].data(), bytes});
+        }
+        sp.comm->send_recv(sends, recvs);
+        for (int64_t p = 0; p < S; ++p) {
+            const float* pk = p == sp.rank ? my_k : rk[static_cast<size_t>(p)].data();
+            const float* pv = p == sp.rank ? my_v : rv[static_cast<size_t>(p)].data();
+            const int64_t prpf = rpf_of[static_cast<size_t>(p)];
+            for (int64_t s = 0; s < key_frames; ++s) {
+                int64_t off = 0;
+                for (const auto& [start, len] : blocks_of[static_cast<size_t>(p)]) {
+                    const int64_t src = (s * prpf + off) * dim, dst = (s * per_frame + start) * dim;
+                    std::copy_n(pk + src, len * dim, full_k.data() + dst);
+                    std::copy_n(pv + src, len * dim, full_v.data() + dst);
+                    off += len;
+                }
+            }
+        }
+    };
     // Window-relative mode: the cached keys rotated by slot, rebuilt per layer.
     std::vector<float> k_rotated;
     std::vector<int64_t> cache_pos;
@@ -444,7 +553,7 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         // ---- Self-attention on norm1(x) * (1 + scale_sa) + shift_sa. q/k/v of the rank's tokens, full width
         // (RMSNorm is over the whole dim), RoPE per token at its explicit position.
         if (n > 0) {
-            run_modulated_norm_at(t0, x.data(), h.data(), n, dim, cfg_.eps, m + 0 * dim, m + 1 * dim, per_frame, ms);
+            run_modulated_norm_at(t0, x.data(), h.data(), n, dim, cfg_.eps, m + 0 * dim, m + 1 * dim, rpf, ms);
             run_linear(b.self_q, h.data(), n, q.data());
             run_rms_norm(b.self_norm_q, q.data(), n, dim, cfg_.eps);
             run_linear(b.self_k, h.data(), n, k.data());
@@ -459,14 +568,14 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         float* av = sharded ? vh.data() : v.data();
         float* ao = sharded ? oh.data() : o.data();
         if (dump_) {
-            dump(name + "self_attn.q", aq, Shape{L, lh, hd});
-            dump(name + "self_attn.k", ak, Shape{L, lh, hd});
-            dump(name + "self_attn.v", av, Shape{L, lh, hd});
+            dump(name + "self_attn.q", aq, Shape{sharded ? L : n, lh, hd});
+            dump(name + "self_attn.k", ak, Shape{sharded ? L : n, lh, hd});
+            dump(name + "self_attn.v", av, Shape{sharded ? L : n, lh, hd});
         }
         AttentionParams ap;
         ap.q = aq;
         ap.out = ao;
-        ap.q_len = L;
+        ap.q_len = spatial ? n : L;
         ap.heads = lh;
         ap.head_dim = hd;
         if (a.cache) {
@@ -474,10 +583,21 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
             ap.kv_len = plan.slot_end * per_frame;
             ap.k = a.cache->keys(l);
             ap.v = a.cache->values(l);
+            if (spatial) {
+                gather_keys(a.cache->keys(l), a.cache->values(l));
+                ap.k = full_k.data();
+                ap.v = full_v.data();
+            }
             if (relative) {
-                rope_3d_cpu({a.cache->keys(l), k_rotated.data(), cache_pos.data(), ap.kv_len, lh, hd});
+                rope_3d_cpu({ap.k, k_rotated.data(), cache_pos.data(), ap.kv_len, lh, hd});
                 ap.k = k_rotated.data();
             }
+        } else if (spatial) {
+            gather_keys(ak, av);
+            ap.kv_len = L;
+            ap.k = full_k.data();
+            ap.v = full_v.data();
+            ap.kv_end = kv_end.empty() ? nullptr : kv_end.data();
         } else {
             ap.kv_len = L;
             ap.k = ak;
@@ -489,7 +609,7 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         if (n > 0) {
             run_linear(b.self_o, o.data(), n, y.data());
             if (dump_) dump(name + "self_attn", y.data(), Shape{n, dim});
-            add_gated(x.data(), y.data(), n, dim, m + 2 * dim, per_frame, ms, t0);
+            add_gated(x.data(), y.data(), n, dim, m + 2 * dim, rpf, ms, t0);
 
             // ---- Cross-attention on norm3(x) (affine, no modulation, no gate): the rank's tokens, all heads.
             LayerNormParams n3;
@@ -515,15 +635,15 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
             attention_cpu(cp);
             run_linear(b.cross_o, o.data(), n, y.data());
             if (dump_) dump(name + "cross_attn", y.data(), Shape{n, dim});
-            add_gated(x.data(), y.data(), n, dim, nullptr, per_frame, ms, t0);
+            add_gated(x.data(), y.data(), n, dim, nullptr, rpf, ms, t0);
 
             // ---- FFN on norm2(x) * (1 + scale_ff) + shift_ff.
-            run_modulated_norm_at(t0, x.data(), h.data(), n, dim, cfg_.eps, m + 3 * dim, m + 4 * dim, per_frame, ms);
+            run_modulated_norm_at(t0, x.data(), h.data(), n, dim, cfg_.eps, m + 3 * dim, m + 4 * dim, rpf, ms);
             run_linear(b.ffn0, h.data(), n, ffn.data());
             gelu_tanh_cpu({ffn.data(), ffn.data(), n * d.ffn_dim});
             run_linear(b.ffn2, ffn.data(), n, y.data());
             if (dump_) dump(name + "ffn", y.data(), Shape{n, dim});
-            add_gated(x.data(), y.data(), n, dim, m + 5 * dim, per_frame, ms, t0);
+            add_gated(x.data(), y.data(), n, dim, m + 5 * dim, rpf, ms, t0);
         }
         if (dump_) dump(str_cat("blocks.", l), x.data(), Shape{n, dim});
     }
@@ -542,13 +662,28 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
     const int64_t head_out = w_->head.out;  // pt * ph * pw * out_dim, ordered (kt, kh, kw, c)
     // Sharded: each rank's rows padded to Ls, all-gathered; rank p's block starts at token p * Ls.
     std::vector<float> hout(static_cast<size_t>((sharded ? U * Ls : L) * head_out));
-    std::vector<float> mine(sharded ? static_cast<size_t>(Ls * head_out) : 0, 0.0f);
-    float* hdst = sharded ? mine.data() : hout.data();
+    // Spatial: each rank's rows padded to F * max_rpf, all-gathered, put back at their tokens.
+    const int64_t slot_rows = sharded ? Ls : spatial ? F * max_rpf : 0;
+    std::vector<float> mine(static_cast<size_t>(slot_rows * head_out), 0.0f);
+    float* hdst = sharded || spatial ? mine.data() : hout.data();
     if (n > 0) {
-        run_modulated_norm_at(t0, x.data(), h.data(), n, dim, cfg_.eps, hm.data(), hm.data() + dim, per_frame, 2 * dim);
+        run_modulated_norm_at(t0, x.data(), h.data(), n, dim, cfg_.eps, hm.data(), hm.data() + dim, rpf, 2 * dim);
         run_linear(w_->head, h.data(), n, hdst);
     }
     if (sharded) sh.comm->all_gather(mine.data(), hout.data(), static_cast<size_t>(Ls * head_out) * sizeof(float));
+    if (spatial) {
+        std::vector<float> all(static_cast<size_t>(S * slot_rows * head_out));
+        sp.comm->all_gather(mine.data(), all.data(), static_cast<size_t>(slot_rows * head_out) * sizeof(float));
+        for (int64_t p = 0; p < S; ++p) {
+            int64_t row = p * slot_rows;
+            for (int64_t f = 0; f < F; ++f)
+                for (const auto& [start, len] : blocks_of[static_cast<size_t>(p)]) {
+                    std::copy_n(all.data() + row * head_out, len * head_out,
+                                hout.data() + (f * per_frame + start) * head_out);
+                    row += len;
+                }
+        }
+    }
     dump("head", hout.data(), Shape{L, head_out});
     PatchShape os{a.frames, d.out_dim, a.height, a.width, d.patch[0], d.patch[1], d.patch[2]};
     unpatchify_cpu({hout.data(), out, os});

@@ -38,6 +38,23 @@ struct AttentionShard {
     Communicator* comm = nullptr;  // host-buffer communicator of the U ranks (MpiCommunicator)
 };
 
+// Spatial parallelism (S), DESIGN.md section 7. Each latent frame's tokens (order row, col) are cut into
+// ceil(tokens_per_frame / block_size) blocks of block_size tokens (the last one may be short); rank r of the S
+// ranks of `comm` owns the blocks b with b % S == r in every frame: its tokens of the chunk go through the
+// linear layers, norms, cross-attention and FFN, and its KV cache holds only those blocks (the cache is built
+// with kv_cache_config(..., spatial): tokens_per_frame = the rank's tokens of a frame, in frame order, blocks
+// ascending). Self-attention gathers the K/V of the other ranks' blocks of every cached frame in the window
+// (the dense table: every block) plus the chunk's, with one grouped send_recv per layer, assembles the keys in
+// the 1-rank token order and attends with the rank's queries. The head's output is all-gathered, so every rank
+// returns the whole chunk. size == 1 (the default) is the single-rank path, bit for bit. Not combined with
+// Ulysses yet: AttentionShard.size > 1 together with size > 1 is an InputError.
+struct SpatialShard {
+    int rank = 0;
+    int size = 1;
+    Communicator* comm = nullptr;  // host-buffer communicator of the S ranks (MpiCommunicator)
+    int64_t block_size = 128;      // tokens per block (spatial tile)
+};
+
 // Architecture plus the two numbers the weights do not fix.
 struct WanModelConfig {
     WanDims dims;
@@ -82,6 +99,8 @@ struct WanForwardArgs {
     int64_t causal_block_frames = 0;
     // Ulysses head parallelism (see AttentionShard); the default is one rank.
     AttentionShard shard;
+    // Spatial parallelism (see SpatialShard); the default is one rank.
+    SpatialShard spatial;
 };
 
 // Observes intermediates: name ("blocks.3.self_attn.o", "head", ...), data, shape. Called synchronously.
@@ -108,8 +127,11 @@ class WanModel {
     int64_t tokens_per_frame(int64_t height, int64_t width) const;
     // A KV cache shaped for this model: `window_frames` = local_attn_size (-1: none), `max_frames` = storage.
     // head_shards = U of a head-parallel forward: the cache of one rank, holding num_heads / U heads.
+    // spatial (size S > 1): the cache of one spatial rank, holding its blocks of every frame.
     KvCacheConfig kv_cache_config(int64_t height, int64_t width, int64_t window_frames, int64_t sink_frames,
-                                  int64_t max_frames, int head_shards = 1) const;
+                                  int64_t max_frames, int head_shards = 1, const SpatialShard& spatial = {}) const;
+    // Tokens of one latent frame that spatial rank `rank` of `size` owns with blocks of `block_size` tokens.
+    int64_t spatial_tokens_per_frame(int64_t height, int64_t width, const SpatialShard& spatial) const;
 
     // context: [L <= text_len, text_dim] (F32, BF16 or F16, contiguous), zero-padded to text_len here.
     WanPrompt encode_prompt(const TensorView& context) const;

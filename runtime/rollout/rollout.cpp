@@ -35,7 +35,7 @@ Rollout::Rollout(const WanModel& model, const RolloutOptions& opts, const Rollou
 KvCacheConfig Rollout::cache_config(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape) {
     const int64_t storage = opts.local_attn_size == -1 ? shape.frames : opts.local_attn_size;
     return model.kv_cache_config(shape.height, shape.width, opts.local_attn_size, opts.sink_size, storage,
-                                 opts.shard.size);
+                                 opts.shard.size, opts.spatial);
 }
 
 size_t Rollout::kv_cache_bytes(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape) {
@@ -59,6 +59,7 @@ void Rollout::forward(const float* x, int64_t start_frame, int64_t frames, float
     a.protect_sink = protect_sink;
     a.rope = opts_.rope;
     a.shard = opts_.shard;
+    a.spatial = opts_.spatial;
     model_.forward(a, out);
 }
 

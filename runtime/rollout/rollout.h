@@ -42,6 +42,8 @@ struct RolloutOptions {
     // Ulysses head parallelism (DESIGN.md section 7): every rank of shard.comm runs the same rollout with the
     // same inputs; each holds the KV cache of its num_heads / size heads and every rank gets every chunk.
     AttentionShard shard;
+    // Spatial parallelism (DESIGN.md section 7, see SpatialShard): each rank holds its blocks of every frame.
+    SpatialShard spatial;
 };
 
 // The latent video: frames of `channels` x height x width (latent pixels: video / 8).

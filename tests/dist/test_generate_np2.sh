@@ -41,8 +41,6 @@ bad_layout "divisor of model.num_heads" --set parallel.ulysses=3          # the 
 bad_layout "every spatial rank needs a block" --set parallel.spatial=2     # a 128x64 frame is one block
 bad_layout "not a multiple of a group" --set video.width=256 --set video.height=128 --set parallel.ulysses=2 \
   --set parallel.spatial=2
-bad_layout "spatial sharding and dedicated VAE ranks are not implemented" --set video.width=256 \
-  --set video.height=128 --set parallel.spatial=2
 
 # Head parallel: 2 Ulysses ranks (the tiny model has 2 heads) give the 1-rank latents and video exactly.
 mkdir "$dir/u2"
@@ -61,5 +59,25 @@ if latents(sys.argv[1]) != latents(sys.argv[2]):
     print("FAIL: ulysses=2 latents differ from the 1-rank run")
     sys.exit(1)
 print("ok: ulysses=2 on 2 ranks gives the 1-rank latents and video exactly")
+PY
+
+# Spatial parallel: 2 ranks own alternate 64-token blocks of each 256x128 frame (2 blocks) and exchange K/V.
+mkdir "$dir/s1" "$dir/s2"
+sargs=("${args[@]}" --set video.width=256 --set video.height=128)
+"$bin" "${sargs[@]}" --save-latents "$dir/s1/l.safetensors" 2>/dev/null || { echo "FAIL: 1-rank 256x128 run"; fails=1; }
+timeout 300 "$here/mpirun.sh" 2 "$bin" "${sargs[@]}" --set parallel.spatial=2 --save-latents "$dir/s2/l.safetensors" \
+    >"$dir/s2.log" 2>&1 || { echo "FAIL: spatial=2 run failed"; cat "$dir/s2.log"; fails=1; }
+python3 - "$dir/s1/l.safetensors" "$dir/s2/l.safetensors" <<'PY' || fails=1
+import json, struct, sys
+def latents(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        h = json.loads(f.read(n))
+        b, e = h["latents"]["data_offsets"]
+        return f.read()[b:e]
+if latents(sys.argv[1]) != latents(sys.argv[2]):
+    print("FAIL: spatial=2 latents differ from the 1-rank run")
+    sys.exit(1)
+print("ok: spatial=2 on 2 ranks gives the 1-rank latents exactly")
 PY
 exit $fails
