@@ -16,6 +16,7 @@
 #include "runtime/io/json.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/model/wan_model.h"
+#include "tests/common/fixture_util.h"
 
 namespace lr::test {
 
@@ -30,23 +31,8 @@ inline std::string parity_path(const std::string& name) {
 
 // The fixture, or nullopt after recording a failure that says how to make it.
 inline std::optional<SafetensorsCheckpoint> open_fixture(const std::string& name) {
-    const std::string path = parity_path(name);
-    if (!std::filesystem::exists(path)) {
-        ADD_FAILURE() << "parity fixture " << path << " is missing (generate it with tools/make_parity_fixtures.py; "
-                      << "see tests/data/parity/README.md)";
-        return std::nullopt;
-    }
-    return SafetensorsCheckpoint::open(path);
-}
-
-// A tensor of the fixture widened to F32.
-inline std::vector<float> fixture_tensor(const SafetensorsCheckpoint& f, const std::string& name,
-                                         Shape* shape = nullptr) {
-    const TensorView v = f.view(name);
-    std::vector<float> out(static_cast<size_t>(v.numel()));
-    cast(v, TensorView(out.data(), DType::kF32, v.shape));
-    if (shape) *shape = v.shape;
-    return out;
+    return open_fixture_file(parity_path(name),
+                             "generate it with tools/make_parity_fixtures.py; see tests/data/parity/README.md");
 }
 
 // __metadata__[key] parsed as JSON (the generator stores JSON strings).
@@ -65,22 +51,6 @@ inline WanModel load_fixture_model(const std::string& weights_file) {
     const WanModelConfig cfg = wan_model_config_from_metadata(ckpt, WanModelConfig{}, &found);
     EXPECT_TRUE(found) << weights_file << " carries no model config";
     return WanModel::from_checkpoint(ckpt, cfg);
-}
-
-inline double parity_error(const float* a, const float* b, size_t n) {
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; ++i) {
-        const double d = static_cast<double>(a[i]) - static_cast<double>(b[i]);
-        num += d * d;
-        den += static_cast<double>(b[i]) * static_cast<double>(b[i]);
-    }
-    return std::sqrt(num / (den > 0.0 ? den : 1.0));
-}
-
-inline double max_abs_error(const float* a, const float* b, size_t n) {
-    double m = 0.0;
-    for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
-    return m;
 }
 
 inline RopePositions rope_of(const std::string& mode) {

@@ -15,7 +15,7 @@ using test::fixture_meta;
 using test::fixture_tensor;
 using test::kParityBound;
 using test::open_fixture;
-using test::parity_error;
+using test::relative_error;
 
 // One latent chunk through the model; out: [frames, 16, H, W].
 std::vector<float> forward(const WanModel& m, const std::vector<float>& x, const std::vector<float>& t, int64_t start,
@@ -74,7 +74,7 @@ TEST_P(ForwardParity, MatchesReference) {
                 const std::vector<float> xc(px.begin() + f0 * frame, px.begin() + f1 * frame);
                 const auto got =
                     forward(m, xc, std::vector<float>(static_cast<size_t>(f1 - f0), tc), f0, h, w, prompt, cache, rope);
-                const double err = parity_error(got.data(), pout.data() + done * frame, got.size());
+                const double err = relative_error(got.data(), pout.data() + done * frame, got.size());
                 EXPECT_LT(err, kParityBound) << name << ": prefill call frames [" << f0 << ", " << f1 << ")";
                 done += f1 - f0;
             }
@@ -83,7 +83,7 @@ TEST_P(ForwardParity, MatchesReference) {
     const int64_t start = meta.find("start_frame")->as_int64();
     const auto got = forward(m, x, t, start, h, w, prompt, cache, rope);
     ASSERT_EQ(got.size(), want.size());
-    const double err = parity_error(got.data(), want.data(), got.size());
+    const double err = relative_error(got.data(), want.data(), got.size());
     const double max_abs = test::max_abs_error(got.data(), want.data(), got.size());
     std::printf("[ parity   ] %s: rel error %.3g, max abs %.3g\n", name.c_str(), err, max_abs);
     RecordProperty("rel_error", std::to_string(err));
@@ -130,10 +130,10 @@ TEST(ForwardParity, IntermediatesOfTheFirstRolloutForward) {
         const auto want = fixture_tensor(*dbg, ref_name);
         const auto& got = seen[our_name];
         ASSERT_EQ(got.size(), want.size()) << ref_name;
-        EXPECT_LT(parity_error(got.data(), want.data(), got.size()), kParityBound) << ref_name;
+        EXPECT_LT(relative_error(got.data(), want.data(), got.size()), kParityBound) << ref_name;
     }
     const auto want_flow = fixture_tensor(*dbg, "chunk0_step0_flow");
-    EXPECT_LT(parity_error(flow.data(), want_flow.data(), flow.size()), kParityBound);
+    EXPECT_LT(relative_error(flow.data(), want_flow.data(), flow.size()), kParityBound);
 }
 
 }  // namespace

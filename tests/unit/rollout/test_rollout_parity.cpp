@@ -14,7 +14,7 @@ using test::fixture_meta;
 using test::fixture_tensor;
 using test::kParityBound;
 using test::open_fixture;
-using test::parity_error;
+using test::relative_error;
 
 TEST(SchedulerParity, TablesAndWarpedStepsMatchTheReference) {
     const auto f = open_fixture("scheduler.safetensors");
@@ -86,7 +86,7 @@ TEST_P(RolloutParity, LatentsMatchReference) {
     HostTensor got(DType::kF32, Shape{T, C, H, W});
     r.run(prompts, noise, collect_latents(got));
 
-    const double err = parity_error(got.as<float>(), want.data(), want.size());
+    const double err = relative_error(got.as<float>(), want.data(), want.size());
     const double max_abs = test::max_abs_error(got.as<float>(), want.data(), want.size());
     std::printf("[ parity   ] %s: rel error %.3g, max abs %.3g over %lld frames\n", name.c_str(), err, max_abs,
                 static_cast<long long>(T));
@@ -96,7 +96,7 @@ TEST_P(RolloutParity, LatentsMatchReference) {
     for (int64_t c = 0; c * o.frames_per_chunk < T; ++c) {
         const int64_t f0 = c * o.frames_per_chunk, n = std::min(o.frames_per_chunk, T - f0);
         const double e =
-            parity_error(got.as<float>() + f0 * frame, want.data() + f0 * frame, static_cast<size_t>(n * frame));
+            relative_error(got.as<float>() + f0 * frame, want.data() + f0 * frame, static_cast<size_t>(n * frame));
         EXPECT_LT(e, kParityBound) << name << ": chunk " << c << " (frames " << f0 << ".." << f0 + n - 1 << ")";
     }
 }

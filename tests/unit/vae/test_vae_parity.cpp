@@ -16,10 +16,10 @@
 namespace lr {
 namespace {
 
+using test::fixture_tensor;
+using test::max_abs_error;
 using test::open_vae_fixture;
-using test::vae_fixture_tensor;
-using test::vae_max_abs;
-using test::vae_rel_error;
+using test::relative_error;
 
 // tests/data/vae/README.md: the fixture's own fp32 error (against a float64 rerun) is ~1e-6.
 constexpr double kParityBound = 1e-4;  // ||ours - ref|| / ||ref||
@@ -43,8 +43,8 @@ TEST(VaeParity, WholeClipMatchesReference) {
     if (!f.weights || !f.decode) return;
     const WanVaeDecoder vae = load(*f.weights);
     Shape zs, vs;
-    const auto latents = vae_fixture_tensor(*f.decode, "latents", &zs);
-    const auto raw = vae_fixture_tensor(*f.decode, "video_raw", &vs);
+    const auto latents = fixture_tensor(*f.decode, "latents", &zs);
+    const auto raw = fixture_tensor(*f.decode, "video_raw", &vs);
     ASSERT_EQ(zs, (Shape{7, 16, 4, 6}));
     ASSERT_EQ(vs, (Shape{25, 3, 32, 48}));
     const int64_t h = zs[2], w = zs[3], frame = 3 * vs[2] * vs[3];
@@ -64,25 +64,25 @@ TEST(VaeParity, WholeClipMatchesReference) {
 
     const auto& head = seen["head"];  // before the clamp
     ASSERT_EQ(head.size(), raw.size());
-    const double err = vae_rel_error(head.data(), raw.data(), raw.size());
-    const double max_abs = vae_max_abs(head.data(), raw.data(), raw.size());
+    const double err = relative_error(head.data(), raw.data(), raw.size());
+    const double max_abs = max_abs_error(head.data(), raw.data(), raw.size());
     std::printf("[ parity ] video_raw: rel %.3g, max abs %.3g\n", err, max_abs);
     EXPECT_LT(err, kParityBound);
 
     std::vector<float> clamped(raw.size());
     for (size_t i = 0; i < raw.size(); ++i) clamped[i] = std::clamp(raw[i], -1.0f, 1.0f);
-    const double err_clamped = vae_rel_error(video.data(), clamped.data(), clamped.size());
+    const double err_clamped = relative_error(video.data(), clamped.data(), clamped.size());
     std::printf("[ parity ] video (clamped): rel %.3g, max abs %.3g\n", err_clamped,
-                vae_max_abs(video.data(), clamped.data(), clamped.size()));
+                max_abs_error(video.data(), clamped.data(), clamped.size()));
     EXPECT_LT(err_clamped, kParityBound);
     for (float v : video) ASSERT_TRUE(v >= -1.0f && v <= 1.0f);
 
     for (const char* name : {"conv2", "middle", "upsample0"}) {
         Shape s;
-        const auto want = vae_fixture_tensor(*f.decode, name, &s);
+        const auto want = fixture_tensor(*f.decode, name, &s);
         const auto& got = seen[name];
         ASSERT_EQ(got.size(), want.size()) << name << " " << s.str();
-        const double e = vae_rel_error(got.data(), want.data(), want.size());
+        const double e = relative_error(got.data(), want.data(), want.size());
         std::printf("[ parity ] %s %s: rel %.3g\n", name, s.str().c_str(), e);
         EXPECT_LT(e, kParityBound) << name;
     }
@@ -94,7 +94,7 @@ TEST(VaeParity, Rgb24MatchesReferencePipeline) {
     if (!f.weights || !f.decode) return;
     const WanVaeDecoder vae = load(*f.weights);
     Shape zs;
-    const auto latents = vae_fixture_tensor(*f.decode, "latents", &zs);
+    const auto latents = fixture_tensor(*f.decode, "latents", &zs);
     const TensorView want = f.decode->view("video_u8");
     ASSERT_EQ(want.dtype, DType::kU8);
     ASSERT_EQ(want.shape, (Shape{25, 32, 48, 3}));
@@ -126,7 +126,7 @@ TEST(VaeStreaming, ChunkedDecodeEqualsWholeClip) {
     const Fixture f = open_fixtures();
     if (!f.weights || !f.decode) return;
     const WanVaeDecoder vae = load(*f.weights);
-    const auto latents = vae_fixture_tensor(*f.decode, "latents");
+    const auto latents = fixture_tensor(*f.decode, "latents");
     int64_t frames = 0;
     const auto whole = test::decode_chunks(vae, latents, 4, 6, {7}, &frames);
     EXPECT_EQ(frames, 1 + 4 * 6);

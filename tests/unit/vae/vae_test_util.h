@@ -15,6 +15,7 @@
 #include "runtime/io/json.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/vae/wan_vae.h"
+#include "tests/common/fixture_util.h"
 
 namespace lr::test {
 
@@ -23,40 +24,8 @@ inline std::string vae_fixture_path(const std::string& name) {
 }
 
 inline std::optional<SafetensorsCheckpoint> open_vae_fixture(const std::string& name) {
-    const std::string path = vae_fixture_path(name);
-    if (!std::filesystem::exists(path)) {
-        ADD_FAILURE() << "VAE fixture " << path << " is missing (generate it with tools/make_vae_fixtures.py; "
-                      << "see tests/data/vae/README.md)";
-        return std::nullopt;
-    }
-    return SafetensorsCheckpoint::open(path);
-}
-
-// A floating tensor of the fixture widened to F32.
-inline std::vector<float> vae_fixture_tensor(const SafetensorsCheckpoint& f, const std::string& name,
-                                             Shape* shape = nullptr) {
-    const TensorView v = f.view(name);
-    std::vector<float> out(static_cast<size_t>(v.numel()));
-    cast(v, TensorView(out.data(), DType::kF32, v.shape));
-    if (shape) *shape = v.shape;
-    return out;
-}
-
-// ||a - b|| / ||b|| and max |a - b|, in double.
-inline double vae_rel_error(const float* a, const float* b, size_t n) {
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; ++i) {
-        const double d = static_cast<double>(a[i]) - static_cast<double>(b[i]);
-        num += d * d;
-        den += static_cast<double>(b[i]) * static_cast<double>(b[i]);
-    }
-    return std::sqrt(num / (den > 0.0 ? den : 1.0));
-}
-
-inline double vae_max_abs(const float* a, const float* b, size_t n) {
-    double m = 0.0;
-    for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
-    return m;
+    return open_fixture_file(vae_fixture_path(name),
+                             "generate it with tools/make_vae_fixtures.py; see tests/data/vae/README.md");
 }
 
 // Channels-last [h, w, c] -> channels-first [c, h, w] (the fixtures' layout).
