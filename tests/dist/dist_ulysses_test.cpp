@@ -13,6 +13,7 @@
 #include "dist/mpi_communicator.h"
 #include "dist/process.h"
 #include "dist_test_harness.h"
+#include "rollout_test_util.h"
 #include "runtime/rollout/rollout.h"
 #include "tests/unit/model/model_test_util.h"
 
@@ -36,30 +37,14 @@ WanModelConfig config() {
     return c;
 }
 
-HostTensor context(uint32_t seed, int64_t len) {
-    HostTensor t(DType::kF32, Shape{len, config().dims.text_dim});
-    const auto v = test::gaussian(t.view.numel(), seed);
-    std::copy(v.begin(), v.end(), t.as<float>());
-    return t;
-}
+HostTensor context(uint32_t seed, int64_t len) { return test::random_context(seed, len, config().dims.text_dim); }
 
 std::vector<float> roll(const WanModel& m, const RolloutOptions& o, int64_t frames,
                         const std::vector<PromptSegment>& prompts, size_t* cache_bytes) {
-    const SeededNoise noise(17, kC, kH, kW);
-    Rollout r(m, o, RolloutShape{frames, kH, kW});
-    if (cache_bytes) *cache_bytes = r.cache().bytes();
-    HostTensor latents(DType::kF32, Shape{frames, kC, kH, kW});
-    std::memset(latents.as<float>(), 0, static_cast<size_t>(latents.view.nbytes()));
-    r.run(prompts, noise, collect_latents(latents));
-    return {latents.as<float>(), latents.as<float>() + latents.view.numel()};
+    return test::run_rollout(m, o, frames, kH, kW, prompts, cache_bytes);
 }
 
-struct Case {
-    std::string name;
-    RolloutOptions opts;
-    int64_t frames = 0;
-    bool switch_prompt = false;
-};
+using Case = test::RolloutCase;
 
 int run(const MpiSession& mpi) {
     auto world = MpiCommunicator::world();
