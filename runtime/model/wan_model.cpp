@@ -273,6 +273,12 @@ KvCacheConfig WanModel::kv_cache_config(int64_t height, int64_t width, int64_t w
     return c;
 }
 
+const HostTensor& WanModel::weight(const std::string& name) const {
+    const auto it = w_->tensors.find(name);
+    LR_CHECK(it != w_->tensors.end(), "Wan model: no weight '", name, "'");
+    return it->second;
+}
+
 void WanModel::dump(const std::string& name, const float* data, const Shape& shape) const {
     if (dump_) dump_(name, data, shape);
 }

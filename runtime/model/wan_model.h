@@ -141,6 +141,10 @@ class WanModel {
 
     void set_dump(WanDumpFn fn) { dump_ = std::move(fn); }
 
+    // An F32 weight by original Wan name ("blocks.3.ffn.0.weight"), for backends that upload the weights
+    // (the CUDA model); InputError when there is no such tensor.
+    const HostTensor& weight(const std::string& name) const;
+
   private:
     struct Weights;
     WanModel(const WanModelConfig& cfg, std::unique_ptr<Weights> w);
