@@ -7,16 +7,72 @@
 
 namespace lr {
 
+KvWindow::KvWindow(int64_t window_frames, int64_t sink_frames, int64_t max_frames)
+    : window_(window_frames), sink_(sink_frames), max_frames_(max_frames) {
+    LR_CHECK(window_frames == -1 || window_frames > 0, "KV cache: window of ", window_frames,
+             " frames; expected -1 (no eviction) or a positive number");
+    LR_CHECK(sink_frames >= 0 && (window_frames == -1 || sink_frames < window_frames), "KV cache: sink of ",
+             sink_frames, " frames must be >= 0 and smaller than the window (", window_frames, ")");
+    if (window_ > 0) max_frames_ = std::max(max_frames_, window_);
+    LR_CHECK(max_frames_ > 0, "KV cache: no storage planned (max_frames ", max_frames, ")");
+}
+
+void KvWindow::reset(int64_t first_frame) {
+    LR_ASSERT(first_frame >= 0, "KV cache: first frame ", first_frame);
+    global_end_ = first_frame;
+    local_end_ = 0;
+    slot_frame_.clear();
+}
+
+KvWrite KvWindow::plan(int64_t start_frame, int64_t num_frames, bool protect_sink) const {
+    LR_ASSERT(num_frames > 0 && start_frame >= 0, "KV write of frames [", start_frame, ", ", start_frame + num_frames,
+              ")");
+    KvWrite w;
+    w.start_frame = start_frame;
+    w.num_frames = num_frames;
+    const int64_t current_end = start_frame + num_frames;
+    const int64_t capacity = window_ > 0 ? window_ : max_frames_;
+    if (window_ > 0 && current_end > global_end_ && num_frames + local_end_ > capacity) {
+        w.evict_frames = num_frames + local_end_ - capacity;
+        LR_CHECK(local_end_ - w.evict_frames - sink_ >= 0, "KV cache: a write of ", num_frames,
+                 " frames does not fit a window of ", window_, " frames with a sink of ", sink_,
+                 " (chunks must be at most window - sink frames)");
+    }
+    w.slot_end = local_end_ + current_end - global_end_ - w.evict_frames;
+    w.slot_begin = w.slot_end - num_frames;
+    LR_CHECK(w.slot_begin >= 0, "KV cache: frames [", start_frame, ", ", current_end,
+             ") are older than the cached window (it holds frames up to ", global_end_, ", ", local_end_,
+             " of them); they cannot be rewritten");
+    LR_CHECK(w.slot_end <= max_frames_, "KV cache: frames up to ", current_end, " need ", w.slot_end,
+             " frame slots but ", max_frames_,
+             " were planned (set rollout.local_attn_size, or plan the run's "
+             "length)");
+    w.recompute = current_end <= global_end_ && start_frame > 0;
+    w.write_begin = (protect_sink && w.recompute) ? std::max(w.slot_begin, sink_) : w.slot_begin;
+    return w;
+}
+
+void KvWindow::commit(const KvWrite& w) {
+    if (w.evict_frames > 0) {
+        const auto first = slot_frame_.begin() + sink_;
+        slot_frame_.erase(first, first + w.evict_frames);
+    }
+    slot_frame_.resize(static_cast<size_t>(std::max<int64_t>(w.slot_end, static_cast<int64_t>(slot_frame_.size()))),
+                       -1);
+    for (int64_t s = w.write_begin; s < w.slot_end; ++s) {
+        slot_frame_[static_cast<size_t>(s)] = w.start_frame + (s - w.slot_begin);
+    }
+    if (w.recompute) return;  // LongLive: a rewrite of cached frames does not move the indices
+    global_end_ = w.start_frame + w.num_frames;
+    local_end_ = w.slot_end;
+    slot_frame_.resize(static_cast<size_t>(local_end_));
+}
+
 KvCache::KvCache(const KvCacheConfig& cfg) : cfg_(cfg) {
     LR_CHECK(cfg.num_layers > 0 && cfg.tokens_per_frame > 0 && cfg.width > 0, "KV cache: layers (", cfg.num_layers,
              "), tokens per frame (", cfg.tokens_per_frame, ") and width (", cfg.width, ") must be positive");
-    LR_CHECK(cfg.window_frames == -1 || cfg.window_frames > 0, "KV cache: window of ", cfg.window_frames,
-             " frames; expected -1 (no eviction) or a positive number");
-    LR_CHECK(cfg.sink_frames >= 0 && (cfg.window_frames == -1 || cfg.sink_frames < cfg.window_frames),
-             "KV cache: sink of ", cfg.sink_frames, " frames must be >= 0 and smaller than the window (",
-             cfg.window_frames, ")");
-    if (cfg_.window_frames > 0) cfg_.max_frames = std::max(cfg_.max_frames, cfg_.window_frames);
-    LR_CHECK(cfg_.max_frames > 0, "KV cache: no storage planned (max_frames ", cfg.max_frames, ")");
+    window_ = KvWindow(cfg.window_frames, cfg.sink_frames, cfg.max_frames);
+    cfg_.max_frames = window_.max_frames();
     const Shape shape{cfg_.max_frames * cfg_.tokens_per_frame, cfg_.width};
     for (int64_t l = 0; l < cfg_.num_layers; ++l) {
         k_.emplace_back(DType::kF32, shape);
@@ -26,10 +82,7 @@ KvCache::KvCache(const KvCacheConfig& cfg) : cfg_(cfg) {
 }
 
 void KvCache::reset(int64_t first_frame) {
-    LR_ASSERT(first_frame >= 0, "KV cache: first frame ", first_frame);
-    global_end_ = first_frame;
-    local_end_ = 0;
-    slot_frame_.clear();
+    window_.reset(first_frame);
     std::fill(layer_writes_.begin(), layer_writes_.end(), 0);
 }
 
@@ -41,31 +94,7 @@ size_t KvCache::bytes_for(const KvCacheConfig& cfg) {
 }
 
 KvWrite KvCache::plan(int64_t start_frame, int64_t num_frames, bool protect_sink) const {
-    LR_ASSERT(num_frames > 0 && start_frame >= 0, "KV write of frames [", start_frame, ", ", start_frame + num_frames,
-              ")");
-    KvWrite w;
-    w.start_frame = start_frame;
-    w.num_frames = num_frames;
-    const int64_t current_end = start_frame + num_frames;
-    const int64_t capacity = cfg_.window_frames > 0 ? cfg_.window_frames : cfg_.max_frames;
-    if (cfg_.window_frames > 0 && current_end > global_end_ && num_frames + local_end_ > capacity) {
-        w.evict_frames = num_frames + local_end_ - capacity;
-        LR_CHECK(local_end_ - w.evict_frames - cfg_.sink_frames >= 0, "KV cache: a write of ", num_frames,
-                 " frames does not fit a window of ", cfg_.window_frames, " frames with a sink of ", cfg_.sink_frames,
-                 " (chunks must be at most window - sink frames)");
-    }
-    w.slot_end = local_end_ + current_end - global_end_ - w.evict_frames;
-    w.slot_begin = w.slot_end - num_frames;
-    LR_CHECK(w.slot_begin >= 0, "KV cache: frames [", start_frame, ", ", current_end,
-             ") are older than the cached window (it holds frames up to ", global_end_, ", ", local_end_,
-             " of them); they cannot be rewritten");
-    LR_CHECK(w.slot_end <= cfg_.max_frames, "KV cache: frames up to ", current_end, " need ", w.slot_end,
-             " frame slots but ", cfg_.max_frames,
-             " were planned (set rollout.local_attn_size, or plan the run's "
-             "length)");
-    w.recompute = current_end <= global_end_ && start_frame > 0;
-    w.write_begin = (protect_sink && w.recompute) ? std::max(w.slot_begin, cfg_.sink_frames) : w.slot_begin;
-    return w;
+    return window_.plan(start_frame, num_frames, protect_sink);
 }
 
 void KvCache::write(int64_t layer, const KvWrite& w, const float* k, const float* v) {
@@ -77,9 +106,10 @@ void KvCache::write(int64_t layer, const KvWrite& w, const float* k, const float
     float* vd = v_[static_cast<size_t>(layer)].as<float>();
     if (w.evict_frames > 0) {
         // Shift slots [sink + evicted, local_end) left to [sink, ...): the oldest non-sink frames are gone.
-        const int64_t rolled = local_end_ - w.evict_frames - cfg_.sink_frames;
+        const int64_t sink = window_.sink_frames();
+        const int64_t rolled = window_.frames() - w.evict_frames - sink;
         const size_t n = static_cast<size_t>(rolled * ff) * sizeof(float);
-        const int64_t dst = cfg_.sink_frames * ff, src = (cfg_.sink_frames + w.evict_frames) * ff;
+        const int64_t dst = sink * ff, src = (sink + w.evict_frames) * ff;
         std::memmove(kd + dst, kd + src, n);
         std::memmove(vd + dst, vd + src, n);
     }
@@ -95,19 +125,7 @@ void KvCache::commit(const KvWrite& w) {
         LR_ASSERT(n == 1, "KV cache: commit after ", n, " writes of a layer (expected every layer once)");
         n = 0;
     }
-    if (w.evict_frames > 0) {
-        const auto first = slot_frame_.begin() + cfg_.sink_frames;
-        slot_frame_.erase(first, first + w.evict_frames);
-    }
-    slot_frame_.resize(static_cast<size_t>(std::max<int64_t>(w.slot_end, static_cast<int64_t>(slot_frame_.size()))),
-                       -1);
-    for (int64_t s = w.write_begin; s < w.slot_end; ++s) {
-        slot_frame_[static_cast<size_t>(s)] = w.start_frame + (s - w.slot_begin);
-    }
-    if (w.recompute) return;  // LongLive: a rewrite of cached frames does not move the indices
-    global_end_ = w.start_frame + w.num_frames;
-    local_end_ = w.slot_end;
-    slot_frame_.resize(static_cast<size_t>(local_end_));
+    window_.commit(w);
 }
 
 }  // namespace lr

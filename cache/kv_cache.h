@@ -17,7 +17,8 @@
 //
 // Storage is contiguous per layer, slot-ordered, planned at construction: nothing allocates while rolling
 // out. Eviction moves the window with memmove once per chunk and layer, as the reference does; the paged,
-// block-granular cache of DESIGN.md section 6 (GPU path, sparse policies) replaces that with block tables.
+// block-granular cache of DESIGN.md section 6 (PagedKvCache, the GPU path) replaces that with block tables
+// over the same KvWindow bookkeeping.
 #pragma once
 
 #include <cstddef>
@@ -48,6 +49,41 @@ struct KvWrite {
     bool recompute = false;    // frames already cached, rewritten (LongLive's is_recompute)
 };
 
+// The frame/slot bookkeeping of a sink + rolling-window cache, without storage: the two indices, the slot ->
+// frame map, write planning and eviction as described above. KvCache (contiguous fp32 rows) and PagedKvCache
+// (cache/paged_kv_cache.h: block pages on the GPU) store K/V differently but share this, so both follow the
+// reference identically.
+class KvWindow {
+  public:
+    KvWindow() = default;
+    // window_frames -1 (never evict) or > 0; 0 <= sink_frames < window_frames; max_frames is raised to the
+    // window and must then be positive. InputError otherwise.
+    KvWindow(int64_t window_frames, int64_t sink_frames, int64_t max_frames);
+
+    int64_t window_frames() const { return window_; }
+    int64_t sink_frames() const { return sink_; }
+    int64_t max_frames() const { return max_frames_; }
+
+    // See KvCache::plan.
+    KvWrite plan(int64_t start_frame, int64_t num_frames, bool protect_sink = false) const;
+    // Moves the indices and the slot -> frame map past a planned write (evicted slots dropped, written slots
+    // mapped to their frames; a recompute leaves the indices alone).
+    void commit(const KvWrite& w);
+    void reset(int64_t first_frame = 0);
+
+    int64_t frames() const { return local_end_; }
+    int64_t end_frame() const { return global_end_; }
+    const std::vector<int64_t>& slot_frames() const { return slot_frame_; }
+
+  private:
+    int64_t window_ = -1;
+    int64_t sink_ = 0;
+    int64_t max_frames_ = 0;
+    int64_t global_end_ = 0;
+    int64_t local_end_ = 0;
+    std::vector<int64_t> slot_frame_;
+};
+
 class KvCache {
   public:
     KvCache() = default;
@@ -69,10 +105,10 @@ class KvCache {
     const float* values(int64_t layer) const { return v_[static_cast<size_t>(layer)].as<float>(); }
     float* mutable_keys(int64_t layer) { return k_[static_cast<size_t>(layer)].as<float>(); }
 
-    int64_t frames() const { return local_end_; }      // slots in use
-    int64_t end_frame() const { return global_end_; }  // absolute frame after the newest written
+    int64_t frames() const { return window_.frames(); }        // slots in use
+    int64_t end_frame() const { return window_.end_frame(); }  // absolute frame after the newest written
     // Absolute latent frame held by each slot in use, in slot order.
-    const std::vector<int64_t>& slot_frames() const { return slot_frame_; }
+    const std::vector<int64_t>& slot_frames() const { return window_.slot_frames(); }
     // Forgets everything: a new run whose first frame is `first_frame`.
     void reset(int64_t first_frame = 0);
     size_t bytes() const;
@@ -86,9 +122,7 @@ class KvCache {
     std::vector<HostTensor> k_;
     std::vector<HostTensor> v_;
     std::vector<int64_t> layer_writes_;  // per layer: writes since the last commit (each layer once per plan)
-    int64_t global_end_ = 0;
-    int64_t local_end_ = 0;
-    std::vector<int64_t> slot_frame_;
+    KvWindow window_;
 };
 
 }  // namespace lr

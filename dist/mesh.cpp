@@ -34,6 +34,10 @@ MeshLayout resolve_mesh_layout(const MeshRequest& r, int world_size, const MeshS
                  "the VAE on dedicated ranks needs parallel.vae_ranks >= 1, found ", r.vae_ranks);
     layout_check(shape.num_heads % r.ulysses == 0, "parallel.ulysses=", r.ulysses, " does not divide the ",
                  shape.num_heads, " attention heads");
+    layout_check(
+        !r.dedicated_vae || shape.latent_rows <= 0 || r.vae_ranks <= shape.latent_rows,
+        "parallel.vae_ranks=", r.vae_ranks, " exceeds the ", shape.latent_rows,
+        " rows of a latent frame (video.height / 8): the VAE ranks split the frame by rows, at least one each");
     const int blocks = spatial_blocks_per_frame(shape);
     layout_check(r.spatial <= blocks, "parallel.spatial=", r.spatial, " exceeds the ", blocks,
                  " spatial blocks per frame (", shape.tokens_per_frame, " tokens per frame in blocks of ",

@@ -33,6 +33,7 @@ struct MeshShape {
     int num_heads = 0;
     int tokens_per_frame = 0;  // patches per latent frame (1560 at 480p, 8160 at 1088p)
     int block_size = 0;        // tokens per KV block (a spatial tile of one frame)
+    int latent_rows = 0;       // rows of a latent frame, which dedicated VAE ranks split (0: not checked)
 };
 
 struct MeshLayout {

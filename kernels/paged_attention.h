@@ -27,10 +27,10 @@ struct PagedAttentionParams {
     // bf16 pools: token t of physical block b, head h at k + b * kv_block_stride + t * kv_row_stride + h * head_dim
     const void* k = nullptr;
     const void* v = nullptr;
-    int64_t q_row_stride = 0;     // elements; 0: heads * head_dim
-    int64_t out_row_stride = 0;   // elements; 0: heads * head_dim
-    int64_t kv_row_stride = 0;    // elements; 0: heads * head_dim
-    int64_t kv_block_stride = 0;  // elements; 0: block_size * kv_row_stride
+    int64_t q_row_stride = 0;            // elements; 0: heads * head_dim
+    int64_t out_row_stride = 0;          // elements; 0: heads * head_dim
+    int64_t kv_row_stride = 0;           // elements; 0: heads * head_dim
+    int64_t kv_block_stride = 0;         // elements; 0: block_size * kv_row_stride
     const int32_t* block_len = nullptr;  // [physical blocks] valid tokens, 0..block_size
     const int32_t* indptr = nullptr;     // [table_heads * num_q_blocks + 1]
     const int32_t* indices = nullptr;    // [indptr[last]] physical block ids
@@ -44,6 +44,11 @@ struct PagedAttentionParams {
 };
 
 inline int64_t paged_attention_q_blocks(const PagedAttentionParams& p) { return (p.q_len + p.q_block - 1) / p.q_block; }
+
+// Checks p (throws InputError naming the bad field: sizes, head_dim, block_size, q_block, table_heads, strides,
+// alignment) and returns it with the defaults filled in (strides, scale). Both backends start here; the
+// tables' contents are checked only by the CPU backend, which can read them.
+PagedAttentionParams resolve_paged_attention_params(const PagedAttentionParams& p);
 
 // Device pointers (tables included); asynchronous on `stream`.
 void launch_paged_attention(const PagedAttentionParams& p, Stream stream);

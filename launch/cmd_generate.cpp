@@ -5,8 +5,9 @@
 // written under a temporary name and renamed when complete; the effective config is saved next to it.
 //
 // The rollout is the Wan2.1 causal DiT on the CPU reference backend (runtime/rollout); every finished chunk
-// of latents is decoded right away by the streaming Wan VAE (runtime/vae) and its frames go to the encoder
-// thread, so memory holds one chunk of frames at a time whatever the length of the video.
+// of latents goes to the streaming Wan VAE (runtime/vae) behind it, on a decode thread of the group's first rank
+// or on dedicated VAE ranks (launch/video_stage.h), and its frames go to the encoder thread, so memory holds a
+// few chunks at a time whatever the length of the video.
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,8 +27,10 @@
 #include "launch/cli.h"
 #include "launch/cli_args.h"
 #include "launch/config.h"
+#include "launch/exchange_meter.h"
 #include "launch/generate_inputs.h"
 #include "launch/generate_plan.h"
+#include "launch/video_stage.h"
 #include "monitoring/metrics.h"
 #include "runtime/core/build_info.h"
 #include "runtime/core/check.h"
@@ -129,6 +132,7 @@ std::pair<MeshRequest, MeshShape> mesh_request(const Config& cfg) {
     shape.tokens_per_frame = static_cast<int>((cfg.video.height / 8 / cfg.model.patch_size[1]) *
                                               (cfg.video.width / 8 / cfg.model.patch_size[2]));
     shape.block_size = cfg.attention.block_size;
+    shape.latent_rows = static_cast<int>(cfg.video.height / 8);
     return {request, shape};
 }
 
@@ -136,14 +140,7 @@ std::pair<MeshRequest, MeshShape> mesh_request(const Config& cfg) {
 // ends every rank with exit code 2 and the same message, without MPI_Abort.
 MeshLayout check_parallel_layout(const Config& cfg, const ProcessInfo& who) {
     const auto [request, shape] = mesh_request(cfg);
-    const MeshLayout layout = resolve_mesh_layout(request, who.world_size, shape);
-    if ((layout.spatial > 1 && layout.ulysses > 1) || layout.vae_ranks > 0) {
-        throw CollectiveInputError(str_cat("parallel layout ", describe(layout),
-                                           ": head and spatial parallelism together, and dedicated VAE ranks, are "
-                                           "not implemented in this version; use parallel.ulysses or "
-                                           "parallel.spatial alone, and parallel.vae=SAME_RANKS"));
-    }
-    return layout;
+    return resolve_mesh_layout(request, who.world_size, shape);
 }
 
 // One video to make: from the flags, or one line of --prompt-file.
@@ -289,7 +286,12 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         throw CollectiveInputError(e.what());
     }
     const MeshCoord coord = mesh_coord(layout, who.rank);
-    const bool writer_rank = coord.group_rank == 0;  // of its data-parallel group
+    const bool dedicated_vae = layout.vae_ranks > 0;
+    const bool vae_rank = coord.role == MeshRole::kVae;
+    // Of its data-parallel group: the first rank writes the latents (and, with the VAE on the DiT ranks, the
+    // video); with dedicated VAE ranks the first VAE rank writes the video.
+    const bool latents_rank = coord.group_rank == 0;
+    const bool video_rank = dedicated_vae ? coord.vae_index == 0 : coord.group_rank == 0;
     const bool any_video = std::any_of(jobs.begin(), jobs.end(), [](const VideoJob& j) { return j.out.has_value(); });
 
     // ---- Metrics: started before the inputs load, so that a busy port fails before any work and the time to
@@ -302,34 +304,50 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         RunInfo{a.get("config") ? std::filesystem::path(*a.get("config")).stem().string() : "tiny", cfg.video.width,
                 cfg.video.output_height(), cfg.video.fps});
 
-    // ---- Inputs shared by every job: all opened and checked now, before any output file exists.
+    // ---- Inputs shared by every job: all opened and checked now, before any output file exists. A dedicated VAE
+    // rank reads the model's config but not its weights.
     const auto t_load = std::chrono::steady_clock::now();
-    const LoadedModel model = load_model(a.get("weights"), cfg);
+    const LoadedModel model = load_model(a.get("weights"), cfg, /*weights=*/!vae_rank);
     const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
     const FramePlan plan =
         plan_frames(cfg, a.get_int("latent-frames", 1, INT64_MAX), a.get_double("seconds", 0.0, 1e9));
     metrics->weights_loaded(load_seconds);
-    const LoadedVae vae = load_vae(a.get("vae"), model.embedded, any_video && writer_rank);
+    const LoadedVae vae = load_vae(a.get("vae"), model.embedded, any_video && (dedicated_vae ? vae_rank : video_rank));
     RolloutOptions ropts = rollout_options(cfg.rollout);
-    // Head or spatial parallelism: the ranks of a sequence-parallel group run the same rollout, each with its
-    // share of the heads or of the spatial blocks (and of the KV cache); the group's first rank writes.
+    // Head and/or spatial parallelism: the U x S ranks of a sequence-parallel group run the same rollout, each
+    // with its share of the heads and of the spatial blocks (and of the KV cache); the group's first rank writes.
     std::unique_ptr<MpiCommunicator> world_comm;
     std::optional<Mesh> mesh;
-    if (layout.ulysses > 1 || layout.spatial > 1) {
+    if (layout.sequence_parallel() > 1 || dedicated_vae) {
         world_comm = MpiCommunicator::world();
         const auto [request, mesh_shape] = mesh_request(cfg);
         mesh.emplace(Mesh::create(*world_comm, request, mesh_shape));
-        if (layout.ulysses > 1) ropts.shard = AttentionShard{coord.ulysses_index, layout.ulysses, mesh->ulysses()};
-        if (layout.spatial > 1) {
+        if (layout.ulysses > 1 && !vae_rank) {
+            ropts.shard = AttentionShard{coord.ulysses_index, layout.ulysses, mesh->ulysses()};
+        }
+        if (layout.spatial > 1 && !vae_rank) {
             ropts.spatial =
                 SpatialShard{coord.spatial_index, layout.spatial, mesh->spatial(), cfg.attention.block_size};
         }
     }
+    // The communicators' byte counters, reported to longroll_exchanged_bytes_total after every DiT forward and
+    // every chunk a VAE rank decodes.
+    ExchangeMeter exchange;
+    if (mesh) {
+        exchange.watch(mesh->ulysses(), CommOp::kAllToAll, ExchangeOp::kAllToAll);
+        exchange.watch(mesh->ulysses(), CommOp::kAllGather, ExchangeOp::kAllGather);
+        exchange.watch(mesh->spatial(), CommOp::kSendRecv, ExchangeOp::kKvBlocks);
+        exchange.watch(mesh->spatial(), CommOp::kAllGather, ExchangeOp::kAllGather);
+        if (dedicated_vae && latents_rank) exchange.watch(&mesh->group(), CommOp::kSendRecv, ExchangeOp::kVaeLatents);
+        exchange.watch(mesh->vae(), CommOp::kSendRecv, ExchangeOp::kVaeHalo);
+        exchange.watch(mesh->vae(), CommOp::kAllGather, ExchangeOp::kAllGather);
+    }
     const RolloutShape shape{plan.latent_frames, cfg.video.height / 8, cfg.video.width / 8};
     const int64_t channels = cfg.model.in_dim;
+    const LatentFrameShape latent_frame{channels, shape.height, shape.width};
     const int64_t steps = static_cast<int64_t>(ropts.denoising_steps.size());
     // Memory is planned before the run: the KV cache is the part that grows with the window.
-    const size_t cache_bytes = Rollout::kv_cache_bytes(*model.model, ropts, shape);
+    const size_t cache_bytes = vae_rank ? 0 : Rollout::kv_cache_bytes(*model.model, ropts, shape);
     const uint64_t host_bytes =
         static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
     LR_CHECK(cache_bytes < host_bytes / 2, "the KV cache of this run needs ", format_bytes(cache_bytes),
@@ -351,6 +369,11 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
 
     if (who.rank == 0) {
         if (a.has("print-config")) std::fputs(config_to_text(cfg).c_str(), stdout);
+        const std::string vae_text =
+            dedicated_vae && any_video
+                ? str_cat(a.get("vae") ? *a.get("vae") : std::string("embedded default"), " on ", layout.vae_ranks,
+                          " dedicated rank", layout.vae_ranks == 1 ? "" : "s", " per group, frames split by rows")
+                : vae.description;
         std::fprintf(
             stderr,
             "longroll %s (git %s)\n"
@@ -365,7 +388,7 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             static_cast<long long>(cfg.model.num_heads), model.description.c_str(), load_seconds,
             jobs.size() == 1 ? prompts[0].description.c_str()
                              : str_cat(jobs.size(), " jobs from ", *a.get("prompt-file")).c_str(),
-            vae.description.c_str(), cfg.video.width, cfg.video.output_height(), cfg.video.fps,
+            vae_text.c_str(), cfg.video.width, cfg.video.output_height(), cfg.video.fps,
             static_cast<long long>(plan.latent_frames), static_cast<long long>(plan.chunks),
             static_cast<long long>(plan.video_frames), plan.seconds, ropts.denoising_steps.size(),
             cfg.rollout.local_attn_size < 0 ? "the whole run" : str_cat(cfg.rollout.local_attn_size, " frames").c_str(),
@@ -380,59 +403,111 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     spec.crop_height = cfg.video.crop_height;
     spec.crf = cfg.output.crf;
     spec.preset = cfg.output.preset;
+    using Clock = std::chrono::steady_clock;
+    // One chunk's video made on this rank: its stage times, frames and progress; `delivers`: the rank that writes
+    // the video counts its frames in the metrics. `frames_done` is touched only by the thread that calls this.
+    const auto report_video = [&](const ChunkVideo& v, bool delivers, int64_t& frames_done,
+                                  ProgressReporter& progress) {
+        frames_done += v.frames;
+        const int64_t latents_done = std::min(plan.latent_frames, (v.index + 1) * cfg.rollout.frames_per_chunk);
+        LR_ASSERT(frames_done == video_frames_for_latents(latents_done), "chunk ", v.index, ": the VAE gave ", v.frames,
+                  " frames");
+        if (v.wait_seconds > 0) metrics->stage_time(Stage::kComm, v.wait_seconds);
+        metrics->stage_time(Stage::kVae, v.decode_seconds);
+        metrics->vae_decode(v.decode_seconds);
+        metrics->stage_time(Stage::kEncode, v.encode_seconds);
+        metrics->encode(v.encode_seconds);
+        metrics->chunk_done(v.latent_frames, delivers ? v.frames : 0, v.interval_seconds);
+        progress.update(v.index + 1, frames_done);
+    };
     for (size_t j = 0; j < jobs.size(); ++j) {
         const VideoJob& job = jobs[j];
         if (job.index % layout.data_parallel != coord.dp_group) continue;
-        const bool writes = writer_rank;
+        // Latents only: the group's first rank delivers the video's frames (counted from the latents).
+        const bool delivers = job.out ? video_rank : latents_rank;
+        std::unique_ptr<VideoWriter> writer;
+        if (video_rank && job.out) writer = make_async_writer(open_video_writer(*job.out, spec));
+        if (delivers && jobs.size() > 1) {
+            std::fprintf(stderr, "video %lld/%zu on rank %d: %s (seed %llu)\n", static_cast<long long>(job.index + 1),
+                         jobs.size(), who.rank, job.out ? job.out->c_str() : job.latents->c_str(),
+                         static_cast<unsigned long long>(job.seed));
+        }
+        ProgressReporter progress(plan.chunks, plan.video_frames, cfg.video.fps, who.rank == 0 && !a.has("quiet"));
+        int64_t frames_done = 0;
+        const auto job_done = [&](const std::string& wrote) {
+            progress.finish();
+            if (!delivers) return;
+            if (writer) writer->finish();
+            if (job.out && cfg.output.save_config) {
+                Config saved = cfg;
+                saved.runtime.seed = job.seed;
+                write_text_file(*job.out + ".config.textproto", config_to_text(saved));
+            }
+            metrics->video_done(VideoStatus::kOk);
+            const ProgressSnapshot snap = progress.snapshot();
+            std::fprintf(stderr, "done: %lld latent frames, %lld video frames (%.2f s of video) in %.2f s%s\n",
+                         static_cast<long long>(plan.latent_frames), static_cast<long long>(frames_done), plan.seconds,
+                         snap.elapsed_s, wrote.c_str());
+        };
+
+        // ---- A dedicated VAE rank: the job's chunks come from the group's first DiT rank.
+        if (vae_rank) {
+            if (!job.out) continue;  // latents only: nothing to decode
+            std::vector<int64_t> chunk_frames;
+            for (int64_t c = 0; c < plan.chunks; ++c) {
+                const int64_t start = c * cfg.rollout.frames_per_chunk;
+                chunk_frames.push_back(std::min<int64_t>(cfg.rollout.frames_per_chunk, plan.latent_frames - start));
+            }
+            try {
+                run_vae_rank(mesh->group(), *mesh->vae(), *vae.decoder, writer.get(), latent_frame, chunk_frames,
+                             [&](const ChunkVideo& v) {
+                                 report_video(v, delivers, frames_done, progress);
+                                 exchange.report(*metrics);
+                             });
+                LR_ASSERT(frames_done == plan.video_frames, "frame accounting: ", frames_done, " of ",
+                          plan.video_frames);
+                job_done(delivers ? str_cat("; wrote ", *job.out) : std::string());
+            } catch (...) {
+                if (delivers) metrics->video_done(VideoStatus::kFailed);
+                throw;
+            }
+            continue;
+        }
+
+        // ---- A DiT rank: the rollout, every finished chunk of latents straight to the video side.
         std::unique_ptr<NoiseSource> noise;
         if (job.noise) {
             noise = ReplayNoise::open(*job.noise, plan.latent_frames, steps, channels, shape.height, shape.width);
         } else {
             noise = std::make_unique<SeededNoise>(job.seed, channels, shape.height, shape.width);
         }
-        std::unique_ptr<VideoWriter> writer;
-        if (writes && job.out) writer = make_async_writer(open_video_writer(*job.out, spec));
-        if (writes && jobs.size() > 1) {
-            std::fprintf(stderr, "video %lld/%zu on rank %d: %s (seed %llu)\n", static_cast<long long>(job.index + 1),
-                         jobs.size(), who.rank, job.out->c_str(), static_cast<unsigned long long>(job.seed));
+        std::unique_ptr<DitVideoSink> sink;
+        if (writer) {  // the VAE on this rank, behind the DiT
+            sink = std::make_unique<DitVideoSink>(*vae.decoder, *writer, latent_frame, [&](const ChunkVideo& v) {
+                report_video(v, true, frames_done, progress);
+            });
+        } else if (dedicated_vae && latents_rank && job.out) {
+            std::vector<int> vae_group_ranks;
+            for (int v = 0; v < layout.vae_ranks; ++v) vae_group_ranks.push_back(layout.sequence_parallel() + v);
+            sink = std::make_unique<DitVideoSink>(mesh->group(), std::move(vae_group_ranks), latent_frame);
+        } else {
+            sink = std::make_unique<DitVideoSink>();
         }
-
-        // ---- The rollout: every finished chunk of latents goes straight to the video stage.
-        ProgressReporter progress(plan.chunks, plan.video_frames, cfg.video.fps, who.rank == 0 && !a.has("quiet"));
-        std::optional<VaeStream> vae_stream;
-        if (vae.decoder && writer) vae_stream.emplace(*vae.decoder, VaeFrameFormat::kRgb24);
-        int64_t frames_done = 0;
-        using Clock = std::chrono::steady_clock;
         auto chunk_start = Clock::now();
         const ChunkCallback to_video = [&](const RolloutChunk& c) {
-            const auto dit_end = Clock::now();
-            const int64_t frames_before = frames_done;
-            double encode_s = 0;
-            if (vae_stream) {
-                vae_stream->decode(c.latents, c.num_frames, shape.height, shape.width, [&](const VaeFrame& f) {
-                    const auto t0 = Clock::now();
-                    writer->write_frame(f.rgb24, f.width * 3);
-                    encode_s += std::chrono::duration<double>(Clock::now() - t0).count();
-                    ++frames_done;
-                });
-            } else {
-                // Latent frame 0 stands for 1 video frame, every later one for 4.
-                frames_done += video_frames_between(c.start_frame, c.start_frame + c.num_frames);
-            }
-            LR_ASSERT(frames_done == video_frames_for_latents(c.start_frame + c.num_frames), "chunk ", c.index,
-                      ": the VAE gave ", frames_done - frames_before, " frames");
-            progress.update(c.index + 1, frames_done);
-            const auto chunk_end = Clock::now();
-            const double dit_s = std::chrono::duration<double>(dit_end - chunk_start).count();
-            const double vae_s = std::chrono::duration<double>(chunk_end - dit_end).count() - encode_s;
+            const double dit_s = std::chrono::duration<double>(Clock::now() - chunk_start).count();
             metrics->stage_time(Stage::kDit, dit_s);
-            if (vae_stream) {
-                metrics->stage_time(Stage::kVae, vae_s);
-                metrics->vae_decode(vae_s);
-                metrics->stage_time(Stage::kEncode, encode_s);
-                metrics->encode(encode_s);
+            const auto t_send = Clock::now();
+            sink->push(c);
+            const double send_s = std::chrono::duration<double>(Clock::now() - t_send).count();
+            if (!sink->decodes()) {  // this rank's part of the chunk ends here
+                if (send_s > 0 && dedicated_vae && latents_rank) metrics->stage_time(Stage::kComm, send_s);
+                // Latent frame 0 stands for 1 video frame, every later one for 4.
+                const int64_t frames = video_frames_between(c.start_frame, c.start_frame + c.num_frames);
+                frames_done += frames;
+                progress.update(c.index + 1, frames_done);
+                metrics->chunk_done(c.num_frames, delivers ? frames : 0, dit_s + send_s);
             }
-            metrics->chunk_done(c.num_frames, writes ? frames_done - frames_before : 0, dit_s + vae_s + encode_s);
             chunk_start = Clock::now();
         };
         HostTensor latents;
@@ -448,34 +523,23 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             const auto capacity = static_cast<int64_t>(kv.bytes());
             const int64_t max_frames = std::max<int64_t>(kv.config().max_frames, 1);
             metrics->kv_cache(capacity * kv.frames() / max_frames, capacity);
+            exchange.report(*metrics);
         });
         try {
             rollout.run(prompts[j].segments, *noise, job.latents ? collect_latents(latents, to_video) : to_video);
+            sink->finish();
+            exchange.report(*metrics);
+            // With dedicated VAE ranks the frames are counted there; here, what the latents stand for.
             LR_ASSERT(frames_done == plan.video_frames, "frame accounting: ", frames_done, " of ", plan.video_frames);
-            if (writes) {
-                if (writer) writer->finish();
-                if (job.latents) {
-                    write_safetensors(*job.latents, {{"latents", latents.view}},
-                                      {{"config", config_to_text(cfg)}, {"seed", std::to_string(job.seed)}});
-                }
-                if (job.out && cfg.output.save_config) {
-                    Config saved = cfg;
-                    saved.runtime.seed = job.seed;
-                    write_text_file(*job.out + ".config.textproto", config_to_text(saved));
-                }
-                metrics->video_done(VideoStatus::kOk);
+            if (latents_rank && job.latents) {
+                write_safetensors(*job.latents, {{"latents", latents.view}},
+                                  {{"config", config_to_text(cfg)}, {"seed", std::to_string(job.seed)}});
             }
+            job_done(str_cat(writer ? "; wrote " + *job.out : std::string(),
+                             latents_rank && job.latents ? "; latents in " + *job.latents : std::string()));
         } catch (...) {
-            if (writes) metrics->video_done(VideoStatus::kFailed);
+            if (delivers) metrics->video_done(VideoStatus::kFailed);
             throw;
-        }
-        progress.finish();
-        if (writes) {
-            const ProgressSnapshot snap = progress.snapshot();
-            std::fprintf(stderr, "done: %lld latent frames, %lld video frames (%.2f s of video) in %.2f s%s%s\n",
-                         static_cast<long long>(plan.latent_frames), static_cast<long long>(frames_done), plan.seconds,
-                         snap.elapsed_s, job.out ? str_cat("; wrote ", *job.out).c_str() : "",
-                         job.latents ? str_cat("; latents in ", *job.latents).c_str() : "");
         }
     }
     return 0;

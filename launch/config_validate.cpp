@@ -174,7 +174,12 @@ void check_parallel(const Config& cfg, bool model_ok, bool video_ok, Checker& c)
     }
     c.at_least(p.data_parallel, 0, "parallel.data_parallel");
     if (p.vae == VaePlacement::kDedicatedRanks) {
-        c.at_least(p.vae_ranks, 1, "parallel.vae_ranks");
+        if (c.at_least(p.vae_ranks, 1, "parallel.vae_ranks") && video_ok) {
+            const int64_t rows = cfg.video.height / 8;
+            c.check(p.vae_ranks <= rows, "parallel.vae_ranks", "expected at most ", rows,
+                    " ranks: the VAE ranks split a latent frame's ", rows,
+                    " rows (video.height / 8) and each needs one, found ", p.vae_ranks);
+        }
     } else {
         c.at_least(p.vae_ranks, 0, "parallel.vae_ranks");
     }

@@ -68,7 +68,7 @@ WanModelConfig wan_model_config(const ModelConfig& m) {
     return c;
 }
 
-LoadedModel load_model(const std::optional<std::string>& weights_path, Config& cfg) {
+LoadedModel load_model(const std::optional<std::string>& weights_path, Config& cfg, bool weights) {
     LoadedModel out;
     if (weights_path) {
         const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(*weights_path);
@@ -99,7 +99,7 @@ LoadedModel load_model(const std::optional<std::string>& weights_path, Config& c
             cfg.model.eps = mc.eps;
             validate_config(cfg);
         }
-        out.model = WanModel::from_checkpoint(ckpt, wan_model_config(cfg.model));
+        if (weights) out.model = WanModel::from_checkpoint(ckpt, wan_model_config(cfg.model));
         out.description = str_cat(*weights_path, " (", format_bytes(ckpt.total_bytes()),
                                   from_metadata ? ", model config from its metadata)"
                                   : from_shapes ? ", model config inferred from its tensor shapes)"
@@ -114,7 +114,9 @@ LoadedModel load_model(const std::optional<std::string>& weights_path, Config& c
         params / 1000000,
         "M parameters) is too large for the embedded default; give --weights "
         "FILE.safetensors (tools/convert_checkpoint.py converts PyTorch checkpoints) or use configs/tiny.textproto");
-    out.model = WanModel::from_weights(make_default_wan_weights(d, /*seed=*/2026), wan_model_config(cfg.model));
+    if (weights) {
+        out.model = WanModel::from_weights(make_default_wan_weights(d, /*seed=*/2026), wan_model_config(cfg.model));
+    }
     out.embedded = true;
     out.description = str_cat("embedded default (", params / 1000,
                               "K parameters, deterministic random weights: NOT a trained model, the video shows no "

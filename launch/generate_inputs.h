@@ -24,8 +24,9 @@ struct LoadedModel {
 };
 
 // `weights_path` empty: the embedded default, refused for models too large for it. A checkpoint's
-// __metadata__["config"] overrides cfg.model (which is then re-validated).
-LoadedModel load_model(const std::optional<std::string>& weights_path, Config& cfg);
+// __metadata__["config"] overrides cfg.model (which is then re-validated). `weights` false: the model's config
+// only, `model` left empty (a dedicated VAE rank needs the shapes, not the weights).
+LoadedModel load_model(const std::optional<std::string>& weights_path, Config& cfg, bool weights = true);
 
 WanModelConfig wan_model_config(const ModelConfig& m);
 

@@ -154,6 +154,10 @@ std::string_view exchange_op_label(ExchangeOp op) {
             return "kv_blocks";
         case ExchangeOp::kAllToAll:
             return "all_to_all";
+        case ExchangeOp::kAllGather:
+            return "all_gather";
+        case ExchangeOp::kVaeLatents:
+            return "vae_latents";
         case ExchangeOp::kVaeHalo:
             return "vae_halo";
     }

@@ -34,14 +34,18 @@ namespace lr {
 // Where the time of a chunk goes: longroll_stage_seconds_total{stage=...}.
 enum class Stage { kDit, kVae, kComm, kEncode, kIo };
 inline constexpr int kStageCount = 5;
-// Inter-rank traffic: longroll_exchanged_bytes_total{op=...}.
-enum class ExchangeOp { kKvBlocks, kAllToAll, kVaeHalo };
-inline constexpr int kExchangeOpCount = 3;
+// Inter-rank traffic: longroll_exchanged_bytes_total{op=...}. kv_blocks: the spatial ranks' KV-block exchange;
+// all_to_all: Ulysses' q/k/v and attention-output all-to-alls; all_gather: the DiT output gathered by every rank of
+// a sequence-parallel group and the VAE middle attention's q/k/v; vae_latents: latents from the DiT to dedicated
+// VAE ranks; vae_halo: the row-split VAE's halo rows and its rows gathered to the writing rank.
+enum class ExchangeOp { kKvBlocks, kAllToAll, kAllGather, kVaeLatents, kVaeHalo };
+inline constexpr int kExchangeOpCount = 5;
 // longroll_videos_completed_total{status=...}.
 enum class VideoStatus { kOk, kFailed };
 inline constexpr int kVideoStatusCount = 2;
 
-// The label values: "dit", "vae", "comm", "encode", "io"; "kv_blocks", "all_to_all", "vae_halo"; "ok", "failed".
+// The label values: "dit", "vae", "comm", "encode", "io"; "kv_blocks", "all_to_all", "all_gather", "vae_latents",
+// "vae_halo"; "ok", "failed".
 std::string_view stage_label(Stage stage);
 std::string_view exchange_op_label(ExchangeOp op);
 std::string_view video_status_label(VideoStatus status);

@@ -261,8 +261,6 @@ KvCacheConfig WanModel::kv_cache_config(int64_t height, int64_t width, int64_t w
                                         int64_t max_frames, int head_shards, const SpatialShard& spatial) const {
     LR_CHECK(head_shards >= 1 && num_heads() % head_shards == 0, "KV cache: ", num_heads(),
              " heads cannot be split over ", head_shards, " ranks");
-    LR_CHECK(head_shards == 1 || spatial.size == 1, "KV cache: head sharding (", head_shards,
-             " ranks) combined with spatial sharding (", spatial.size, " ranks) is not supported yet");
     KvCacheConfig c;
     c.num_layers = num_layers();
     c.tokens_per_frame = spatial_tokens_per_frame(height, width, spatial);
@@ -331,7 +329,12 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
     const int64_t L = a.frames * per_frame;  // tokens of the chunk, order (frame, row, col)
     const int64_t F = a.frames;
 
-    // ---- Ulysses: this rank's token shard [t0, t0 + n) and heads [rank * lh, (rank + 1) * lh).
+    // ---- Sharding (DESIGN.md section 7) over a sequence-parallel group of U x S ranks. Spatial rank s owns the
+    // blocks b % S == s of every frame; blocks_of[p]: (first token in the frame, tokens) of rank p's blocks,
+    // rpf_of[p]: its tokens per frame. Its tokens of the chunk, ordered (frame, block, token), are its "s-list"
+    // (ns = F * rpf tokens; s_tok maps them to chunk tokens; without spatial sharding the s-list is the chunk).
+    // Ulysses rank u owns the contiguous shard [t0, t0 + n) of the s-list (Ls = ceil(ns / U) per rank, the last
+    // ones shorter or empty) and, for self-attention, the heads [u * lh, (u + 1) * lh) of the whole s-list.
     const AttentionShard& sh = a.shard;
     const int64_t U = sh.size;
     LR_CHECK(U >= 1 && sh.rank >= 0 && sh.rank < U && heads % U == 0, "forward: head sharding rank ", sh.rank, " of ",
@@ -339,22 +342,16 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
     const bool sharded = U > 1;
     LR_CHECK(!sharded || (sh.comm != nullptr && sh.comm->size() == U && sh.comm->rank() == sh.rank),
              "forward: head sharding over ", U, " ranks needs a communicator of that size with this rank");
-    const int64_t Ls = sharded ? (L + U - 1) / U : L;  // tokens per shard (the last ones padded)
-
-    // ---- Spatial: this rank's blocks of every frame; blocks_of[p]: (first token in the frame, tokens) of
-    // rank p's blocks, rpf_of[p]: its tokens per frame. The rank's tokens are ordered (frame, block, token).
     const SpatialShard& sp = a.spatial;
     const int64_t S = sp.size;
     LR_CHECK(S >= 1 && sp.rank >= 0 && sp.rank < S, "forward: spatial rank ", sp.rank, " of ", S);
     const bool spatial = S > 1;
-    LR_CHECK(!(spatial && sharded), "forward: head sharding (", U, " ranks) combined with spatial sharding (", S,
-             " ranks) is not supported yet");
     LR_CHECK(!spatial || (sp.comm != nullptr && sp.comm->size() == S && sp.comm->rank() == sp.rank),
              "forward: spatial sharding over ", S, " ranks needs a communicator of that size with this rank");
     std::vector<std::vector<std::pair<int64_t, int64_t>>> blocks_of(static_cast<size_t>(S));
     std::vector<int64_t> rpf_of(static_cast<size_t>(S), 0);
     int64_t max_rpf = 0;
-    std::vector<int64_t> my_tok;  // chunk token of each of this rank's tokens (spatial only)
+    std::vector<int64_t> s_tok;  // chunk token of each s-list entry (spatial only)
     if (spatial) {
         LR_CHECK(sp.block_size > 0, "forward: spatial block_size must be positive, found ", sp.block_size);
         const int64_t nb = (per_frame + sp.block_size - 1) / sp.block_size;
@@ -368,13 +365,16 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         for (int64_t r : rpf_of) max_rpf = std::max(max_rpf, r);
         for (int64_t f = 0; f < F; ++f)
             for (const auto& [start, len] : blocks_of[static_cast<size_t>(sp.rank)])
-                for (int64_t i = 0; i < len; ++i) my_tok.push_back(f * per_frame + start + i);
+                for (int64_t i = 0; i < len; ++i) s_tok.push_back(f * per_frame + start + i);
     }
-    const int64_t rpf = spatial ? rpf_of[static_cast<size_t>(sp.rank)] : per_frame;  // rows per frame, this rank
-    const int64_t t0 = spatial ? 0 : std::min(L, sh.rank * Ls);
-    const int64_t n = spatial ? F * rpf : std::min(L, t0 + Ls) - t0;  // tokens of this rank (may be 0)
-    const int64_t lh = heads / U;                                     // heads of this rank
-    const int64_t w = lh * hd;                                        // their width
+    const int64_t rpf = spatial ? rpf_of[static_cast<size_t>(sp.rank)] : per_frame;  // s-list tokens per frame
+    const int64_t ns = F * rpf;                                                      // s-list tokens
+    const int64_t Ls = sharded ? (ns + U - 1) / U : ns;  // tokens per Ulysses shard (the last ones padded)
+    const int64_t t0 = std::min(ns, sh.rank * Ls);       // this rank's shard of the s-list: [t0, t0 + n)
+    const int64_t n = std::min(ns, t0 + Ls) - t0;        // tokens of this rank (may be 0)
+    const int64_t lh = heads / U;                        // heads of this rank
+    const int64_t w = lh * hd;                           // their width
+    const auto chunk_token = [&](int64_t i) { return spatial ? s_tok[static_cast<size_t>(i)] : i; };  // s-list i
 
     // ---- Patch embedding: Conv3d as a linear map of each patch. x: [n, dim], the rank's tokens.
     PatchShape ps{a.frames, d.in_dim, a.height, a.width, d.patch[0], d.patch[1], d.patch[2]};
@@ -384,7 +384,7 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
     if (spatial) {
         std::vector<float> mp(static_cast<size_t>(n * ps.patch_size()));
         for (int64_t i = 0; i < n; ++i)
-            std::copy_n(patches.data() + my_tok[static_cast<size_t>(i)] * ps.patch_size(), ps.patch_size(),
+            std::copy_n(patches.data() + chunk_token(t0 + i) * ps.patch_size(), ps.patch_size(),
                         mp.data() + i * ps.patch_size());
         run_linear(w_->patch, mp.data(), n, x.data());
     } else if (n > 0) {
@@ -431,41 +431,37 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
     std::vector<int64_t> my_pos_v;
     if (spatial) {
         my_pos_v.resize(static_cast<size_t>(3 * n));
-        for (int64_t i = 0; i < n; ++i)
-            std::copy_n(pos.data() + 3 * my_tok[static_cast<size_t>(i)], 3, my_pos_v.data() + 3 * i);
+        for (int64_t i = 0; i < n; ++i) std::copy_n(pos.data() + 3 * chunk_token(t0 + i), 3, my_pos_v.data() + 3 * i);
     }
     const int64_t* my_pos = spatial ? my_pos_v.data() : pos.data() + 3 * t0;
-    // Without a cache: block-causal key ranges over the chunk itself.
+    // Without a cache: block-causal key ranges over the chunk itself, per query of the s-list.
     std::vector<int64_t> kv_end;
     if (!a.cache && a.causal_block_frames > 0) {
-        kv_end.resize(static_cast<size_t>(L));
+        kv_end.resize(static_cast<size_t>(ns));
         const int64_t block = a.causal_block_frames * per_frame;
-        for (int64_t i = 0; i < L; ++i) kv_end[static_cast<size_t>(i)] = std::min(L, (i / block + 1) * block);
-        if (spatial) {  // per query of this rank
-            std::vector<int64_t> mine(static_cast<size_t>(n));
-            for (int64_t i = 0; i < n; ++i)
-                mine[static_cast<size_t>(i)] = kv_end[static_cast<size_t>(my_tok[static_cast<size_t>(i)])];
-            kv_end.swap(mine);
-        }
+        for (int64_t i = 0; i < ns; ++i)
+            kv_end[static_cast<size_t>(i)] = std::min(L, (chunk_token(i) / block + 1) * block);
     }
-    // Spatial: the other ranks' K/V of every key frame (the cache's slots, or the chunk without a cache),
-    // received with one grouped send_recv per layer, and the full key set in the 1-rank token order.
+    // Spatial: the other spatial ranks' K/V (of this rank's heads) of every key frame (the cache's slots, or the
+    // chunk without a cache), received with one grouped send_recv per layer, and the full key set in the 1-rank
+    // token order.
     const int64_t key_frames = a.cache ? plan.slot_end : F;
     std::vector<std::vector<float>> rk(static_cast<size_t>(S)), rv(static_cast<size_t>(S));
     std::vector<float> full_k, full_v;
     if (spatial) {
         for (int64_t p = 0; p < S; ++p) {
             if (p == sp.rank) continue;
-            rk[static_cast<size_t>(p)].resize(static_cast<size_t>(key_frames * rpf_of[static_cast<size_t>(p)] * dim));
+            rk[static_cast<size_t>(p)].resize(static_cast<size_t>(key_frames * rpf_of[static_cast<size_t>(p)] * w));
             rv[static_cast<size_t>(p)].resize(rk[static_cast<size_t>(p)].size());
         }
-        full_k.resize(static_cast<size_t>(key_frames * per_frame * dim));
+        full_k.resize(static_cast<size_t>(key_frames * per_frame * w));
         full_v.resize(full_k.size());
     }
+    // my_k, my_v: [key_frames * rpf, w], this rank's blocks of the key frames.
     const auto gather_keys = [&](const float* my_k, const float* my_v) {
         std::vector<SendSpec> sends;
         std::vector<RecvSpec> recvs;
-        const size_t my_bytes = static_cast<size_t>(key_frames * rpf * dim) * sizeof(float);
+        const size_t my_bytes = static_cast<size_t>(key_frames * rpf * w) * sizeof(float);
         for (int64_t p = 0; p < S; ++p) {
             if (p == sp.rank) continue;
             const int peer = static_cast<int>(p);
@@ -483,9 +479,9 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
             for (int64_t s = 0; s < key_frames; ++s) {
                 int64_t off = 0;
                 for (const auto& [start, len] : blocks_of[static_cast<size_t>(p)]) {
-                    const int64_t src = (s * prpf + off) * dim, dst = (s * per_frame + start) * dim;
-                    std::copy_n(pk + src, len * dim, full_k.data() + dst);
-                    std::copy_n(pv + src, len * dim, full_v.data() + dst);
+                    const int64_t src = (s * prpf + off) * w, dst = (s * per_frame + start) * w;
+                    std::copy_n(pk + src, len * w, full_k.data() + dst);
+                    std::copy_n(pv + src, len * w, full_v.data() + dst);
                     off += len;
                 }
             }
@@ -507,19 +503,20 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         }
     }
 
-    // Token-shard buffers [n, dim]; with sharding also the head-shard q/k/v/o [L, w] and the exchange buffers.
+    // Token-shard buffers [n, dim]; with Ulysses also the head-shard q/k/v/o [ns, w] and the exchange buffers.
     std::vector<float> h(static_cast<size_t>(n * dim)), q(h.size()), k(h.size()), v(h.size()), o(h.size()), y(h.size()),
         ffn(static_cast<size_t>(n * d.ffn_dim)), mod(static_cast<size_t>(F * 6 * dim));
     std::vector<float> qh, kh, vh, oh, send, recv;
     if (sharded) {
-        qh.resize(static_cast<size_t>(L * w));
+        qh.resize(static_cast<size_t>(ns * w));
         kh.resize(qh.size());
         vh.resize(qh.size());
         oh.resize(qh.size());
         send.resize(static_cast<size_t>(U * 3 * Ls * w));
         recv.resize(send.size());
     }
-    // Token shards -> head shards: block p of the all-to-all carries this rank's q/k/v rows of p's heads.
+    // Token shards -> head shards: block p of the all-to-all carries this rank's q/k/v rows of p's heads; the
+    // result is the whole s-list of this rank's heads.
     const auto to_heads = [&]() {
         const float* src[3] = {q.data(), k.data(), v.data()};
         float* dst[3] = {qh.data(), kh.data(), vh.data()};
@@ -531,14 +528,14 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         sh.comm->all_to_all(send.data(), recv.data(), static_cast<size_t>(3 * Ls * w) * sizeof(float));
         for (int64_t p = 0; p < U; ++p)
             for (int64_t j = 0; j < 3; ++j)
-                for (int64_t t = 0; t < Ls && p * Ls + t < L; ++t)
+                for (int64_t t = 0; t < Ls && p * Ls + t < ns; ++t)
                     std::copy_n(recv.data() + ((p * 3 + j) * Ls + t) * w, w, dst[j] + (p * Ls + t) * w);
     };
     // Head shards -> token shards: block p carries rank p's tokens of this rank's heads.
     const auto to_tokens = [&]() {
         std::fill(send.begin(), send.begin() + U * Ls * w, 0.0f);
         for (int64_t p = 0; p < U; ++p)
-            for (int64_t t = 0; t < Ls && p * Ls + t < L; ++t)
+            for (int64_t t = 0; t < Ls && p * Ls + t < ns; ++t)
                 std::copy_n(oh.data() + (p * Ls + t) * w, w, send.data() + (p * Ls + t) * w);
         sh.comm->all_to_all(send.data(), recv.data(), static_cast<size_t>(Ls * w) * sizeof(float));
         for (int64_t p = 0; p < U; ++p)
@@ -568,20 +565,20 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
             rope_3d_cpu({q.data(), q.data(), my_pos, n, heads, hd});
             if (!relative) rope_3d_cpu({k.data(), k.data(), my_pos, n, heads, hd});
         }
-        if (sharded) to_heads();  // now all L tokens of this rank's lh heads
+        if (sharded) to_heads();  // now the whole s-list (ns tokens) of this rank's lh heads
         float* aq = sharded ? qh.data() : q.data();
         float* ak = sharded ? kh.data() : k.data();
         float* av = sharded ? vh.data() : v.data();
         float* ao = sharded ? oh.data() : o.data();
         if (dump_) {
-            dump(name + "self_attn.q", aq, Shape{sharded ? L : n, lh, hd});
-            dump(name + "self_attn.k", ak, Shape{sharded ? L : n, lh, hd});
-            dump(name + "self_attn.v", av, Shape{sharded ? L : n, lh, hd});
+            dump(name + "self_attn.q", aq, Shape{ns, lh, hd});
+            dump(name + "self_attn.k", ak, Shape{ns, lh, hd});
+            dump(name + "self_attn.v", av, Shape{ns, lh, hd});
         }
         AttentionParams ap;
         ap.q = aq;
         ap.out = ao;
-        ap.q_len = spatial ? n : L;
+        ap.q_len = ns;
         ap.heads = lh;
         ap.head_dim = hd;
         if (a.cache) {
@@ -666,33 +663,38 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         }
     }
     const int64_t head_out = w_->head.out;  // pt * ph * pw * out_dim, ordered (kt, kh, kw, c)
-    // Sharded: each rank's rows padded to Ls, all-gathered; rank p's block starts at token p * Ls.
-    std::vector<float> hout(static_cast<size_t>((sharded ? U * Ls : L) * head_out));
-    // Spatial: each rank's rows padded to F * max_rpf, all-gathered, put back at their tokens.
-    const int64_t slot_rows = sharded ? Ls : spatial ? F * max_rpf : 0;
-    std::vector<float> mine(static_cast<size_t>(slot_rows * head_out), 0.0f);
-    float* hdst = sharded || spatial ? mine.data() : hout.data();
+    // The rank's rows [n, head_out], all-gathered in two steps so that every rank returns the whole chunk: over
+    // the Ulysses ranks into the s-list (each shard padded to Ls rows: rank p's starts at s-list token p * Ls),
+    // then over the spatial ranks (each s-list padded to F * max_rpf rows) and put back at their chunk tokens.
+    const int64_t slist_rows = std::max(U * Ls, spatial ? F * max_rpf : 0);  // >= ns
+    std::vector<float> slist(static_cast<size_t>(slist_rows * head_out), 0.0f);
+    std::vector<float> mine(static_cast<size_t>((sharded ? Ls : 0) * head_out), 0.0f);
     if (n > 0) {
         run_modulated_norm_at(t0, x.data(), h.data(), n, dim, cfg_.eps, hm.data(), hm.data() + dim, rpf, 2 * dim);
-        run_linear(w_->head, h.data(), n, hdst);
+        run_linear(w_->head, h.data(), n, sharded ? mine.data() : slist.data());
     }
-    if (sharded) sh.comm->all_gather(mine.data(), hout.data(), static_cast<size_t>(Ls * head_out) * sizeof(float));
+    if (sharded) sh.comm->all_gather(mine.data(), slist.data(), static_cast<size_t>(Ls * head_out) * sizeof(float));
+    const float* hout = slist.data();  // [L, head_out] in chunk order
+    std::vector<float> chunk_rows;
     if (spatial) {
-        std::vector<float> all(static_cast<size_t>(S * slot_rows * head_out));
-        sp.comm->all_gather(mine.data(), all.data(), static_cast<size_t>(slot_rows * head_out) * sizeof(float));
+        const int64_t rows = F * max_rpf;
+        std::vector<float> all(static_cast<size_t>(S * rows * head_out));
+        sp.comm->all_gather(slist.data(), all.data(), static_cast<size_t>(rows * head_out) * sizeof(float));
+        chunk_rows.resize(static_cast<size_t>(L * head_out));
         for (int64_t p = 0; p < S; ++p) {
-            int64_t row = p * slot_rows;
+            int64_t row = p * rows;
             for (int64_t f = 0; f < F; ++f)
                 for (const auto& [start, len] : blocks_of[static_cast<size_t>(p)]) {
                     std::copy_n(all.data() + row * head_out, len * head_out,
-                                hout.data() + (f * per_frame + start) * head_out);
+                                chunk_rows.data() + (f * per_frame + start) * head_out);
                     row += len;
                 }
         }
+        hout = chunk_rows.data();
     }
-    dump("head", hout.data(), Shape{L, head_out});
+    dump("head", hout, Shape{L, head_out});
     PatchShape os{a.frames, d.out_dim, a.height, a.width, d.patch[0], d.patch[1], d.patch[2]};
-    unpatchify_cpu({hout.data(), out, os});
+    unpatchify_cpu({hout, out, os});
 }
 
 }  // namespace lr

@@ -46,8 +46,15 @@ struct AttentionShard {
 // ascending). Self-attention gathers the K/V of the other ranks' blocks of every cached frame in the window
 // (the dense table: every block) plus the chunk's, with one grouped send_recv per layer, assembles the keys in
 // the 1-rank token order and attends with the rank's queries. The head's output is all-gathered, so every rank
-// returns the whole chunk. size == 1 (the default) is the single-rank path, bit for bit. Not combined with
-// Ulysses yet: AttentionShard.size > 1 together with size > 1 is an InputError.
+// returns the whole chunk. size == 1 (the default) is the single-rank path, bit for bit.
+//
+// Both together (a sequence-parallel group of U x S ranks; rank (u, s) holds AttentionShard{u, U, its U group}
+// and SpatialShard{s, S, its S group}): spatial rank s's tokens of the chunk (frame, block, token order) take the
+// place of the chunk in the Ulysses scheme above. Rank (u, s) runs the linear layers on the Ulysses shard u of
+// spatial s's tokens; the all-to-all within its U group (same s) turns them into all of spatial s's tokens for
+// the heads of u; self-attention fetches the K/V of those heads from the other spatial ranks' blocks with the
+// grouped send_recv within its S group (same u); its KV cache holds its heads (width dim / U) of its blocks
+// (kv_cache_config(..., U, spatial)). The head's output is all-gathered over U, then over S.
 struct SpatialShard {
     int rank = 0;
     int size = 1;
@@ -127,7 +134,8 @@ class WanModel {
     int64_t tokens_per_frame(int64_t height, int64_t width) const;
     // A KV cache shaped for this model: `window_frames` = local_attn_size (-1: none), `max_frames` = storage.
     // head_shards = U of a head-parallel forward: the cache of one rank, holding num_heads / U heads.
-    // spatial (size S > 1): the cache of one spatial rank, holding its blocks of every frame.
+    // spatial (size S > 1): the cache of one spatial rank, holding its blocks of every frame. Both: its heads of
+    // its blocks.
     KvCacheConfig kv_cache_config(int64_t height, int64_t width, int64_t window_frames, int64_t sink_frames,
                                   int64_t max_frames, int head_shards = 1, const SpatialShard& spatial = {}) const;
     // Tokens of one latent frame that spatial rank `rank` of `size` owns with blocks of `block_size` tokens.

@@ -1,7 +1,5 @@
 #include "runtime/rollout/rollout.h"
 
-#include <chrono>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>

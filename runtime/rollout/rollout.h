@@ -43,6 +43,7 @@ struct RolloutOptions {
     // same inputs; each holds the KV cache of its num_heads / size heads and every rank gets every chunk.
     AttentionShard shard;
     // Spatial parallelism (DESIGN.md section 7, see SpatialShard): each rank holds its blocks of every frame.
+    // Both set: a U x S group, each rank holding its heads of its blocks.
     SpatialShard spatial;
 };
 
@@ -76,7 +77,8 @@ class Rollout {
     Rollout(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape);
 
     // Bytes of the KV cache a rollout of this shape allocates (the window, or the whole run without one): for
-    // checking that a run fits before starting it. With opts.shard.size = U: one rank's cache (1/U of it).
+    // checking that a run fits before starting it. With opts.shard.size = U and opts.spatial.size = S: one rank's
+    // cache (its num_heads / U heads of its blocks).
     static size_t kv_cache_bytes(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape);
 
     int64_t num_chunks() const;

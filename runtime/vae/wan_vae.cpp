@@ -8,7 +8,9 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <tuple>
 
+#include "dist/communicator.h"
 #include "kernels/attention.h"
 #include "kernels/cast.h"
 #include "kernels/conv3d.h"
@@ -206,6 +208,12 @@ WanVaeDecoder WanVaeDecoder::make_default(uint64_t seed) {
     return from_weights(make_default_wan_vae_weights(cfg, seed), cfg);
 }
 
+const HostTensor& WanVaeDecoder::weight(const std::string& name) const {
+    const auto it = w_->tensors.find(name);
+    LR_CHECK(it != w_->tensors.end(), "Wan VAE: no weight '", name, "'");
+    return it->second;
+}
+
 int64_t WanVaeDecoder::parameter_count() const {
     int64_t n = 0;
     for (const auto& [name, t] : w_->tensors) n += t.view.numel();
@@ -237,10 +245,18 @@ struct History {
     }
 };
 
+// One resolution level's workspaces. Without a row split they hold the whole frame; with one, the rank's rows plus
+// `halo` rows above and below, [height + 2 halo, width, channels].
 struct Level {
-    int64_t height = 0, width = 0;
+    int64_t height = 0, width = 0;  // the rank's rows (the frame's without a split) and the columns
+    int64_t full_height = 0;        // the frame's rows
+    int64_t row0 = 0;               // the rank's first row in the frame
+    int64_t halo = 0;               // 1 with a row split, else 0
     HostTensor x, a, b, tc;
     int64_t pixels() const { return height * width; }
+    int64_t padded_rows() const { return height + 2 * halo; }
+    // The rank's first row in a workspace that holds `ch` channels per pixel.
+    float* rows(const HostTensor& t, int64_t ch) const { return t.as<float>() + halo * width * ch; }
 };
 
 void resize(HostTensor& t, int64_t floats) {
@@ -310,14 +326,21 @@ struct VaeStream::State {
     const WanVaeDecoder::Weights* w = nullptr;
     WanVaeConfig cfg;
     VaeFrameFormat format = VaeFrameFormat::kRgb24;
+    Communicator* comm = nullptr;  // the row split's ranks; null (or one rank): the whole frame here
     std::vector<History> hist;
     std::vector<bool> started;  // per resample: has it seen its first frame (upsample3d skips the time conv then)
     std::vector<Level> levels;
     int64_t height = 0, width = 0;  // latent size, 0 until the first decode after reset
     int64_t latents_done = 0, frames_done = 0;
-    HostTensor rgb_u8;      // [H, W, 3] (kRgb24)
-    HostTensor rgb_planar;  // [3, H, W] (kFloatPlanar)
+    std::vector<std::pair<int64_t, int64_t>> latent_rows;  // row split: (first row, rows) of every rank
+    std::vector<float> send, recv, full_qkv;               // row split: the middle attention's all-gather
+    HostTensor rgb_full;                                   // row split, rank 0: the gathered [H, W, 3] frame
+    HostTensor rgb_u8;                                     // [H, W, 3] (kRgb24)
+    HostTensor rgb_planar;                                 // [3, H, W] (kFloatPlanar)
     VaeDumpFn dump;
+
+    bool split() const { return comm != nullptr && comm->size() > 1; }
+    bool emits() const { return !split() || comm->rank() == 0; }
 
     void dump_frame(const std::string& name, const float* data, int64_t h, int64_t w, int64_t c) const {
         if (dump) dump(name, data, Shape{h, w, c});
@@ -326,60 +349,125 @@ struct VaeStream::State {
     void allocate(int64_t h, int64_t w) {
         height = h;
         width = w;
+        int64_t row0 = 0, rows = h;
+        latent_rows.clear();
+        if (split()) {
+            for (int r = 0; r < comm->size(); ++r) {
+                const auto [first, end] = vae_row_range(h, comm->size(), r);
+                latent_rows.emplace_back(first, end - first);
+            }
+            std::tie(row0, rows) = latent_rows[static_cast<size_t>(comm->rank())];
+        }
         levels.resize(this->w->levels.size());
         for (size_t l = 0; l < levels.size(); ++l) {
             Level& L = levels[l];
             const LevelPlan& plan = this->w->levels[l];
-            L.height = h << l;
+            L.height = rows << l;
+            L.full_height = h << l;
+            L.row0 = row0 << l;
             L.width = w << l;
-            resize(L.x, L.pixels() * plan.x);
-            resize(L.a, L.pixels() * plan.a);
-            resize(L.b, L.pixels() * plan.b);
-            resize(L.tc, L.pixels() * plan.tc);
+            L.halo = split() ? 1 : 0;
+            const int64_t px = L.padded_rows() * L.width;
+            resize(L.x, px * plan.x);
+            resize(L.a, px * plan.a);
+            resize(L.b, px * plan.b);
+            resize(L.tc, px * plan.tc);
         }
         const Level& last = levels.back();
+        rgb_full = split() && emits() ? HostTensor(DType::kF32, Shape{last.full_height, last.width, 3}) : HostTensor();
         if (format == VaeFrameFormat::kRgb24) {
-            rgb_u8 = HostTensor(DType::kU8, Shape{last.height, last.width, 3});
+            rgb_u8 = emits() ? HostTensor(DType::kU8, Shape{last.full_height, last.width, 3}) : HostTensor();
             rgb_planar = HostTensor();
         } else {
-            rgb_planar = HostTensor(DType::kF32, Shape{3, last.height, last.width});
+            rgb_planar = emits() ? HostTensor(DType::kF32, Shape{3, last.full_height, last.width}) : HostTensor();
             rgb_u8 = HostTensor();
         }
     }
 
+    // Row split: fills the halo rows of `t` ([padded rows, width, ch]) with the last row of the rank above and the
+    // first row of the rank below, or zeros at the frame's top and bottom (the 3x3 convs' zero padding).
+    void exchange_halo(const Level& L, HostTensor& t, int64_t ch) const {
+        if (!split()) return;
+        const int64_t row = L.width * ch;
+        const size_t bytes = static_cast<size_t>(row) * sizeof(float);
+        float* top = t.as<float>();
+        float* first = top + row;
+        float* last = top + L.height * row;
+        float* bottom = last + row;
+        const int r = comm->rank();
+        std::vector<SendSpec> sends;
+        std::vector<RecvSpec> recvs;
+        if (r > 0) {
+            sends.push_back({r - 1, first, bytes});
+            recvs.push_back({r - 1, top, bytes});
+        } else {
+            std::fill(top, top + row, 0.0f);
+        }
+        if (r + 1 < comm->size()) {
+            sends.push_back({r + 1, last, bytes});
+            recvs.push_back({r + 1, bottom, bytes});
+        } else {
+            std::fill(bottom, bottom + row, 0.0f);
+        }
+        comm->send_recv(sends, recvs);
+    }
+
     // x <- x + ResidualBlock(x), in place in L.x.  [pixels, in] -> [pixels, out]
     void residual(const BlockW& b, Level& L) {
-        const int64_t n = L.pixels();
-        float* x = L.x.as<float>();
-        float* a = L.a.as<float>();
-        float* t = L.b.as<float>();
-        norm(b.gamma1, x, a, n, b.in, true);                           // a = silu(norm1(x))
-        conv_causal(b.conv1, hist[b.hist1], a, t, L.height, L.width);  // t = conv1(a)   [n, out]
-        norm(b.gamma2, t, t, n, b.out, true);                          // t = silu(norm2(t))
+        const int64_t n = L.pixels(), rows = L.padded_rows();
+        float* x = L.rows(L.x, b.in);
+        norm(b.gamma1, x, L.rows(L.a, b.in), n, b.in, true);  // a = silu(norm1(x))
+        exchange_halo(L, L.a, b.in);
+        conv_causal(b.conv1, hist[b.hist1], L.a.as<float>(), L.b.as<float>(), rows, L.width);  // t = conv1(a)
+        float* t = L.rows(L.b, b.out);
+        norm(b.gamma2, t, t, n, b.out, true);  // t = silu(norm2(t))
+        exchange_halo(L, L.b, b.out);
         if (b.shortcut.w) {
-            conv_frame(b.shortcut, x, a, L.height, L.width);                     // a = shortcut(x)
-            conv_causal(b.conv2, hist[b.hist2], t, a, L.height, L.width, true);  // a += conv2(t)
-            std::memcpy(x, a, static_cast<size_t>(n * b.out) * sizeof(float));
+            conv_frame(b.shortcut, x, L.rows(L.a, b.out), L.height, L.width);  // a = shortcut(x)
+            conv_causal(b.conv2, hist[b.hist2], L.b.as<float>(), L.a.as<float>(), rows, L.width,
+                        true);  // a += conv2(t)
+            std::memcpy(L.rows(L.x, b.out), L.rows(L.a, b.out), static_cast<size_t>(n * b.out) * sizeof(float));
         } else {
-            conv_causal(b.conv2, hist[b.hist2], t, x, L.height, L.width, true);  // x += conv2(t)
+            conv_causal(b.conv2, hist[b.hist2], L.b.as<float>(), L.x.as<float>(), rows, L.width,
+                        true);  // x += conv2(t)
         }
     }
 
-    // x <- x + proj(attention(qkv(norm(x)))): one head over the pixels of the frame.
+    // Row split: the whole frame's q/k/v [full pixels, 3c] from every rank's rows qkv [pixels, 3c].
+    const float* gather_qkv(const Level& L, const float* qkv, int64_t c) {
+        const int64_t shift = &L - levels.data();  // the level: rows double from one to the next
+        int64_t max_rows = 0;
+        for (const auto& [first, rows] : latent_rows) max_rows = std::max(max_rows, rows << shift);
+        const int64_t row = L.width * 3 * c, block = max_rows * row;
+        send.assign(static_cast<size_t>(block), 0.0f);
+        std::copy_n(qkv, L.height * row, send.data());
+        recv.resize(static_cast<size_t>(block * comm->size()));
+        comm->all_gather(send.data(), recv.data(), static_cast<size_t>(block) * sizeof(float));
+        full_qkv.resize(static_cast<size_t>(L.full_height * row));
+        for (size_t p = 0; p < latent_rows.size(); ++p) {
+            const auto [first, rows] = latent_rows[p];
+            std::copy_n(recv.data() + static_cast<int64_t>(p) * block, (rows << shift) * row,
+                        full_qkv.data() + (first << shift) * row);
+        }
+        return full_qkv.data();
+    }
+
+    // x <- x + proj(attention(qkv(norm(x)))): one head over the pixels of the frame (the whole frame's keys).
     void attention(const BlockW& b, Level& L) {
         const int64_t n = L.pixels(), c = b.in;
-        float* x = L.x.as<float>();
-        float* a = L.a.as<float>();
-        float* qkv = L.b.as<float>();
+        float* x = L.rows(L.x, c);
+        float* a = L.rows(L.a, c);
+        float* qkv = L.rows(L.b, 3 * c);
         norm(b.gamma1, x, a, n, c, false);
         conv_frame(b.conv1, a, qkv, L.height, L.width);  // [n, 3c]: q | k | v
+        const float* kv = split() ? gather_qkv(L, qkv, c) : qkv;
         AttentionParams p;
         p.q = qkv;
-        p.k = qkv + c;
-        p.v = qkv + 2 * c;
+        p.k = kv + c;
+        p.v = kv + 2 * c;
         p.out = a;  // [n, c]
         p.q_len = n;
-        p.kv_len = n;
+        p.kv_len = L.full_height * L.width;
         p.heads = 1;
         p.head_dim = c;
         p.q_stride = p.k_stride = p.v_stride = 3 * c;
@@ -387,21 +475,22 @@ struct VaeStream::State {
         conv_frame(b.conv2, a, x, L.height, L.width, true);  // x += proj(a)
     }
 
-    // x2 nearest + conv of one frame of level l (channels `b.in`, pixels `stride` apart) into level l + 1's x, then
-    // the rest of the network from block `next`.
+    // x2 nearest + conv of one frame of level l (channels `b.in`, the rank's rows, pixels `stride` apart) into
+    // level l + 1's x, then the rest of the network from block `next`.
     void resample_and_continue(const BlockW& b, size_t next, const float* src, int64_t stride, const VaeFrameFn& emit) {
         const Level& L = levels[static_cast<size_t>(b.level)];
         Level& N = levels[static_cast<size_t>(b.level) + 1];
         UpsampleNearest2xParams u;
         u.x = src;
-        u.y = N.a.as<float>();
+        u.y = N.rows(N.a, b.in);
         u.height = L.height;
         u.width = L.width;
         u.channels = b.in;
         u.x_pixel_stride = stride;
         upsample_nearest2x_cpu(u);
-        conv_frame(b.conv1, N.a.as<float>(), N.x.as<float>(), N.height, N.width);
-        dump_frame(b.dump, N.x.as<float>(), N.height, N.width, b.out);
+        exchange_halo(N, N.a, b.in);
+        conv_frame(b.conv1, N.a.as<float>(), N.x.as<float>(), N.padded_rows(), N.width);
+        dump_frame(b.dump, N.rows(N.x, b.out), N.height, N.width, b.out);
         run(next, emit);
     }
 
@@ -420,38 +509,66 @@ struct VaeStream::State {
                     attention(b, L);
                     break;
                 case VaeBlockKind::kUpsample2d:
-                    resample_and_continue(b, i + 1, L.x.as<float>(), b.in, emit);
+                    resample_and_continue(b, i + 1, L.rows(L.x, b.in), b.in, emit);
                     return;
-                case VaeBlockKind::kUpsample3d:
+                case VaeBlockKind::kUpsample3d: {
                     if (!started[static_cast<size_t>(b.resample)]) {
                         // The stream's first frame passes without the time conv (the reference's "Rep"): 1 frame.
                         started[static_cast<size_t>(b.resample)] = true;
-                        resample_and_continue(b, i + 1, L.x.as<float>(), b.in, emit);
+                        resample_and_continue(b, i + 1, L.rows(L.x, b.in), b.in, emit);
                         return;
                     }
-                    // [pixels, 2 * in]: channels [0, in) are the earlier frame, [in, 2 in) the later one.
-                    conv_causal(b.time_conv, hist[b.hist1], L.x.as<float>(), L.tc.as<float>(), L.height, L.width);
-                    for (int64_t j = 0; j < 2; ++j) {
-                        resample_and_continue(b, i + 1, L.tc.as<float>() + j * b.in, 2 * b.in, emit);
-                    }
+                    // [pixels, 2 * in]: channels [0, in) are the earlier frame, [in, 2 in) the later one. A 3x1x1
+                    // conv: no halo, the rank's rows only.
+                    float* tc = L.rows(L.tc, 2 * b.in);
+                    conv_causal(b.time_conv, hist[b.hist1], L.rows(L.x, b.in), tc, L.height, L.width);
+                    for (int64_t j = 0; j < 2; ++j) resample_and_continue(b, i + 1, tc + j * b.in, 2 * b.in, emit);
                     return;
+                }
             }
-            if (!b.dump.empty()) dump_frame(b.dump, L.x.as<float>(), L.height, L.width, b.out);
+            if (!b.dump.empty()) dump_frame(b.dump, L.rows(L.x, b.out), L.height, L.width, b.out);
         }
         head(emit);
+    }
+
+    // Row split: the whole RGB frame [full pixels, 3] on rank 0 from every rank's rows rgb [pixels, 3]; null on the
+    // other ranks.
+    const float* gather_rgb(const Level& L, const float* rgb) {
+        const int64_t row = L.width * 3;
+        const int shift = static_cast<int>(levels.size()) - 1;
+        std::vector<SendSpec> sends;
+        std::vector<RecvSpec> recvs;
+        if (comm->rank() == 0) {
+            std::copy_n(rgb, L.height * row, rgb_full.as<float>());
+            for (int p = 1; p < comm->size(); ++p) {
+                const auto [first, rows] = latent_rows[static_cast<size_t>(p)];
+                recvs.push_back({p, rgb_full.as<float>() + (first << shift) * row,
+                                 static_cast<size_t>((rows << shift) * row) * sizeof(float)});
+            }
+        } else {
+            sends.push_back({0, rgb, static_cast<size_t>(L.height * row) * sizeof(float)});
+        }
+        comm->send_recv(sends, recvs);
+        return comm->rank() == 0 ? rgb_full.as<float>() : nullptr;
     }
 
     // RMS_norm, SiLU, causal conv to RGB, clamp, emit.
     void head(const VaeFrameFn& emit) {
         Level& L = levels.back();
-        const int64_t n = L.pixels(), c = w->head_conv.in;
-        norm(w->head_gamma, L.x.as<float>(), L.a.as<float>(), n, c, true);
-        float* rgb = L.b.as<float>();  // [n, 3]
-        conv_causal(w->head_conv, hist[static_cast<size_t>(w->hist_head)], L.a.as<float>(), rgb, L.height, L.width);
+        const int64_t c = w->head_conv.in;
+        norm(w->head_gamma, L.rows(L.x, c), L.rows(L.a, c), L.pixels(), c, true);
+        exchange_halo(L, L.a, c);
+        conv_causal(w->head_conv, hist[static_cast<size_t>(w->hist_head)], L.a.as<float>(), L.b.as<float>(),
+                    L.padded_rows(), L.width);
+        const float* rgb = L.rows(L.b, 3);  // [pixels, 3]
         dump_frame("head", rgb, L.height, L.width, 3);
+        if (split()) rgb = gather_rgb(L, rgb);
+        const int64_t index = frames_done++;
+        if (!emits()) return;
+        const int64_t n = L.full_height * L.width;
         VaeFrame f;
-        f.index = frames_done++;
-        f.height = L.height;
+        f.index = index;
+        f.height = L.full_height;
         f.width = L.width;
         if (format == VaeFrameFormat::kRgb24) {
             vae_rgb_to_u8(rgb, rgb_u8.as<uint8_t>(), n * 3);
@@ -466,29 +583,35 @@ struct VaeStream::State {
         emit(f);
     }
 
-    // One latent frame [z_dim, h, w] through conv2, conv1 and the decoder.
+    // One latent frame [z_dim, h, w] (the whole frame; a row split takes its rows) through conv2, conv1 and the
+    // decoder.
     void decode_latent(const float* z, const VaeFrameFn& emit) {
         Level& L = levels[0];
         const int64_t n = L.pixels(), zc = cfg.z_dim;
-        float* a = L.a.as<float>();
+        const int64_t frame = L.full_height * L.width, first = L.row0 * L.width;
+        float* a = L.rows(L.a, zc);
         // [z, h, w] -> [h * w, z], de-normalised as WanVAE_.decode does it: z / (1 / std) + mean.
         for (int64_t ch = 0; ch < zc; ++ch) {
             const float inv = w->inv_std[static_cast<size_t>(ch)], mean = cfg.latents_mean[static_cast<size_t>(ch)];
-            for (int64_t p = 0; p < n; ++p) a[p * zc + ch] = z[ch * n + p] / inv + mean;
+            const float* zc_rows = z + ch * frame + first;
+            for (int64_t p = 0; p < n; ++p) a[p * zc + ch] = zc_rows[p] / inv + mean;
         }
-        conv_frame(w->conv2, a, L.b.as<float>(), L.height, L.width);
-        dump_frame("conv2", L.b.as<float>(), L.height, L.width, zc);
-        conv_causal(w->conv1, hist[static_cast<size_t>(w->hist_conv1)], L.b.as<float>(), L.x.as<float>(), L.height,
-                    L.width);
+        conv_frame(w->conv2, a, L.rows(L.b, zc), L.height, L.width);
+        dump_frame("conv2", L.rows(L.b, zc), L.height, L.width, zc);
+        exchange_halo(L, L.b, zc);
+        conv_causal(w->conv1, hist[static_cast<size_t>(w->hist_conv1)], L.b.as<float>(), L.x.as<float>(),
+                    L.padded_rows(), L.width);
         run(0, emit);
         ++latents_done;
     }
 };
 
-VaeStream::VaeStream(const WanVaeDecoder& decoder, VaeFrameFormat format) : s_(std::make_unique<State>()) {
+VaeStream::VaeStream(const WanVaeDecoder& decoder, VaeFrameFormat format, Communicator* rows)
+    : s_(std::make_unique<State>()) {
     s_->w = decoder.w_.get();
     s_->cfg = decoder.config();
     s_->format = format;
+    s_->comm = rows;
     s_->hist.resize(s_->w->hist_level.size());
     reset();
 }
@@ -529,16 +652,28 @@ int64_t VaeStream::frames_for(int64_t latent_frames) const {
 
 int64_t VaeStream::latent_frames_decoded() const { return s_->latents_done; }
 int64_t VaeStream::frames_emitted() const { return s_->frames_done; }
+bool VaeStream::emits() const { return s_->emits(); }
+int64_t VaeStream::latent_channels() const { return s_->cfg.z_dim; }
 
 size_t VaeStream::state_bytes() const {
     size_t n = 0;
     for (const History& h : s_->hist) n += h.slot[0].buffer.size() + h.slot[1].buffer.size();
     for (const Level& L : s_->levels)
         n += L.x.buffer.size() + L.a.buffer.size() + L.b.buffer.size() + L.tc.buffer.size();
-    return n + s_->rgb_u8.buffer.size() + s_->rgb_planar.buffer.size();
+    n += (s_->send.capacity() + s_->recv.capacity() + s_->full_qkv.capacity()) * sizeof(float);
+    return n + s_->rgb_full.buffer.size() + s_->rgb_u8.buffer.size() + s_->rgb_planar.buffer.size();
 }
 
 void VaeStream::set_dump(VaeDumpFn fn) { s_->dump = std::move(fn); }
+
+std::pair<int64_t, int64_t> vae_row_range(int64_t latent_rows, int ranks, int rank) {
+    LR_CHECK(ranks >= 1 && ranks <= latent_rows, "VAE row split: ", ranks, " ranks for ", latent_rows,
+             " latent rows; every rank needs at least one row");
+    LR_ASSERT(rank >= 0 && rank < ranks, "VAE row split: rank ", rank, " of ", ranks);
+    const int64_t base = latent_rows / ranks, extra = latent_rows % ranks;
+    const int64_t first = rank * base + std::min<int64_t>(rank, extra);
+    return {first, first + base + (rank < extra ? 1 : 0)};
+}
 
 void vae_rgb_to_u8(const float* rgb, uint8_t* out, int64_t n) {
     for (int64_t i = 0; i < n; ++i) {

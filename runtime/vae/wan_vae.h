@@ -31,6 +31,8 @@
 
 namespace lr {
 
+class Communicator;
+
 enum class VaeFrameFormat {
     kRgb24,        // uint8 [H, W, 3], what the video writers take
     kFloatPlanar,  // float [3, H, W] in [-1, 1], the reference's decode_to_pixel output (tests)
@@ -48,7 +50,7 @@ using VaeFrameFn = std::function<void(const VaeFrame&)>;
 
 // Observes intermediates in decode order, channels-last [height, width, channels]: "conv2" (de-normalised latent
 // after conv2) and "middle" once per latent frame, "upsample<k>" for every frame resample k makes, "head" (the RGB
-// output before the clamp) once per output frame.
+// output before the clamp) once per output frame. With a row split: the rank's rows.
 using VaeDumpFn = std::function<void(const std::string& name, const float* data, const Shape& shape)>;
 
 // The weights, read-only once built; any number of streams may share one decoder.
@@ -69,6 +71,9 @@ class WanVaeDecoder {
 
     const WanVaeConfig& config() const { return cfg_; }
     int64_t parameter_count() const;
+    // An F32 weight by original Wan VAE name, as held for the CPU decoder (conv weights re-laid out as
+    // [kt, kh, kw, in, out]), for backends that upload the weights (the CUDA decoder); InputError when absent.
+    const HostTensor& weight(const std::string& name) const;
 
   private:
     friend class VaeStream;
@@ -79,11 +84,26 @@ class WanVaeDecoder {
     std::unique_ptr<Weights> w_;
 };
 
+// The latent rows [first, second) that rank `rank` of `ranks` decodes in a row-split decode: contiguous, in rank
+// order, the first latent_rows % ranks ranks one row more. InputError when there are more ranks than rows.
+std::pair<int64_t, int64_t> vae_row_range(int64_t latent_rows, int ranks, int rank);
+
 // The streaming decode state of one video: the causal caches, and workspaces sized at the first decode. The
 // decoder must outlive the stream. Not thread-safe; the CPU ops use cpu_threads() threads inside each call.
+//
+// Row split (DESIGN.md sections 5 and 7): with `rows` of R > 1 ranks, every rank of it makes the same calls with
+// the same latents and decodes only its latent rows (vae_row_range) at every resolution: each workspace holds the
+// rank's rows plus one halo row above and below, and before every conv with a 3x3 spatial kernel the halo rows of
+// its input are exchanged with the ranks above and below (zeros at the frame's top and bottom: the conv's
+// padding). The causal time caches keep the rank's own (halo-padded) input frames, nearest upsampling doubles
+// the rows, and the middle attention, which needs the whole frame, all-gathers q/k/v at its resolution. Rank 0
+// of `rows` gathers the rows of every output frame and alone calls `emit`, with the whole frame. Every conv,
+// norm and attention row computes exactly what the whole-frame decode computes for that row, so the frames are
+// bit-identical to a stream without a split. Each decode() is then collective over `rows`.
 class VaeStream {
   public:
-    explicit VaeStream(const WanVaeDecoder& decoder, VaeFrameFormat format = VaeFrameFormat::kRgb24);
+    explicit VaeStream(const WanVaeDecoder& decoder, VaeFrameFormat format = VaeFrameFormat::kRgb24,
+                       Communicator* rows = nullptr);
     VaeStream(VaeStream&&) noexcept;
     VaeStream& operator=(VaeStream&&) noexcept;
     ~VaeStream();
@@ -93,13 +113,18 @@ class VaeStream {
 
     // Decodes the next `frames` latent frames of the stream, [frames, z_dim, height, width] (the rollout's layout),
     // one at a time, emitting frames_for(frames) RGB frames of [8 height, 8 width] in order before it returns. The
-    // latent size is fixed from the first frame until reset(); another size is an InputError.
+    // latent size is fixed from the first frame until reset(); another size is an InputError. With a row split
+    // only rank 0 of `rows` emits (every rank passes the whole latents, and an InputError for more ranks than
+    // latent rows is thrown on every rank alike).
     void decode(const float* latents, int64_t frames, int64_t height, int64_t width, const VaeFrameFn& emit);
 
     // Frames that decoding `latent_frames` more latent frames emits: 1 + 4 (n - 1) at the start of a stream, 4 n after.
     int64_t frames_for(int64_t latent_frames) const;
     int64_t latent_frames_decoded() const;
-    int64_t frames_emitted() const;
+    int64_t frames_emitted() const;   // frames decoded, on every rank of a row split
+    int64_t latent_channels() const;  // z_dim of the decoder
+    // Whether this rank emits the frames: always without a row split, rank 0 of `rows` with one.
+    bool emits() const;
     // Bytes held in caches and workspaces.
     size_t state_bytes() const;
 

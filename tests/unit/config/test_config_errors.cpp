@@ -84,6 +84,8 @@ const std::vector<SemanticCase> kSemanticCases = {
      "10:3: parallel.spatial: expected at most 1 ranks: a 128x64 frame has 32 tokens = 1 blocks of 64", "found 2"},
     {"parallel {\n  vae: DEDICATED_RANKS\n  vae_ranks: 0\n}\n", "9:3: parallel.vae_ranks: expected at least 1",
      "found 0"},
+    {"video { width: 128 height: 64 }\nparallel {\n  vae: DEDICATED_RANKS\n  vae_ranks: 9\n}\n",
+     "10:3: parallel.vae_ranks: expected at most 8 ranks: the VAE ranks split a latent frame's 8 rows", "found 9"},
     {"parallel {\n  data_parallel: -1\n}\n", "8:3: parallel.data_parallel: expected at least 0", "found -1"},
     {"output {\n  crf: 52\n}\n", "8:3: output.crf: expected 0 (lossless) to 51", "found 52"},
     {"output {\n  preset: \"fastest\"\n}\n", "8:3: output.preset: expected an x264 preset", "found \"fastest\""},

@@ -34,6 +34,14 @@ TEST(MeshLayout, DedicatedVaeRanksJoinTheGroup) {
     EXPECT_EQ(l, (MeshLayout{6, 2, 2, 1, 1}));
 }
 
+TEST(MeshLayout, RefusesMoreVaeRanksThanLatentRows) {
+    const MeshShape rows60{12, 1560, 128, 60};  // 480p: 60 latent rows
+    EXPECT_EQ(layout_error({.dedicated_vae = true, .vae_ranks = 60}, 61, rows60), "");
+    EXPECT_NE(layout_error({.dedicated_vae = true, .vae_ranks = 61}, 62, rows60)
+                  .find("parallel.vae_ranks=61 exceeds the 60 rows of a latent frame"),
+              std::string::npos);
+}
+
 TEST(MeshLayout, RefusesUlyssesNotDividingHeads) {
     EXPECT_NE(layout_error({.ulysses = 5}, 5).find("parallel.ulysses=5 does not divide the 12 attention heads"),
               std::string::npos);

@@ -146,7 +146,9 @@ TEST(Metrics, ServesConstantLabelsAndRunInfo) {
     // Counters with every label value are there from the start (at 0), so rate() and alerts see them.
     EXPECT_EQ(sample(text, "longroll_videos_completed_total", {"status=\"failed\""}), 0);
     EXPECT_EQ(sample(text, "longroll_stage_seconds_total", {"stage=\"comm\""}), 0);
-    EXPECT_EQ(sample(text, "longroll_exchanged_bytes_total", {"op=\"vae_halo\""}), 0);
+    for (const char* op : {"kv_blocks", "all_to_all", "all_gather", "vae_latents", "vae_halo"}) {
+        EXPECT_EQ(sample(text, "longroll_exchanged_bytes_total", {std::string("op=\"") + op + "\""}), 0) << op;
+    }
 }
 
 TEST(Metrics, EventsMoveTheValues) {
@@ -170,6 +172,7 @@ TEST(Metrics, EventsMoveTheValues) {
     m->attention_sparsity(0.75);
     m->bytes_exchanged(ExchangeOp::kAllToAll, 1000);
     m->bytes_exchanged(ExchangeOp::kAllToAll, 24);
+    m->bytes_exchanged(ExchangeOp::kAllGather, 7);
     m->gpu_memory_reserved(int64_t{3} << 30);
     m->video_done(VideoStatus::kOk);
 
@@ -196,6 +199,7 @@ TEST(Metrics, EventsMoveTheValues) {
     EXPECT_EQ(sample(t, "longroll_attention_sparsity_ratio"), 0.75);
     EXPECT_EQ(sample(t, "longroll_exchanged_bytes_total", {"op=\"all_to_all\""}), 1024);
     EXPECT_EQ(sample(t, "longroll_exchanged_bytes_total", {"op=\"kv_blocks\""}), 0);
+    EXPECT_EQ(sample(t, "longroll_exchanged_bytes_total", {"op=\"all_gather\""}), 7);
     EXPECT_EQ(sample(t, "longroll_gpu_memory_reserved_bytes"), double(int64_t{3} << 30));
     EXPECT_EQ(sample(t, "longroll_videos_completed_total", {"status=\"ok\""}), 1);
     EXPECT_EQ(sample(t, "longroll_videos_completed_total", {"status=\"failed\""}), 0);

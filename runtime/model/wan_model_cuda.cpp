@@ -1,0 +1,648 @@
+// CudaWanModel: WanModel::forward (wan_model.cpp, one rank) on the GPU, module by module, over kernels/*_cuda.h
+// and the paged KV cache. The memory plan (which buffers, how large) is in wan_model_cuda_plan.{h,cpp}; it is
+// plain arithmetic, so device_bytes() answers in CPU-only builds too. The rest needs the CUDA runtime.
+#include "runtime/model/wan_model_cuda.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/core/check.h"
+#include "runtime/model/wan_model_cuda_plan.h"
+
+#ifdef LONGROLL_HAS_CUDA
+#include <cuda_runtime_api.h>
+
+#include "kernels/cast.h"
+#include "kernels/dit_ops_cuda.h"
+#include "kernels/gemm_cuda.h"
+#include "kernels/paged_attention.h"
+#include "runtime/core/cuda_check.h"
+#include "runtime/core/det_random.h"
+#endif
+
+namespace lr {
+
+using wan_cuda::Activations;
+using wan_cuda::ceil_div;
+using wan_cuda::DevBlock;
+using wan_cuda::DevLinear;
+using wan_cuda::DevWeights;
+using wan_cuda::kGemmWorkspace;
+using wan_cuda::kHeadroom;
+using wan_cuda::kQBlock;
+using wan_cuda::lay_out_activations;
+using wan_cuda::lay_out_weights;
+using wan_cuda::paged_config;
+using wan_cuda::plan_bytes;
+using wan_cuda::PlanBytes;
+using wan_cuda::Planner;
+using wan_cuda::text_blocks;
+
+size_t CudaPrompt::bytes_for(const WanModelConfig& cfg) {
+    const int64_t rows = ceil_div(cfg.text_len, kCrossBlock) * kCrossBlock;
+    return static_cast<size_t>(cfg.dims.num_layers * 2 * rows * cfg.dims.dim) * 2;
+}
+
+const void* CudaPrompt::k(int64_t layer) const {
+    LR_ASSERT(storage.data() && layer >= 0 && layer < num_layers, "CUDA prompt: layer ", layer, " of ", num_layers);
+    return static_cast<const char*>(storage.data()) + static_cast<size_t>(2 * layer * rows * dim) * 2;
+}
+
+const void* CudaPrompt::v(int64_t layer) const {
+    LR_ASSERT(storage.data() && layer >= 0 && layer < num_layers, "CUDA prompt: layer ", layer, " of ", num_layers);
+    return static_cast<const char*>(storage.data()) + static_cast<size_t>((2 * layer + 1) * rows * dim) * 2;
+}
+
+size_t CudaWanModel::device_bytes(const WanModelConfig& cfg, const CudaModelOptions& opts) {
+    return plan_bytes(cfg, opts).total();
+}
+
+#ifdef LONGROLL_HAS_CUDA
+
+namespace {
+
+// Where the weights come from: a host WanModel (F32, cast to bf16 here) or generated (benchmarks).
+class WeightSource {
+  public:
+    virtual ~WeightSource() = default;
+    // bf16 [rows, cols] at dst from the tensor `name` (rows * cols elements).
+    virtual void matrix(void* dst, const std::string& name, int64_t rows, int64_t cols) = 0;
+    // f32 [n] at dst.
+    virtual void vector(float* dst, const std::string& name, int64_t n) = 0;
+};
+
+class HostWeights final : public WeightSource {
+  public:
+    explicit HostWeights(const WanModel& m) : m_(m) {}
+    void matrix(void* dst, const std::string& name, int64_t rows, int64_t cols) override {
+        const HostTensor& t = checked(name, rows * cols);
+        std::vector<uint16_t> bf(static_cast<size_t>(rows * cols));
+        cast_cpu({t.view.data, bf.data(), DType::kF32, DType::kBF16, rows * cols});
+        LR_CUDA_CHECK(cudaMemcpy(dst, bf.data(), bf.size() * 2, cudaMemcpyHostToDevice));
+    }
+    void vector(float* dst, const std::string& name, int64_t n) override {
+        const HostTensor& t = checked(name, n);
+        LR_CUDA_CHECK(cudaMemcpy(dst, t.view.data, static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice));
+    }
+
+  private:
+    const HostTensor& checked(const std::string& name, int64_t n) const {
+        const HostTensor& t = m_.weight(name);
+        LR_CHECK(t.view.dtype == DType::kF32 && t.view.numel() == n, "CUDA model: weight '", name, "' is ",
+                 t.view.str(), ", expected F32 with ", n, " elements");
+        return t;
+    }
+    const WanModel& m_;
+};
+
+// Deterministic weights made on the device: a matrix repeats a host-made block of kPeriod values (a prime, so
+// rows do not line up) ~ U(-1, 1) / sqrt(cols), doubled in place with device-to-device copies; vectors (small)
+// follow make_default_wan_weights' rules on the host. The values only have to look like a network's.
+class RandomWeights final : public WeightSource {
+  public:
+    RandomWeights(uint64_t seed, Stream stream) : seed_(seed), stream_(stream) {}
+    void matrix(void* dst, const std::string& name, int64_t rows, int64_t cols) override {
+        const int64_t n = rows * cols;
+        const int64_t first = std::min(n, kPeriod);
+        const uint64_t key = tensor_stream_key(seed_, name);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(cols));
+        std::vector<uint16_t> block(static_cast<size_t>(first));
+        for (int64_t i = 0; i < first; ++i)
+            block[static_cast<size_t>(i)] = f32_to_bf16_bits(scale * uniform_pm1(key, static_cast<uint64_t>(i)));
+        auto* d = static_cast<char*>(dst);
+        // On the stream, so that the copies below read the block after it has landed (pageable source: the call
+        // returns once the block is staged).
+        LR_CUDA_CHECK(cudaMemcpyAsync(d, block.data(), block.size() * 2, cudaMemcpyHostToDevice, stream_));
+        for (int64_t done = first; done < n;) {  // [0, done) -> [done, ...): never overlapping
+            const int64_t count = std::min(done, n - done);
+            LR_CUDA_CHECK(
+                cudaMemcpyAsync(d + done * 2, d, static_cast<size_t>(count) * 2, cudaMemcpyDeviceToDevice, stream_));
+            done += count;
+        }
+    }
+    void vector(float* dst, const std::string& name, int64_t n) override {
+        const uint64_t key = tensor_stream_key(seed_, name);
+        const bool gain =
+            name.ends_with("norm_q.weight") || name.ends_with("norm_k.weight") || name.ends_with("norm3.weight");
+        std::vector<float> v(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i)
+            v[static_cast<size_t>(i)] = (gain ? 1.0f : 0.0f) + (gain ? 0.1f : 0.02f) * uniform_pm1(key, i);
+        LR_CUDA_CHECK(cudaMemcpy(dst, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+    }
+
+  private:
+    static constexpr int64_t kPeriod = 65521;
+    uint64_t seed_;
+    Stream stream_;
+};
+
+void fill_linear(WeightSource& src, const DevLinear& l, const std::string& name) {
+    src.matrix(l.w, name + ".weight", l.out, l.in);
+    src.vector(l.b, name + ".bias", l.out);
+}
+
+void fill_weights(WeightSource& src, const WanModelConfig& cfg, const DevWeights& w) {
+    const int64_t dim = cfg.dims.dim;
+    fill_linear(src, w.patch, "patch_embedding");
+    fill_linear(src, w.text0, "text_embedding.0");
+    fill_linear(src, w.text2, "text_embedding.2");
+    fill_linear(src, w.time0, "time_embedding.0");
+    fill_linear(src, w.time2, "time_embedding.2");
+    fill_linear(src, w.time_proj, "time_projection.1");
+    for (size_t i = 0; i < w.blocks.size(); ++i) {
+        const DevBlock& b = w.blocks[i];
+        const std::string p = str_cat("blocks.", i, ".");
+        src.vector(b.modulation, p + "modulation", 6 * dim);
+        const char* qkv[3] = {"q", "k", "v"};
+        for (int64_t j = 0; j < 3; ++j) {  // rows [j dim, (j + 1) dim) of the fused projection
+            src.matrix(static_cast<char*>(b.qkv.w) + j * dim * dim * 2, p + "self_attn." + qkv[j] + ".weight", dim,
+                       dim);
+            src.vector(b.qkv.b + j * dim, p + "self_attn." + qkv[j] + ".bias", dim);
+        }
+        fill_linear(src, b.self_o, p + "self_attn.o");
+        src.vector(b.norm_q, p + "self_attn.norm_q.weight", dim);
+        src.vector(b.norm_k, p + "self_attn.norm_k.weight", dim);
+        src.vector(b.norm3_w, p + "norm3.weight", dim);
+        src.vector(b.norm3_b, p + "norm3.bias", dim);
+        fill_linear(src, b.cross_q, p + "cross_attn.q");
+        fill_linear(src, b.cross_k, p + "cross_attn.k");
+        fill_linear(src, b.cross_v, p + "cross_attn.v");
+        fill_linear(src, b.cross_o, p + "cross_attn.o");
+        src.vector(b.cross_norm_q, p + "cross_attn.norm_q.weight", dim);
+        src.vector(b.cross_norm_k, p + "cross_attn.norm_k.weight", dim);
+        fill_linear(src, b.ffn0, p + "ffn.0");
+        fill_linear(src, b.ffn2, p + "ffn.2");
+    }
+    src.vector(w.head_modulation, "head.modulation", 2 * dim);
+    fill_linear(src, w.head, "head.head");
+}
+
+// Owns the stream; destroyed last (declared first in Impl), after the work on it has finished.
+struct OwnedStream {
+    cudaStream_t s = nullptr;
+    OwnedStream() { LR_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
+    ~OwnedStream() {
+        if (s) {
+            cudaStreamSynchronize(s);
+            cudaStreamDestroy(s);
+        }
+    }
+    OwnedStream(const OwnedStream&) = delete;
+    OwnedStream& operator=(const OwnedStream&) = delete;
+};
+
+}  // namespace
+
+struct CudaWanModel::Impl {
+    OwnedStream stream;
+    WanModelConfig cfg;
+    CudaModelOptions opts;
+    int64_t gh = 0, gw = 0, tpf = 0;
+    PlanBytes bytes;
+    Arena arena;
+    DevWeights w;
+    Activations act;
+    std::unique_ptr<PagedKvCache> cache;
+    std::unique_ptr<GemmRunner> gemm;
+    PinnedStaging forward_staging;  // timesteps f32 [F] then positions int32 [F * tpf, 3]
+    PinnedStaging prompt_staging;   // bf16 [text_len, text_dim]
+    WanDumpFn dump;
+
+    Impl(const WanModelConfig& c, const CudaModelOptions& o, const WanModel* host, uint64_t seed);
+    ~Impl() { cudaStreamSynchronize(stream.s); }  // before the members' memory goes
+
+    int64_t heads() const { return cfg.dims.num_heads; }
+    int64_t head_dim() const { return cfg.dims.dim / cfg.dims.num_heads; }
+
+    void upload_static_tables();
+    void encode(const TensorView& context, CudaPrompt& p);
+    void forward(const CudaForwardArgs& a);
+
+    // ---- launch helpers (stream-ordered) ----
+    void linear(const void* x, const DevLinear& l, int64_t m, void* y, DType y_dtype,
+                GemmEpilogue ep = GemmEpilogue::kBias, bool accumulate = false) {
+        GemmParams p;
+        p.x = x;
+        p.w = l.w;
+        p.bias = l.b;
+        p.y = y;
+        p.y_dtype = y_dtype;
+        p.m = m;
+        p.n = l.out;
+        p.k = l.in;
+        p.epilogue = ep;
+        p.accumulate = accumulate;
+        gemm->run(p, stream.s);
+    }
+    // y (bf16) = LN(x) [* weight + bias] [* (1 + scale_g) + shift_g], g = row / rows_per_group.
+    void layer_norm(const float* x, void* y, int64_t rows, const float* weight, const float* bias, const float* shift,
+                    const float* scale, int64_t rows_per_group, int64_t mod_stride) {
+        LayerNormModParams p;
+        p.x = x;
+        p.y = y;
+        p.rows = rows;
+        p.dim = cfg.dims.dim;
+        p.eps = static_cast<float>(cfg.eps);
+        p.weight = weight;
+        p.bias = bias;
+        p.shift = shift;
+        p.scale = scale;
+        p.rows_per_group = rows_per_group;
+        p.mod_stride = mod_stride;
+        launch_layer_norm_mod(p, stream.s);
+    }
+    // Per row: [RMSNorm] [RoPE at positions] -> bf16, row r from x row src_row[r] to y row dst_row[r].
+    void norm_rope(const void* x, DType x_dtype, int64_t x_stride, const int32_t* src_row, void* y,
+                   const int32_t* dst_row, const float* norm_weight, const int32_t* positions, int64_t rows) {
+        NormRopeParams p;
+        p.x = x;
+        p.x_dtype = x_dtype;
+        p.x_stride = x_stride;
+        p.src_row = src_row;
+        p.y = y;
+        p.dst_row = dst_row;
+        p.norm_weight = norm_weight;
+        p.eps = static_cast<float>(cfg.eps);
+        p.positions = positions;
+        p.rows = rows;
+        p.heads = heads();
+        p.head_dim = head_dim();
+        launch_norm_rope(p, stream.s);
+    }
+    // x += y * gate_g (g = row / tpf, gate rows mod_stride apart), or x += y without a gate.
+    void residual(float* x, const float* y, int64_t rows, const float* gate, int64_t mod_stride) {
+        GatedResidualParams p;
+        p.x = x;
+        p.y = y;
+        p.y_dtype = DType::kF32;
+        p.rows = rows;
+        p.dim = cfg.dims.dim;
+        p.gate = gate;
+        p.rows_per_group = tpf;
+        p.mod_stride = mod_stride;
+        launch_gated_residual(p, stream.s);
+    }
+    void silu_to_bf16(const float* x, void* y, int64_t n) {
+        UnaryParams p;
+        p.x = x;
+        p.x_dtype = DType::kF32;
+        p.y = y;
+        p.y_dtype = DType::kBF16;
+        p.n = n;
+        p.op = UnaryOp::kSilu;
+        launch_unary(p, stream.s);
+    }
+    void attention(const void* q, void* out, const void* k, const void* v, const int32_t* block_len,
+                   const int32_t* indptr, const int32_t* indices, int64_t q_len, int64_t block_size) {
+        PagedAttentionParams p;
+        p.q = q;
+        p.out = out;
+        p.k = k;
+        p.v = v;
+        p.block_len = block_len;
+        p.indptr = indptr;
+        p.indices = indices;
+        p.table_heads = 1;
+        p.q_len = static_cast<int>(q_len);
+        p.heads = static_cast<int>(heads());
+        p.head_dim = static_cast<int>(head_dim());
+        p.block_size = static_cast<int>(block_size);
+        p.q_block = static_cast<int>(kQBlock);
+        launch_paged_attention(p, stream.s);
+    }
+    // Copies a device tensor to the host as f32 and hands it to the dump hook (synchronous; tests only).
+    void dump_device(const std::string& name, const void* data, DType dtype, const Shape& shape) {
+        LR_CUDA_CHECK(cudaStreamSynchronize(stream.s));
+        const int64_t n = shape.numel();
+        std::vector<float> host(static_cast<size_t>(n));
+        if (dtype == DType::kF32) {
+            LR_CUDA_CHECK(cudaMemcpy(host.data(), data, host.size() * 4, cudaMemcpyDeviceToHost));
+        } else {
+            std::vector<uint16_t> bf(static_cast<size_t>(n));
+            LR_CUDA_CHECK(cudaMemcpy(bf.data(), data, bf.size() * 2, cudaMemcpyDeviceToHost));
+            for (size_t i = 0; i < bf.size(); ++i) host[i] = bf16_bits_to_f32(bf[i]);
+        }
+        dump(name, host.data(), shape);
+    }
+};
+
+CudaWanModel::Impl::Impl(const WanModelConfig& c, const CudaModelOptions& o, const WanModel* host, uint64_t seed)
+    : cfg(c), opts(o) {
+    bytes = plan_bytes(cfg, opts);  // validates the options
+    const WanDims& d = cfg.dims;
+    gh = opts.height / d.patch[1];
+    gw = opts.width / d.patch[2];
+    tpf = gh * gw;
+    // Refuse before allocating anything: say what the plan needs and what the device has.
+    size_t free_bytes = 0, total_bytes = 0;
+    LR_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    LR_CHECK(bytes.total() + kHeadroom <= free_bytes, "CUDA model: the plan needs ", format_bytes(bytes.total()),
+             " of device memory (weights ", format_bytes(bytes.weights), ", KV cache ", format_bytes(bytes.kv),
+             ", activations ", format_bytes(bytes.activations), " for ", opts.max_forward_frames,
+             " frames, GEMM workspace ", format_bytes(bytes.workspace), ", one prompt ", format_bytes(bytes.prompt),
+             ") plus ", format_bytes(kHeadroom), " headroom, but only ", format_bytes(free_bytes), " of ",
+             format_bytes(total_bytes), " are free; plan fewer frames (rollout.local_attn_size) or a smaller latent");
+
+    arena = Arena(Device::kCuda, bytes.weights + bytes.activations);
+    Planner planner(&arena);
+    lay_out_weights(planner, cfg, w);
+    const PagedKvCacheConfig kc = paged_config(cfg, opts);
+    cache = std::make_unique<PagedKvCache>(kc, Device::kCuda);
+    // Activations start zeroed: rows past a forward's tokens are read (never used) by whole-tile kernels.
+    planner.zero = true;
+    lay_out_activations(planner, cfg, opts, cache->config().max_frames, act);
+    LR_ASSERT(planner.total() == bytes.weights + bytes.activations, "CUDA model: laid out ", planner.total(),
+              " bytes, planned ", bytes.weights + bytes.activations);
+    gemm = std::make_unique<GemmRunner>(kGemmWorkspace);
+    forward_staging = PinnedStaging(static_cast<size_t>(opts.max_forward_frames * (1 + 3 * tpf)) * 4, true);
+    prompt_staging = PinnedStaging(static_cast<size_t>(cfg.text_len * d.text_dim) * 2, true);
+
+    if (host) {
+        HostWeights src(*host);
+        fill_weights(src, cfg, w);
+    } else {
+        RandomWeights src(seed, stream.s);
+        fill_weights(src, cfg, w);
+    }
+    upload_static_tables();
+    // The zeroing and the synchronous uploads ran on the legacy default stream, which a non-blocking stream does
+    // not wait for: finish everything before the first forward.
+    LR_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+// Tables that never change: the cross-attention table (the prompt's text_len rows as blocks of 128, every
+// block for every query block) and, for window-relative RoPE, the (slot, row, col) position of every cache row.
+void CudaWanModel::Impl::upload_static_tables() {
+    const int64_t nb = text_blocks(cfg), qb = act.rows / kQBlock, B = CudaPrompt::kCrossBlock;
+    std::vector<int32_t> block_len(static_cast<size_t>(nb)), indptr(static_cast<size_t>(qb + 1)),
+        indices(static_cast<size_t>(qb * nb));
+    for (int64_t b = 0; b < nb; ++b)
+        block_len[static_cast<size_t>(b)] = static_cast<int32_t>(std::min(B, cfg.text_len - b * B));
+    for (int64_t r = 0; r <= qb; ++r) indptr[static_cast<size_t>(r)] = static_cast<int32_t>(r * nb);
+    for (int64_t r = 0; r < qb; ++r)
+        for (int64_t b = 0; b < nb; ++b) indices[static_cast<size_t>(r * nb + b)] = static_cast<int32_t>(b);
+    LR_CUDA_CHECK(cudaMemcpy(act.cross_block_len, block_len.data(), block_len.size() * 4, cudaMemcpyHostToDevice));
+    LR_CUDA_CHECK(cudaMemcpy(act.cross_indptr, indptr.data(), indptr.size() * 4, cudaMemcpyHostToDevice));
+    LR_CUDA_CHECK(cudaMemcpy(act.cross_indices, indices.data(), indices.size() * 4, cudaMemcpyHostToDevice));
+    if (act.slot_positions) {
+        const int64_t rows = cache->config().max_frames * tpf;
+        std::vector<int32_t> pos(static_cast<size_t>(3 * rows));
+        for (int64_t r = 0; r < rows; ++r) {
+            const int64_t i = r % tpf;
+            pos[static_cast<size_t>(3 * r)] = static_cast<int32_t>(r / tpf);
+            pos[static_cast<size_t>(3 * r + 1)] = static_cast<int32_t>(i / gw);
+            pos[static_cast<size_t>(3 * r + 2)] = static_cast<int32_t>(i % gw);
+        }
+        LR_CUDA_CHECK(cudaMemcpy(act.slot_positions, pos.data(), pos.size() * 4, cudaMemcpyHostToDevice));
+    }
+}
+
+void CudaWanModel::Impl::encode(const TensorView& context, CudaPrompt& p) {
+    const WanDims& d = cfg.dims;
+    const int64_t T = cfg.text_len, dim = d.dim;
+    LR_CHECK(context.device == Device::kCpu && context.is_contiguous() && context.ndim() == 2 && context.size(0) >= 1 &&
+                 context.size(0) <= T && context.size(1) == d.text_dim && cast_supported(context.dtype, DType::kBF16),
+             "prompt embedding is ", context.str(), ", expected a contiguous host [L, ", d.text_dim,
+             "] F32, BF16 or F16 tensor with 1 <= L <= ", T);
+    LR_CHECK(p.storage.data() != nullptr && p.storage.size() >= CudaPrompt::bytes_for(cfg) && p.text_len == T &&
+                 p.dim == dim && p.num_layers == d.num_layers,
+             "CUDA prompt: not made by this model's encode_prompt");
+    // Zero-padded to text_len, as the reference does: after text_embedding's biases the padding rows are not
+    // zero, and cross-attention attends to all of them.
+    prompt_staging.wait();
+    auto* ctx = static_cast<uint16_t*>(prompt_staging.data());
+    std::fill(ctx, ctx + T * d.text_dim, uint16_t{0});
+    cast_cpu({context.data, ctx, context.dtype, DType::kBF16, context.numel()});
+    prompt_staging.to_device(act.ctx, 0, static_cast<size_t>(T * d.text_dim) * 2, stream.s);
+    prompt_staging.record(stream.s);
+
+    linear(act.ctx, w.text0, T, act.text_hidden, DType::kBF16, GemmEpilogue::kBiasGeluTanh);
+    linear(act.text_hidden, w.text2, T, act.text, DType::kBF16);
+    if (dump) dump_device("text_embedding", act.text, DType::kBF16, Shape{T, dim});
+    for (int64_t l = 0; l < d.num_layers; ++l) {
+        const DevBlock& b = w.blocks[static_cast<size_t>(l)];
+        linear(act.text, b.cross_k, T, act.text_tmp, DType::kF32);
+        norm_rope(act.text_tmp, DType::kF32, 0, nullptr, const_cast<void*>(p.k(l)), nullptr, b.cross_norm_k, nullptr,
+                  T);
+        linear(act.text, b.cross_v, T, const_cast<void*>(p.v(l)), DType::kBF16);
+    }
+}
+
+void CudaWanModel::Impl::forward(const CudaForwardArgs& a) {
+    const WanDims& d = cfg.dims;
+    const int64_t dim = d.dim, F = a.frames, L = F * tpf, H = heads(), hd = head_dim();
+    LR_CHECK(a.x != nullptr && a.t != nullptr && a.out != nullptr, "CUDA forward: x, t and out must be set");
+    LR_CHECK(F > 0 && F <= opts.max_forward_frames && a.start_frame >= 0, "CUDA forward: ", F, " frames from frame ",
+             a.start_frame, "; the model was planned for 1 to ", opts.max_forward_frames,
+             " (CudaModelOptions.max_forward_frames)");
+    LR_CHECK(a.prompt != nullptr && a.prompt->storage.data() != nullptr && a.prompt->text_len == cfg.text_len &&
+                 a.prompt->dim == dim && a.prompt->num_layers == d.num_layers,
+             "CUDA forward: no prompt prepared by this model");
+    const bool relative = opts.rope == RopePositions::kWindowRelative;
+
+    // ---- KV plan: slots, pages and the block tables (host), uploaded with the positions and timesteps.
+    const PagedKvPlan& plan = cache->write(a.start_frame, F, a.protect_sink);
+    cache->upload(stream.s);
+    forward_staging.wait();
+    auto* ts = static_cast<float*>(forward_staging.data());
+    auto* pos = reinterpret_cast<int32_t*>(ts + opts.max_forward_frames);
+    std::copy_n(a.t, F, ts);
+    // (frame, row, col) of each token; in window-relative mode the frame is the slot.
+    for (int64_t f = 0; f < F; ++f) {
+        const int64_t frame = relative ? plan.write.slot_begin + f : a.start_frame + f;
+        for (int64_t i = 0; i < tpf; ++i) {
+            int32_t* p = pos + 3 * (f * tpf + i);
+            p[0] = static_cast<int32_t>(frame);
+            p[1] = static_cast<int32_t>(i / gw);
+            p[2] = static_cast<int32_t>(i % gw);
+        }
+    }
+    float* d_t = act.forward_in;
+    const auto* d_pos = reinterpret_cast<const int32_t*>(act.forward_in + opts.max_forward_frames);
+    forward_staging.to_device(d_t, 0, static_cast<size_t>(F) * 4, stream.s);
+    forward_staging.to_device(const_cast<int32_t*>(d_pos), static_cast<size_t>(opts.max_forward_frames) * 4,
+                              static_cast<size_t>(3 * L) * 4, stream.s);
+    forward_staging.record(stream.s);
+
+    // ---- Patch embedding: Conv3d as a linear map of each patch. x: [L, dim] f32.
+    const PatchShape ps{F, d.in_dim, opts.height, opts.width, d.patch[0], d.patch[1], d.patch[2]};
+    launch_patchify({a.x, act.patches, ps}, stream.s);
+    linear(act.patches, w.patch, L, act.x, DType::kF32);
+    if (dump) dump_device("patch_embedding", act.x, DType::kF32, Shape{L, dim});
+
+    // ---- Time: e = time_embedding(sinusoid(t)) [F, dim]; e0 = time_projection(silu(e)) [F, 6, dim].
+    launch_timestep_embedding({d_t, act.sinusoid, F, d.freq_dim}, stream.s);
+    launch_cast({act.sinusoid, act.sinusoid_bf, DType::kF32, DType::kBF16, F * d.freq_dim}, stream.s);
+    linear(act.sinusoid_bf, w.time0, F, act.t_hidden, DType::kF32);
+    silu_to_bf16(act.t_hidden, act.t_act, F * dim);
+    linear(act.t_act, w.time2, F, act.e, DType::kF32);
+    if (dump) dump_device("time_embedding", act.e, DType::kF32, Shape{F, dim});
+    silu_to_bf16(act.e, act.t_act, F * dim);
+    linear(act.t_act, w.time_proj, F, act.e0, DType::kF32);
+    if (dump) dump_device("time_projection", act.e0, DType::kF32, Shape{F, 6, dim});
+    // The head's (shift, scale) = head.modulation + e per frame -- e, not the projected e0.
+    launch_add_broadcast({w.head_modulation, act.e, act.head_shift, F, dim}, stream.s);
+    launch_add_broadcast({w.head_modulation + dim, act.e, act.head_scale, F, dim}, stream.s);
+
+    const int64_t ms = 6 * dim;  // stride between frames in mod: [F, 6, dim]
+    const int64_t qkv_stride = 3 * dim;
+    for (int64_t l = 0; l < d.num_layers; ++l) {
+        const DevBlock& b = w.blocks[static_cast<size_t>(l)];
+        const std::string name = dump ? str_cat("blocks.", l, ".") : std::string();
+        // m = modulation + e0: per frame (shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff)
+        launch_add_broadcast({b.modulation, act.e0, act.mod, F, ms}, stream.s);
+        const float* m = act.mod;
+
+        // ---- Self-attention on norm1(x) * (1 + scale_sa) + shift_sa; q/k/v from one fused GEMM [L, 3 dim].
+        layer_norm(act.x, act.h, L, nullptr, nullptr, m + 0 * dim, m + 1 * dim, tpf, ms);
+        linear(act.h, b.qkv, L, act.tmp, DType::kF32);
+        const float* raw_q = act.tmp;
+        const float* raw_k = act.tmp + dim;
+        const float* raw_v = act.tmp + 2 * dim;
+        // q: RMSNorm over the whole dim, RoPE at the token's position. k: RMSNorm, RoPE only in absolute mode
+        // (window-relative keys are cached un-rotated), stored into the layer's K pool at dst_row. v: stored.
+        norm_rope(raw_q, DType::kF32, qkv_stride, nullptr, act.q, nullptr, b.norm_q, d_pos, L);
+        const int32_t* k_pos = relative ? nullptr : d_pos;
+        if (dump) {
+            dump_device(name + "self_attn.q", act.q, DType::kBF16, Shape{L, H, hd});
+            // k and v as the pools receive them, into attn (free until the attention writes it).
+            norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, b.norm_k, k_pos, L);
+            dump_device(name + "self_attn.k", act.attn, DType::kBF16, Shape{L, H, hd});
+            norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, nullptr, nullptr, L);
+            dump_device(name + "self_attn.v", act.attn, DType::kBF16, Shape{L, H, hd});
+        }
+        norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, cache->keys(l), plan.device.dst_row, b.norm_k, k_pos, L);
+        norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, cache->values(l), plan.device.dst_row, nullptr, nullptr, L);
+        const void* keys = cache->keys(l);
+        if (relative) {
+            // Every cached key of the window (the chunk's included) rotated by its slot, into the scratch pool at
+            // the same rows, so that the block table reads it unchanged.
+            norm_rope(keys, DType::kBF16, 0, plan.device.kv_rows, cache->rotated_keys(), plan.device.kv_rows, nullptr,
+                      act.slot_positions, plan.kv_tokens);
+            keys = cache->rotated_keys();
+        }
+        attention(act.q, act.attn, keys, cache->values(l), plan.device.block_len, plan.device.indptr,
+                  plan.device.indices, L, opts.kv_block_size);
+        linear(act.attn, b.self_o, L, act.tmp, DType::kF32);
+        if (dump) dump_device(name + "self_attn", act.tmp, DType::kF32, Shape{L, dim});
+        residual(act.x, act.tmp, L, m + 2 * dim, ms);
+
+        // ---- Cross-attention on norm3(x) (affine, no modulation, no gate) over the prompt's K/V.
+        layer_norm(act.x, act.h, L, b.norm3_w, b.norm3_b, nullptr, nullptr, 1, 0);
+        linear(act.h, b.cross_q, L, act.tmp, DType::kF32);
+        norm_rope(act.tmp, DType::kF32, 0, nullptr, act.q, nullptr, b.cross_norm_q, nullptr, L);
+        attention(act.q, act.attn, a.prompt->k(l), a.prompt->v(l), act.cross_block_len, act.cross_indptr,
+                  act.cross_indices, L, CudaPrompt::kCrossBlock);
+        if (dump) {
+            linear(act.attn, b.cross_o, L, act.tmp, DType::kF32);
+            dump_device(name + "cross_attn", act.tmp, DType::kF32, Shape{L, dim});
+            residual(act.x, act.tmp, L, nullptr, 0);
+        } else {
+            linear(act.attn, b.cross_o, L, act.x, DType::kF32, GemmEpilogue::kBias, /*accumulate=*/true);
+        }
+
+        // ---- FFN on norm2(x) * (1 + scale_ff) + shift_ff: GELU-tanh fused into the first GEMM.
+        layer_norm(act.x, act.h, L, nullptr, nullptr, m + 3 * dim, m + 4 * dim, tpf, ms);
+        linear(act.h, b.ffn0, L, act.ffn, DType::kBF16, GemmEpilogue::kBiasGeluTanh);
+        linear(act.ffn, b.ffn2, L, act.tmp, DType::kF32);
+        if (dump) dump_device(name + "ffn", act.tmp, DType::kF32, Shape{L, dim});
+        residual(act.x, act.tmp, L, m + 5 * dim, ms);
+        if (dump) dump_device(str_cat("blocks.", l), act.x, DType::kF32, Shape{L, dim});
+    }
+
+    // ---- Head: LN(x) * (1 + scale) + shift -> head.head [L, pt * ph * pw * out_dim] -> unpatchify.
+    layer_norm(act.x, act.h, L, nullptr, nullptr, act.head_shift, act.head_scale, tpf, dim);
+    linear(act.h, w.head, L, act.tmp, DType::kF32);
+    if (dump) dump_device("head", act.tmp, DType::kF32, Shape{L, w.head.out});
+    const PatchShape os{F, d.out_dim, opts.height, opts.width, d.patch[0], d.patch[1], d.patch[2]};
+    launch_unpatchify({act.tmp, a.out, os}, stream.s);
+}
+
+CudaWanModel::CudaWanModel(const WanModel& host, const CudaModelOptions& opts)
+    : impl_(std::make_unique<Impl>(host.config(), opts, &host, 0)) {}
+
+CudaWanModel CudaWanModel::with_random_weights(const WanModelConfig& cfg, const CudaModelOptions& opts, uint64_t seed) {
+    return CudaWanModel(std::make_unique<Impl>(cfg, opts, nullptr, seed));
+}
+
+CudaPrompt CudaWanModel::encode_prompt(const TensorView& context) {
+    CudaPrompt p;
+    p.text_len = impl_->cfg.text_len;
+    p.rows = ceil_div(p.text_len, CudaPrompt::kCrossBlock) * CudaPrompt::kCrossBlock;
+    p.dim = impl_->cfg.dims.dim;
+    p.num_layers = impl_->cfg.dims.num_layers;
+    p.storage = DeviceBuffer(CudaPrompt::bytes_for(impl_->cfg));
+    // Padding rows past text_len are never written: zero, so that a masked key or value is never NaN.
+    LR_CUDA_CHECK(cudaMemsetAsync(p.storage.data(), 0, p.storage.size(), impl_->stream.s));
+    impl_->encode(context, p);
+    return p;
+}
+
+void CudaWanModel::encode_prompt(const TensorView& context, CudaPrompt& prompt) { impl_->encode(context, prompt); }
+
+void CudaWanModel::forward(const CudaForwardArgs& a) { impl_->forward(a); }
+
+void CudaWanModel::reset_cache(int64_t first_frame) { impl_->cache->reset(first_frame); }
+
+const PagedKvCache& CudaWanModel::cache() const { return *impl_->cache; }
+
+Stream CudaWanModel::stream() const { return impl_->stream.s; }
+
+const WanModelConfig& CudaWanModel::config() const { return impl_->cfg; }
+
+const CudaModelOptions& CudaWanModel::options() const { return impl_->opts; }
+
+int64_t CudaWanModel::tokens_per_frame() const { return impl_->tpf; }
+
+size_t CudaWanModel::weight_bytes() const { return impl_->bytes.weights; }
+
+size_t CudaWanModel::kv_bytes() const { return impl_->bytes.kv_pools; }
+
+size_t CudaWanModel::activation_bytes() const { return impl_->bytes.activations; }
+
+void CudaWanModel::set_dump(WanDumpFn fn) { impl_->dump = std::move(fn); }
+
+#else  // CPU-only build: the class exists so that callers compile; constructing it says why it cannot run.
+
+struct CudaWanModel::Impl {};
+
+CudaWanModel::CudaWanModel(const WanModel&, const CudaModelOptions&) {
+    LR_RUNTIME(false, "CUDA model: this longroll was built without CUDA");
+}
+
+CudaWanModel CudaWanModel::with_random_weights(const WanModelConfig&, const CudaModelOptions&, uint64_t) {
+    LR_RUNTIME(false, "CUDA model: this longroll was built without CUDA");
+}
+
+namespace {
+[[noreturn]] void no_cuda() {
+    LR_ASSERT(false, "CUDA model used in a build without CUDA");
+    __builtin_unreachable();
+}
+}  // namespace
+
+CudaPrompt CudaWanModel::encode_prompt(const TensorView&) { no_cuda(); }
+void CudaWanModel::encode_prompt(const TensorView&, CudaPrompt&) { no_cuda(); }
+void CudaWanModel::forward(const CudaForwardArgs&) { no_cuda(); }
+void CudaWanModel::reset_cache(int64_t) { no_cuda(); }
+const PagedKvCache& CudaWanModel::cache() const { no_cuda(); }
+Stream CudaWanModel::stream() const { no_cuda(); }
+const WanModelConfig& CudaWanModel::config() const { no_cuda(); }
+const CudaModelOptions& CudaWanModel::options() const { no_cuda(); }
+int64_t CudaWanModel::tokens_per_frame() const { no_cuda(); }
+size_t CudaWanModel::weight_bytes() const { no_cuda(); }
+size_t CudaWanModel::kv_bytes() const { no_cuda(); }
+size_t CudaWanModel::activation_bytes() const { no_cuda(); }
+void CudaWanModel::set_dump(WanDumpFn) { no_cuda(); }
+
+#endif
+
+CudaWanModel::CudaWanModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CudaWanModel::CudaWanModel(CudaWanModel&&) noexcept = default;
+CudaWanModel& CudaWanModel::operator=(CudaWanModel&&) noexcept = default;
+CudaWanModel::~CudaWanModel() = default;
+
+}  // namespace lr

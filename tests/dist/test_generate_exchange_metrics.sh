@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The bytes a 2-rank spatial `longroll generate` exchanges reach longroll_exchanged_bytes_total on each rank's
+# exporter, at the values the layout requires (computed here from the tiny config, not read from the engine).
+# Usage: test_generate_exchange_metrics.sh LONGROLL
+set -u
+bin=$1
+here=$(cd "$(dirname "$0")" && pwd)
+command -v mpirun >/dev/null 2>&1 || { echo "mpirun not found: skipping"; exit 77; }
+dir=$(mktemp -d)
+pid=""
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# The exporters linger after the run so that the final values can be read; the trap ends mpirun once they were.
+LONGROLL_METRICS_LINGER_SECONDS=60 timeout 300 "$here/mpirun.sh" 2 -x LONGROLL_METRICS_LINGER_SECONDS "$bin" \
+  generate --device cpu --latent-frames 6 --seed 3 --quiet --set video.width=256 --set video.height=128 \
+  --set parallel.spatial=2 --metrics-port 0 --metrics-bind 127.0.0.1 --set monitoring.file_sd_path="$dir/sd.json" \
+  --save-latents "$dir/l.safetensors" >"$dir/log" 2>&1 &
+pid=$!
+
+python3 - "$dir" <<'PY'
+import json, os, re, sys, time, urllib.request
+d = sys.argv[1]
+# Tiny config (configs/tiny.textproto): dim 64, 2 layers, patch 1x2x2, 16 latent channels, 3-frame chunks,
+# 4 denoising steps + 1 clean pass per chunk, no window, 64-token blocks. 256x128 -> a 32x16 latent -> 16 x 8 =
+# 128 tokens per frame = 2 blocks: each of the 2 spatial ranks owns 64 tokens of every frame.
+dim, layers, owned, frames_per_chunk, head_out = 64, 2, 64, 3, 1 * 2 * 2 * 16
+forwards = [3] * 5 + [6] * 5  # key frames of each forward: chunk 0 sees 3 frames, chunk 1 the 6 so far
+kv = sum(k * owned * 2 * dim * 4 * layers for k in forwards)        # its K and V blocks to the other rank
+gather = len(forwards) * frames_per_chunk * owned * head_out * 4    # its rows of the DiT output
+expected = {"kv_blocks": kv, "all_gather": gather, "all_to_all": 0, "vae_latents": 0, "vae_halo": 0}
+
+def value(text, op):
+    m = re.search(r'^longroll_exchanged_bytes_total\{[^}]*op="%s"[^}]*\} (\S+)$' % op, text, re.M)
+    return float(m.group(1)) if m else None
+
+deadline = time.time() + 240
+targets = {}
+while time.time() < deadline and len(targets) < 2:
+    for r in (0, 1):
+        p = os.path.join(d, "sd.rank%d.json" % r)
+        if os.path.exists(p):
+            targets[r] = json.load(open(p))[0]["targets"][0]
+    time.sleep(0.2)
+if len(targets) < 2:
+    print("FAIL: no file_sd files from both ranks"); print(open(os.path.join(d, "log")).read()); sys.exit(1)
+# Until the run is done (rank 0's summary) and both ranks show the expected values (a rank reports its last
+# forward's bytes right after it).
+got = {}
+while time.time() < deadline:
+    done = "done:" in open(os.path.join(d, "log")).read()
+    for r, t in targets.items():
+        try:
+            text = urllib.request.urlopen("http://%s/metrics" % t, timeout=5).read().decode()
+            got[r] = {op: value(text, op) for op in expected}
+        except OSError:
+            pass
+    if done and all(got.get(r) == expected for r in (0, 1)):
+        break
+    time.sleep(0.2)
+for r in (0, 1):
+    if got.get(r) != expected:
+        print("FAIL: rank %d exchanged bytes %s, expected %s" % (r, got.get(r), expected))
+        print(open(os.path.join(d, "log")).read())
+        sys.exit(1)
+print("ok: each rank exported kv_blocks %d and all_gather %d bytes, as the layout requires" % (kv, gather))
+PY
