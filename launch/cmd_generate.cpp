@@ -37,6 +37,8 @@
 #include "runtime/core/device.h"
 #include "runtime/core/progress.h"
 #include "runtime/io/safetensors.h"
+#include "runtime/model/wan_model_cuda.h"
+#include "runtime/rollout/rollout_cuda.h"
 #include "runtime/video/video_writer.h"
 
 namespace lr {
@@ -107,15 +109,32 @@ void apply_flags(const ParsedArgs& a, Config& cfg) {
     if (auto b = a.get("metrics-bind")) cfg.monitoring.bind = *b;
 }
 
-std::string device_summary(Config& cfg, const ProcessInfo& who) {
-    // The DiT runs on the CPU reference backend; the CUDA backend comes with its own issue.
-    LR_CHECK(cfg.runtime.device != DeviceChoice::kCuda,
-             "--device cuda: this version runs the model on the CPU reference backend only (the CUDA backend is "
-             "not in yet); use --device cpu");
-    cfg.runtime.device = DeviceChoice::kCpu;
+// Where the DiT runs. --device cuda needs a CUDA build, a visible GPU and one DiT rank per sequence-parallel group
+// (head and spatial sharding are CPU-path features for now); auto picks the GPU when all three hold. The VAE
+// decodes on the CPU, on its own thread behind the DiT.
+std::string device_summary(Config& cfg, const MeshLayout& layout) {
     const int gpus = cuda_device_count();
-    (void)who;
-    return gpus > 0 ? str_cat("cpu (", gpus, " GPU", gpus == 1 ? "" : "s", " visible but not used yet)") : "cpu";
+    const bool sharded = layout.sequence_parallel() > 1;
+    if (cfg.runtime.device == DeviceChoice::kCuda) {
+#ifndef LONGROLL_HAS_CUDA
+        LR_CHECK(false, "--device cuda: this build has no CUDA backend (configure with -DLONGROLL_CUDA=ON)");
+#endif
+        LR_CHECK(gpus > 0, "--device cuda: no CUDA device is visible to this process");
+        LR_CHECK(!sharded, "--device cuda: head or spatial sharding (parallel.ulysses = ", layout.ulysses,
+                 ", parallel.spatial = ", layout.spatial,
+                 ") runs on the CPU path only in this version; use --device cpu or one rank per group");
+    } else if (cfg.runtime.device == DeviceChoice::kAuto) {
+#ifdef LONGROLL_HAS_CUDA
+        cfg.runtime.device = gpus > 0 && !sharded ? DeviceChoice::kCuda : DeviceChoice::kCpu;
+#else
+        cfg.runtime.device = DeviceChoice::kCpu;
+#endif
+    }
+    if (cfg.runtime.device == DeviceChoice::kCuda) return str_cat("cuda (DiT; VAE on the CPU)");
+    if (gpus > 0)
+        return str_cat("cpu (", gpus, " GPU", gpus == 1 ? "" : "s",
+                       " visible; the CUDA path takes one rank per group)");
+    return "cpu";
 }
 
 // The mesh request of this job, from parallel.* and the latent frame size.
@@ -296,8 +315,9 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
 
     // ---- Metrics: started before the inputs load, so that a busy port fails before any work and the time to
     // first frame counts the whole start-up.
-    const std::string device = device_summary(cfg, who);
+    const std::string device = device_summary(cfg, layout);
     const int gpu = cfg.runtime.device == DeviceChoice::kCuda ? pick_cuda_device(who, cuda_device_count()) : -1;
+    if (gpu >= 0) cuda_use_device(gpu);
     const std::unique_ptr<Metrics> metrics = Metrics::start(
         MetricsOptions{cfg.monitoring.enabled, cfg.monitoring.port, cfg.monitoring.bind, cfg.monitoring.file_sd_path},
         who, gpu >= 0 ? cuda_device_uuid(gpu) : "",
@@ -347,12 +367,6 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     const LatentFrameShape latent_frame{channels, shape.height, shape.width};
     const int64_t steps = static_cast<int64_t>(ropts.denoising_steps.size());
     // Memory is planned before the run: the KV cache is the part that grows with the window.
-    const size_t cache_bytes = vae_rank ? 0 : Rollout::kv_cache_bytes(*model.model, ropts, shape);
-    const uint64_t host_bytes =
-        static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
-    LR_CHECK(cache_bytes < host_bytes / 2, "the KV cache of this run needs ", format_bytes(cache_bytes),
-             " but the host has ", format_bytes(host_bytes),
-             "; set a window (rollout.local_attn_size) or generate fewer frames");
     // Every job's prompt is read now, so a bad file stops the run before the first video.
     std::vector<Prompts> prompts;
     for (const VideoJob& job : jobs) {
@@ -367,6 +381,26 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         }
     }
 
+    // Memory is planned before the run: the KV cache is the part that grows with the window. On the GPU the
+    // model plans every device buffer (weights, paged KV, activations) and refuses to start when they do not fit.
+    const bool on_gpu = cfg.runtime.device == DeviceChoice::kCuda && !vae_rank;
+    std::unique_ptr<CudaWanModel> gpu_model;
+    size_t cache_bytes = 0;
+    if (on_gpu) {
+        const bool switches =
+            std::any_of(prompts.begin(), prompts.end(), [](const Prompts& p) { return p.segments.size() > 1; });
+        gpu_model = std::make_unique<CudaWanModel>(*model.model, CudaRollout::model_options(ropts, shape, switches));
+        cache_bytes = gpu_model->kv_bytes();
+        metrics->gpu_memory_reserved(
+            static_cast<int64_t>(gpu_model->weight_bytes() + gpu_model->kv_bytes() + gpu_model->activation_bytes()));
+    } else if (!vae_rank) {
+        cache_bytes = Rollout::kv_cache_bytes(*model.model, ropts, shape);
+        const uint64_t host_bytes =
+            static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+        LR_CHECK(cache_bytes < host_bytes / 2, "the KV cache of this run needs ", format_bytes(cache_bytes),
+                 " but the host has ", format_bytes(host_bytes),
+                 "; set a window (rollout.local_attn_size) or generate fewer frames");
+    }
     if (who.rank == 0) {
         if (a.has("print-config")) std::fputs(config_to_text(cfg).c_str(), stdout);
         const std::string vae_text =
@@ -513,20 +547,40 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         HostTensor latents;
         if (job.latents)
             latents = HostTensor(DType::kF32, Shape{plan.latent_frames, channels, shape.height, shape.width});
-        Rollout rollout(*model.model, ropts, shape);
+        // The step observer: denoising-step times, KV cache use and exchanged bytes after every forward.
+        const auto observe = [&](int64_t step, double seconds, int64_t used_frames, int64_t max_frames) {
+            if (step < steps) metrics->denoise_step(seconds);
+            const auto capacity = static_cast<int64_t>(cache_bytes);
+            metrics->kv_cache(capacity * used_frames / std::max<int64_t>(max_frames, 1), capacity);
+            exchange.report(*metrics);
+        };
+        std::optional<Rollout> cpu_rollout;
+        std::optional<CudaRollout> gpu_rollout;
+        if (on_gpu) {
+            gpu_rollout.emplace(*gpu_model, ropts, shape);
+            gpu_rollout->set_step_observer([&](int64_t, int64_t step, double seconds) {
+                const PagedKvCache& kv = gpu_model->cache();
+                observe(step, seconds, kv.frames(), kv.config().max_frames);
+            });
+        } else {
+            cpu_rollout.emplace(*model.model, ropts, shape);
+            cpu_rollout->set_step_observer([&](int64_t, int64_t step, double seconds) {
+                const KvCache& kv = cpu_rollout->cache();
+                observe(step, seconds, kv.frames(), kv.config().max_frames);
+            });
+        }
         metrics->kv_cache(0, static_cast<int64_t>(cache_bytes));
         // Dense / window attention reads every cached block: nothing is skipped until a sparse policy is in.
         metrics->attention_sparsity(0.0);
-        rollout.set_step_observer([&](int64_t, int64_t step, double seconds) {
-            if (step < steps) metrics->denoise_step(seconds);
-            const KvCache& kv = rollout.cache();
-            const auto capacity = static_cast<int64_t>(kv.bytes());
-            const int64_t max_frames = std::max<int64_t>(kv.config().max_frames, 1);
-            metrics->kv_cache(capacity * kv.frames() / max_frames, capacity);
-            exchange.report(*metrics);
-        });
+        const auto run_rollout = [&](const ChunkCallback& on_chunk) {
+            if (gpu_rollout) {
+                gpu_rollout->run(prompts[j].segments, *noise, on_chunk);
+            } else {
+                cpu_rollout->run(prompts[j].segments, *noise, on_chunk);
+            }
+        };
         try {
-            rollout.run(prompts[j].segments, *noise, job.latents ? collect_latents(latents, to_video) : to_video);
+            run_rollout(job.latents ? collect_latents(latents, to_video) : to_video);
             sink->finish();
             exchange.report(*metrics);
             // With dedicated VAE ranks the frames are counted there; here, what the latents stand for.

@@ -50,4 +50,13 @@ std::string cuda_device_uuid(int index) {
 #endif
 }
 
+void cuda_use_device(int index) {
+#ifdef LONGROLL_HAS_CUDA
+    const cudaError_t err = cudaSetDevice(index);
+    LR_RUNTIME(err == cudaSuccess, "cudaSetDevice(", index, "): ", cudaGetErrorString(err));
+#else
+    LR_RUNTIME(false, "cuda_use_device(", index, "): this build has no CUDA backend");
+#endif
+}
+
 }  // namespace lr

@@ -11,5 +11,7 @@ int cuda_device_count();
 std::string cuda_device_description(int index);
 // The device's UUID as nvidia-smi prints it ("GPU-..."), or "" when there is none.
 std::string cuda_device_uuid(int index);
+// Makes device `index` current for this thread (cudaSetDevice); RuntimeError when that fails or without CUDA.
+void cuda_use_device(int index);
 
 }  // namespace lr
