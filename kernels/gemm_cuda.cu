@@ -207,7 +207,7 @@ GemmRunner::~GemmRunner() {
 
 size_t GemmRunner::cached_plans() const { return impl_->plans.size(); }
 
-void GemmRunner::run(const GemmParams& p, Stream stream) {
+void GemmRunner::run(const CudaGemmParams& p, Stream stream) {
     const int64_t ldx = p.ldx ? p.ldx : p.k;
     const int64_t ldw = p.ldw ? p.ldw : p.k;
     const int64_t ldy = p.ldy ? p.ldy : p.n;

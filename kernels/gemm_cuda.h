@@ -24,7 +24,7 @@ enum class GemmEpilogue : uint8_t {
     kBiasGeluTanh,  // y = gelu_tanh(x w^T + bias)
 };
 
-struct GemmParams {
+struct CudaGemmParams {
     const void* x = nullptr;  // bf16 [m, k], rows ldx elements apart (0: k)
     const void* w = nullptr;  // bf16 [n, k], rows ldw elements apart (0: k)
     const float* bias = nullptr;  // f32 [n] (kBias, kBiasGeluTanh)
@@ -52,7 +52,7 @@ class GemmRunner {
 
     // Asynchronous on `stream`. Bad parameters (null pointers, m/n/k <= 0, strides smaller than the rows,
     // accumulate with a bf16 y, an epilogue without a bias) are LR_ASSERT failures: callers plan shapes.
-    void run(const GemmParams& p, Stream stream);
+    void run(const CudaGemmParams& p, Stream stream);
     // Plans cached so far (for tests and for checking that a warm-up saw every shape).
     size_t cached_plans() const;
 

@@ -12,7 +12,7 @@ GemmRunner::GemmRunner(size_t) { LR_RUNTIME(false, "GemmRunner: this longroll wa
 
 GemmRunner::~GemmRunner() = default;
 
-void GemmRunner::run(const GemmParams&, Stream) {
+void GemmRunner::run(const CudaGemmParams&, Stream) {
     LR_RUNTIME(false, "GemmRunner: this longroll was built without CUDA");
 }
 

@@ -111,7 +111,7 @@ void apply_flags(const ParsedArgs& a, Config& cfg) {
 
 // Where the DiT runs. --device cuda needs a CUDA build, a visible GPU and one DiT rank per sequence-parallel group
 // (head and spatial sharding are CPU-path features for now); auto picks the GPU when all three hold. The VAE
-// decodes on the CPU, on its own thread behind the DiT.
+// then decodes on the same GPU, on its own thread and stream behind the DiT (dedicated VAE ranks stay on the CPU).
 std::string device_summary(Config& cfg, const MeshLayout& layout) {
     const int gpus = cuda_device_count();
     const bool sharded = layout.sequence_parallel() > 1;
@@ -130,7 +130,7 @@ std::string device_summary(Config& cfg, const MeshLayout& layout) {
         cfg.runtime.device = DeviceChoice::kCpu;
 #endif
     }
-    if (cfg.runtime.device == DeviceChoice::kCuda) return str_cat("cuda (DiT; VAE on the CPU)");
+    if (cfg.runtime.device == DeviceChoice::kCuda) return "cuda (DiT and VAE, the VAE on its own thread and stream)";
     if (gpus > 0)
         return str_cat("cpu (", gpus, " GPU", gpus == 1 ? "" : "s",
                        " visible; the CUDA path takes one rank per group)");
@@ -517,9 +517,9 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         }
         std::unique_ptr<DitVideoSink> sink;
         if (writer) {  // the VAE on this rank, behind the DiT
-            sink = std::make_unique<DitVideoSink>(*vae.decoder, *writer, latent_frame, [&](const ChunkVideo& v) {
-                report_video(v, true, frames_done, progress);
-            });
+            sink = std::make_unique<DitVideoSink>(
+                *vae.decoder, *writer, latent_frame,
+                [&](const ChunkVideo& v) { report_video(v, true, frames_done, progress); }, on_gpu ? gpu : -1);
         } else if (dedicated_vae && latents_rank && job.out) {
             std::vector<int> vae_group_ranks;
             for (int v = 0; v < layout.vae_ranks; ++v) vae_group_ranks.push_back(layout.sequence_parallel() + v);

@@ -1,6 +1,7 @@
 #include "launch/video_stage.h"
 
 #include "runtime/core/check.h"
+#include "runtime/core/device.h"
 
 namespace lr {
 namespace {
@@ -12,9 +13,14 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 }  // namespace
 
 DitVideoSink::DitVideoSink(const WanVaeDecoder& vae, VideoWriter& writer, const LatentFrameShape& shape,
-                           ChunkVideoFn done)
+                           ChunkVideoFn done, int gpu)
     : shape_(shape), last_done_(Clock::now()) {
-    stream_.emplace(vae, VaeFrameFormat::kRgb24);
+    if (gpu >= 0) {
+        cuda_use_device(gpu);
+        gpu_stream_ = std::make_unique<CudaVaeStream>(vae, shape.height, shape.width, VaeFrameFormat::kRgb24);
+    } else {
+        stream_.emplace(vae, VaeFrameFormat::kRgb24);
+    }
     auto emit = [this, &writer](const VaeFrame& f) {
         const auto t0 = Clock::now();
         writer.write_frame(f.rgb24, f.width * 3);
@@ -32,8 +38,20 @@ DitVideoSink::DitVideoSink(const WanVaeDecoder& vae, VideoWriter& writer, const 
         encode_seconds_ = 0;
         if (done) done(v);
     };
-    pipeline_ =
-        std::make_unique<VaePipeline>(*stream_, shape.height, shape.width, std::move(emit), std::move(chunk_done));
+    if (gpu_stream_) {
+        CudaVaeStream* gs = gpu_stream_.get();
+        auto decode = [gs, gpu](const float* latents, int64_t frames, const VaeFrameFn& emit_frame) {
+            cuda_use_device(gpu);  // the pipeline thread's current device
+            const int64_t before = gs->frames_emitted();
+            gs->decode(latents, frames, emit_frame);
+            return gs->frames_emitted() - before;
+        };
+        pipeline_ = std::make_unique<VaePipeline>(std::move(decode), shape.channels, shape.height, shape.width,
+                                                  std::move(emit), std::move(chunk_done));
+    } else {
+        pipeline_ =
+            std::make_unique<VaePipeline>(*stream_, shape.height, shape.width, std::move(emit), std::move(chunk_done));
+    }
 }
 
 DitVideoSink::DitVideoSink(Communicator& group, std::vector<int> vae_ranks, const LatentFrameShape& shape)

@@ -22,6 +22,7 @@
 #include "runtime/rollout/rollout.h"
 #include "runtime/vae/vae_pipeline.h"
 #include "runtime/vae/wan_vae.h"
+#include "runtime/vae/wan_vae_cuda.h"
 #include "runtime/video/video_writer.h"
 
 namespace lr {
@@ -51,8 +52,11 @@ class DitVideoSink {
   public:
     // Drops the chunks (a DiT rank that neither decodes nor sends).
     DitVideoSink() = default;
-    // Decodes here on a pipeline thread into `writer`; `done` runs on that thread after each chunk.
-    DitVideoSink(const WanVaeDecoder& vae, VideoWriter& writer, const LatentFrameShape& shape, ChunkVideoFn done);
+    // Decodes here on a pipeline thread into `writer`; `done` runs on that thread after each chunk. gpu >= 0:
+    // the CUDA decoder on that device (weights uploaded now, its own stream, so the decode of chunk k overlaps
+    // the DiT's chunk k + 1 on the GPU); -1: the CPU decoder.
+    DitVideoSink(const WanVaeDecoder& vae, VideoWriter& writer, const LatentFrameShape& shape, ChunkVideoFn done,
+                 int gpu = -1);
     // Sends every chunk to the ranks `vae_ranks` of `group` (the dedicated VAE ranks).
     DitVideoSink(Communicator& group, std::vector<int> vae_ranks, const LatentFrameShape& shape);
     DitVideoSink(const DitVideoSink&) = delete;
@@ -69,6 +73,7 @@ class DitVideoSink {
     std::vector<int> vae_ranks_;
     // Decoding here: the pipeline thread's state, declared before the pipeline so that it outlives the thread.
     std::optional<VaeStream> stream_;
+    std::unique_ptr<CudaVaeStream> gpu_stream_;
     double encode_seconds_ = 0;
     std::chrono::steady_clock::time_point last_done_;
     std::unique_ptr<VaePipeline> pipeline_;

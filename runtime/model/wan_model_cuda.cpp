@@ -224,7 +224,7 @@ struct CudaWanModel::Impl {
     // ---- launch helpers (stream-ordered) ----
     void linear(const void* x, const DevLinear& l, int64_t m, void* y, DType y_dtype,
                 GemmEpilogue ep = GemmEpilogue::kBias, bool accumulate = false) {
-        GemmParams p;
+        CudaGemmParams p;
         p.x = x;
         p.w = l.w;
         p.bias = l.b;

@@ -9,15 +9,26 @@ namespace lr {
 
 VaePipeline::VaePipeline(VaeStream& stream, int64_t height, int64_t width, VaeFrameFn emit, VaeChunkDoneFn done,
                          int capacity)
-    : stream_(stream),
+    : VaePipeline(
+          [&stream, height, width](const float* latents, int64_t frames, const VaeFrameFn& emit_frame) {
+              const int64_t before = stream.frames_emitted();
+              stream.decode(latents, frames, height, width, emit_frame);
+              return stream.frames_emitted() - before;
+          },
+          stream.latent_channels(), height, width, std::move(emit), std::move(done), capacity) {}
+
+VaePipeline::VaePipeline(VaeDecodeFn decode, int64_t channels, int64_t height, int64_t width, VaeFrameFn emit,
+                         VaeChunkDoneFn done, int capacity)
+    : decode_(std::move(decode)),
+      channels_(channels),
       height_(height),
       width_(width),
       emit_(std::move(emit)),
       done_(std::move(done)),
       capacity_(static_cast<size_t>(capacity)) {
     LR_CHECK(capacity >= 1, "VAE pipeline: the queue must hold at least one chunk, found ", capacity);
-    LR_CHECK(height > 0 && width > 0 && emit_ != nullptr, "VAE pipeline: latent size ", height, "x", width,
-             " and a frame callback are required");
+    LR_CHECK(decode_ != nullptr && channels > 0 && height > 0 && width > 0 && emit_ != nullptr,
+             "VAE pipeline: latent size ", height, "x", width, " and a frame callback are required");
     thread_ = std::thread([this] { decode_loop(); });
 }
 
@@ -36,7 +47,7 @@ void VaePipeline::rethrow_locked() {
 }
 
 void VaePipeline::push(int64_t index, const float* latents, int64_t frames) {
-    const size_t floats = static_cast<size_t>(frames * stream_.latent_channels() * height_ * width_);
+    const size_t floats = static_cast<size_t>(frames * channels_ * height_ * width_);
     Job job;
     {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -85,10 +96,9 @@ void VaePipeline::decode_loop() {
         changed_.notify_all();  // a place in the queue is free
         try {
             const auto start = Clock::now();
-            const int64_t before = stream_.frames_emitted();
-            stream_.decode(job.latents.data(), job.frames, height_, width_, emit_);
+            const int64_t emitted = decode_(job.latents.data(), job.frames, emit_);
             if (done_) {
-                done_(VaeChunkDone{job.index, job.frames, stream_.frames_emitted() - before,
+                done_(VaeChunkDone{job.index, job.frames, emitted,
                                    std::chrono::duration<double>(Clock::now() - start).count()});
             }
         } catch (...) {

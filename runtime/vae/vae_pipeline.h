@@ -32,6 +32,10 @@ struct VaeChunkDone {
     double seconds = 0;         // the decode, emit callbacks included
 };
 using VaeChunkDoneFn = std::function<void(const VaeChunkDone&)>;
+// A decoder the pipeline thread drives: decodes `frames` latent frames [frames, channels, height, width] (host
+// memory), emitting their video frames in order, and returns how many it emitted. The CPU VaeStream and the CUDA
+// decoder (runtime/vae/wan_vae_cuda.h) both fit; it runs on the decode thread only.
+using VaeDecodeFn = std::function<int64_t(const float* latents, int64_t frames, const VaeFrameFn& emit)>;
 
 class VaePipeline {
   public:
@@ -39,6 +43,9 @@ class VaePipeline {
     // only until finish() returns. `emit` and `done` run on the decode thread.
     VaePipeline(VaeStream& stream, int64_t height, int64_t width, VaeFrameFn emit, VaeChunkDoneFn done = nullptr,
                 int capacity = 2);
+    // Any decoder: `decode` takes latents of `channels` x height x width.
+    VaePipeline(VaeDecodeFn decode, int64_t channels, int64_t height, int64_t width, VaeFrameFn emit,
+                VaeChunkDoneFn done = nullptr, int capacity = 2);
     // Without finish(): stops the decode thread after its current chunk and drops the rest (an error path).
     ~VaePipeline();
     VaePipeline(const VaePipeline&) = delete;
@@ -58,8 +65,8 @@ class VaePipeline {
     void decode_loop();
     void rethrow_locked();
 
-    VaeStream& stream_;
-    const int64_t height_, width_;
+    const VaeDecodeFn decode_;
+    const int64_t channels_, height_, width_;
     const VaeFrameFn emit_;
     const VaeChunkDoneFn done_;
     const size_t capacity_;

@@ -14,8 +14,27 @@ win=(--set rollout.local_attn_size=6 --set rollout.sink_size=1 --set rollout.rop
 expect 0 "done" "$LONGROLL" "${args[@]}" "${win[@]}" --device cuda --save-latents "$TMP/gpu_win.safetensors"
 expect 0 "done" "$LONGROLL" "${args[@]}" "${win[@]}" --device cpu --save-latents "$TMP/cpu_win.safetensors"
 
-# 9 latent frames -> 1 + 8 * 4 = 33 frames; Y4M frames start with "FRAME".
-check "gpu.y4m has 33 frames" test "$(grep -c --binary-files=text '^FRAME' "$TMP/gpu.y4m")" = 33
+# 9 latent frames -> 1 + 8 * 4 = 33 frames, walked through the Y4M layout (header line, then "FRAME\n" +
+# W*H*3/2 bytes per 4:2:0 frame); a truncated or padded file counts as -1.
+y4m_frames() {
+  python3 - "$1" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+end = data.index(b"\n")
+fields = data[:end].split()
+w = int([f for f in fields if f.startswith(b"W")][0][1:])
+h = int([f for f in fields if f.startswith(b"H")][0][1:])
+size, pos, n = w * h * 3 // 2, end + 1, 0
+while pos < len(data):
+    if data[pos:pos + 6] != b"FRAME\n":
+        print(-1); sys.exit()
+    pos += 6 + size
+    n += 1
+print(n if pos == len(data) else -1)
+PY
+}
+n_gpu="$(y4m_frames "$TMP/gpu.y4m")"
+check "gpu.y4m has 33 frames (found $n_gpu)" test "$n_gpu" = 33
 
 # Relative error of two F32 'latents' tensors (safetensors read with the standard library only).
 rel_err() {

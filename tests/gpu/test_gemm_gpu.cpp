@@ -97,7 +97,7 @@ void check_gemm(GemmRunner& runner, const GemmCase& c, uint32_t seed) {
     DeviceBuffer d_bias = test::to_device(bias.data(), bias.size() * 4);
     DeviceBuffer d_y = test::to_device(y_host.data(), y_host.size());
 
-    GemmParams p;
+    CudaGemmParams p;
     p.x = static_cast<const uint16_t*>(d_x.data()) + c.x_offset;
     p.w = d_w.data();
     p.bias = c.epilogue == GemmEpilogue::kNone ? nullptr : static_cast<const float*>(d_bias.data());
@@ -298,7 +298,7 @@ TEST(GemmGpu, GeluEpilogueIsTheTanhForm) {
     DeviceBuffer d_bias = test::to_device(bias.data(), bias.size() * 4);
     DeviceBuffer d_y(static_cast<size_t>(m * n) * 4);
     GemmRunner runner;
-    GemmParams p;
+    CudaGemmParams p;
     p.x = d_x.data();
     p.w = d_w.data();
     p.bias = static_cast<const float*>(d_bias.data());
@@ -344,7 +344,7 @@ TEST(GemmGpu, RejectsBadParameters) {
 #ifdef LONGROLL_HAS_CUDA
     GemmRunner runner;
     DeviceBuffer d(4096);
-    GemmParams good;
+    CudaGemmParams good;
     good.x = d.data();
     good.w = d.data();
     good.y = d.data();

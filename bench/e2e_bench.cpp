@@ -1,0 +1,269 @@
+// End to end on one GPU, as `longroll generate --device cuda` would run it: the Self-Forcing rollout of the 1.3B DiT
+// (CudaRollout, 21-frame KV window) -> CudaVaeStream decode of every chunk in the chunk callback -> the video writer
+// (asynchronous encoder thread, MP4 when the build has libav, else Y4M) -> a file. Weights are random (seeded), so
+// the video is noise; the work per frame is the real one.
+//
+// Reports the sustained video frame rate once the KV window is full (chunk 6 on: 18 frames cached before each
+// chunk): the frames of those chunks over the time from the end of chunk 5's callback to the writer's finish()
+// (so encoding that lags behind is counted), plus the median per-chunk rate, the overall rate, the time to the
+// first frame, the DiT's GPU time per chunk (the rollout's step observer: 5 forwards), the VAE decode and
+// hand-over time per chunk, and the device memory in use minus before the model was built (sampled after every
+// chunk; everything is planned up front). How much of the VAE overlaps the next chunk's DiT is whatever the
+// CudaRollout / CudaVaeStream APIs give: the VAE runs on its own stream inside the chunk callback, while the
+// rollout's clean pass of the chunk is already queued on the model's stream.
+//
+//   e2e_bench [--size 480p] [--chunks 20] [--out FILE.mp4|.y4m] [--preset veryfast] [--keep] [--json FILE]
+//             [--commit SHA] [--seed N]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench/bench_util.h"
+#include "runtime/core/check.h"
+#include "runtime/video/video_writer.h"
+
+#ifdef LONGROLL_HAS_CUDA
+#include "runtime/model/wan_model_cuda.h"
+#include "runtime/rollout/noise.h"
+#include "runtime/rollout/rollout_cuda.h"
+#include "runtime/vae/wan_vae_cuda.h"
+#endif
+
+namespace lr {
+namespace {
+
+constexpr int64_t kChunkFrames = 3;
+constexpr int64_t kWindowFrames = 21;
+constexpr int64_t kFirstFullChunk = (kWindowFrames - kChunkFrames) / kChunkFrames;  // 6: 18 frames cached before it
+
+struct Options {
+    bench::Resolution size = bench::parse_resolution("480p");
+    int64_t chunks = 20;
+    std::string out;
+    std::string preset;  // empty: the writer's default
+    bool keep = false;
+    std::string json;
+    std::string commit;
+    uint64_t seed = 20260504;
+};
+
+Options parse(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto next = [&]() -> std::string {
+            LR_CHECK(i + 1 < argc, a, " needs a value");
+            return argv[++i];
+        };
+        if (a == "--size")
+            o.size = bench::parse_resolution(next());
+        else if (a == "--chunks")
+            o.chunks = std::stoll(next());
+        else if (a == "--out")
+            o.out = next();
+        else if (a == "--preset")
+            o.preset = next();
+        else if (a == "--keep")
+            o.keep = true;
+        else if (a == "--json")
+            o.json = next();
+        else if (a == "--commit")
+            o.commit = next();
+        else if (a == "--seed")
+            o.seed = std::stoull(next());
+        else {
+            std::fprintf(stderr,
+                         "usage: e2e_bench [--size 480p|1088p|WxH] [--chunks N] [--out FILE.mp4|.y4m] [--preset P]\n"
+                         "                 [--keep] [--json FILE] [--commit SHA] [--seed N]\n");
+            std::exit(a == "--help" || a == "-h" ? 0 : 2);
+        }
+    }
+    LR_CHECK(o.chunks > kFirstFullChunk, "--chunks must be more than ", kFirstFullChunk,
+             " (the chunks before the window is full are not counted as sustained)");
+    return o;
+}
+
+#ifdef LONGROLL_HAS_CUDA
+
+WanModelConfig wan_1_3b() {
+    WanModelConfig c;
+    c.dims.dim = 1536, c.dims.ffn_dim = 8960, c.dims.num_heads = 12, c.dims.num_layers = 30;
+    c.dims.in_dim = c.dims.out_dim = 16, c.dims.text_dim = 4096, c.dims.freq_dim = 256;
+    c.text_len = 512;
+    c.eps = 1e-6;
+    return c;
+}
+
+struct ChunkRecord {
+    int64_t frames = 0;
+    double end_s = 0;   // since the start of run(), when the chunk's frames were handed to the writer
+    double vae_s = 0;   // decode() in the callback, emits (writer hand-over) included
+    double dit_ms = 0;  // GPU time of the chunk's forwards (step observer)
+};
+
+int run_e2e(const Options& o) {
+    const bench::Resolution& r = o.size;
+    const int64_t h = r.latent_h(), w = r.latent_w();
+    RolloutOptions ro;
+    ro.frames_per_chunk = kChunkFrames;
+    ro.local_attn_size = kWindowFrames;
+    ro.sink_size = 0;
+    RolloutShape shape{o.chunks * kChunkFrames, h, w};
+
+    std::string path = o.out;
+    if (path.empty()) {
+        path =
+            (std::filesystem::temp_directory_path() / ("longroll_e2e_" + r.name + (mp4_supported() ? ".mp4" : ".y4m")))
+                .string();
+    }
+    VideoSpec spec;
+    spec.width = static_cast<int>(r.width);
+    spec.height = static_cast<int>(r.height);
+    spec.fps = 16;
+    spec.crop_height = r.height == 1088 ? 1080 : 0;
+    if (!o.preset.empty()) spec.preset = o.preset;
+
+    LR_CUDA_CHECK(cudaFree(nullptr));
+    LR_CUDA_CHECK(cudaDeviceSynchronize());
+    const size_t used0 = bench::device_used_bytes();
+    const auto t_build = std::chrono::steady_clock::now();
+    CudaWanModel model =
+        CudaWanModel::with_random_weights(wan_1_3b(), CudaRollout::model_options(ro, shape, false), o.seed);
+    CudaRollout rollout(model, ro, shape);
+    cudaStream_t vae_stream = nullptr;
+    LR_CUDA_CHECK(cudaStreamCreateWithFlags(&vae_stream, cudaStreamNonBlocking));
+    double peak = 0;
+    std::vector<ChunkRecord> rec(static_cast<size_t>(rollout.num_chunks()));
+    double build_s = 0, total_s = 0, first_frame_s = -1, finish_s = 0;
+    int64_t frames_total = 0;
+    {
+        CudaVaeStream vae =
+            CudaVaeStream::with_random_weights(WanVaeConfig{}, h, w, o.seed + 1, VaeFrameFormat::kRgb24, vae_stream);
+        std::unique_ptr<VideoWriter> writer = make_async_writer(open_video_writer(path, spec));
+        LR_CUDA_CHECK(cudaDeviceSynchronize());
+        build_s = bench::seconds_since(t_build);
+        size_t used_peak = bench::device_used_bytes();
+        std::fprintf(stderr, "[e2e_bench] %s: built in %.1f s; %lld chunks -> %s\n", r.name.c_str(), build_s,
+                     static_cast<long long>(rollout.num_chunks()), path.c_str());
+
+        const SeededNoise noise(o.seed + 2, rollout.channels(), h, w);
+        const auto context = bench::gaussian(static_cast<size_t>(120 * 4096), o.seed + 3);
+        const std::vector<PromptSegment> prompts{
+            PromptSegment{0, TensorView(const_cast<float*>(context.data()), DType::kF32, Shape{120, 4096})}};
+        rollout.set_step_observer([&](int64_t chunk, int64_t, double seconds) {
+            if (chunk >= 0 && chunk < static_cast<int64_t>(rec.size()))
+                rec[static_cast<size_t>(chunk)].dit_ms += 1e3 * seconds;
+        });
+
+        const auto t0 = std::chrono::steady_clock::now();
+        rollout.run(prompts, noise, [&](const RolloutChunk& c) {
+            const auto tc = std::chrono::steady_clock::now();
+            int64_t frames = 0;
+            vae.decode(c.latents, c.num_frames, [&](const VaeFrame& f) {
+                writer->write_frame(f.rgb24, f.width * 3);
+                if (first_frame_s < 0) first_frame_s = bench::seconds_since(t0);
+                ++frames;
+            });
+            ChunkRecord& cr = rec[static_cast<size_t>(c.index)];
+            cr.frames = frames;
+            cr.vae_s = bench::seconds_since(tc);
+            cr.end_s = bench::seconds_since(t0);
+            frames_total += frames;
+            used_peak = std::max(used_peak, bench::device_used_bytes());
+        });
+        writer->finish();
+        total_s = bench::seconds_since(t0);
+        finish_s = total_s - rec.back().end_s;
+        used_peak = std::max(used_peak, bench::device_used_bytes());
+        peak = static_cast<double>(used_peak - used0);
+    }
+    LR_CUDA_CHECK(cudaStreamDestroy(vae_stream));
+    if (!o.keep && o.out.empty()) std::filesystem::remove(path);
+
+    // sustained: chunks with a full window, up to the writer's finish()
+    int64_t steady_frames = 0;
+    std::vector<double> chunk_fps, dit_ms, vae_ms;
+    for (size_t k = static_cast<size_t>(kFirstFullChunk); k < rec.size(); ++k) {
+        steady_frames += rec[k].frames;
+        chunk_fps.push_back(rec[k].frames / (rec[k].end_s - rec[k - 1].end_s));
+        dit_ms.push_back(rec[k].dit_ms);
+        vae_ms.push_back(1e3 * rec[k].vae_s);
+    }
+    const double steady_s = total_s - rec[static_cast<size_t>(kFirstFullChunk) - 1].end_s;
+    const double fps_sustained = steady_frames / steady_s;
+    std::vector<double> end_s;
+    for (const auto& c : rec) end_s.push_back(c.end_s);
+
+    bench::JsonObject j;
+    j.add("fps_sustained", fps_sustained)
+        .add("fps_median_chunk", bench::median(chunk_fps))
+        .add("fps_overall", frames_total / total_s)
+        .add("ms", 1e3 * steady_s / static_cast<double>(rec.size() - static_cast<size_t>(kFirstFullChunk)))
+        .add("frames", frames_total)
+        .add("sustained_frames", steady_frames)
+        .add("sustained_from_chunk", kFirstFullChunk)
+        .add("chunks", static_cast<int64_t>(rec.size()))
+        .add("seconds", total_s)
+        .add("first_frame_seconds", first_frame_s)
+        .add("finish_seconds", finish_s)
+        .add("build_seconds", build_s)
+        .add("dit_ms_median", bench::median(dit_ms))
+        .add("vae_ms_median", bench::median(vae_ms))
+        .add("chunk_end_seconds", end_s)
+        .add("height", r.height)
+        .add("width", r.width)
+        .add("window_frames", kWindowFrames)
+        .add("output", mp4_supported() && path.size() > 4 && path.substr(path.size() - 4) == ".mp4" ? "mp4" : "y4m")
+        .add("preset", spec.preset)
+        .add("weight_bytes", static_cast<uint64_t>(model.weight_bytes()))
+        .add("kv_cache_bytes", static_cast<uint64_t>(model.kv_bytes()))
+        .add("peak_bytes", static_cast<uint64_t>(peak));
+    const std::string key = "e2e." + r.name;
+    bench::JsonObject results;
+    results.add(key, j);
+    bench::JsonObject doc = bench::header("bench/e2e_bench", o.commit);
+    doc.add("dtype", "bf16 (fp32 accumulation)").add("seed", static_cast<uint64_t>(o.seed)).add("results", results);
+
+    std::printf("\n%-14s %10s %10s %10s %10s %10s %9s   (longroll CUDA, %s)\n", "item", "fps sust.", "fps chunk",
+                "fps all", "DiT ms", "VAE ms", "peak GiB", bench::gpu_info().name.c_str());
+    std::printf("%-14s %10.1f %10.1f %10.1f %10.1f %10.1f %9.2f\n", key.c_str(), fps_sustained,
+                bench::median(chunk_fps), frames_total / total_s, bench::median(dit_ms), bench::median(vae_ms),
+                bench::gib(peak));
+    if (!o.json.empty() && !bench::write_json(o.json, doc)) return 1;
+    return 0;
+}
+
+#endif  // LONGROLL_HAS_CUDA
+
+int run(int argc, char** argv) {
+    const Options o = parse(argc, argv);
+#ifdef LONGROLL_HAS_CUDA
+    LR_RUNTIME(bench::gpu_info().total_bytes > 0, "no CUDA device");
+    return run_e2e(o);
+#else
+    (void)o;
+    std::fprintf(stderr, "e2e_bench: built without CUDA\n");
+    return 1;
+#endif
+}
+
+}  // namespace
+}  // namespace lr
+
+int main(int argc, char** argv) {
+    try {
+        return lr::run(argc, argv);
+    } catch (const lr::Error& e) {
+        std::fprintf(stderr, "e2e_bench: %s\n", e.what());
+        return e.exit_code();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "e2e_bench: %s\n", e.what());
+        return 1;
+    }
+}
