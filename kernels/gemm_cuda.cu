@@ -27,9 +27,11 @@
 // cuBLASLt's GELU epilogue is the tanh form of gelu_tanh_cpu (measured on an H100 within 5e-6 of it, against up
 // to 4.7e-4 from the erf form; tests/gpu/test_gemm_gpu.cpp GeluEpilogueIsTheTanhForm).
 #include <cublasLt.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <functional>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 
@@ -38,13 +40,72 @@
 #include "runtime/core/cuda_check.h"
 #include "runtime/core/tensor.h"
 
+namespace lr {
+namespace {
+
+// cuBLASLt is opened with dlopen on first use instead of being linked: a linked libcublasLt puts its ~94 KB of
+// thread-local storage into the static TLS block of every thread of the process, and threads created with small
+// explicit stacks then fail to start (civetweb's, behind the Prometheus exporter: "Cannot create first worker
+// thread"). Opened later, its TLS is allocated per thread on first use and costs other threads nothing.
+struct CublasLtApi {
+    decltype(&::cublasLtCreate) Create = nullptr;
+    decltype(&::cublasLtDestroy) Destroy = nullptr;
+    decltype(&::cublasLtGetStatusName) GetStatusName = nullptr;
+    decltype(&::cublasLtGetStatusString) GetStatusString = nullptr;
+    decltype(&::cublasLtMatmul) Matmul = nullptr;
+    decltype(&::cublasLtMatmulAlgoGetHeuristic) MatmulAlgoGetHeuristic = nullptr;
+    decltype(&::cublasLtMatmulDescCreate) MatmulDescCreate = nullptr;
+    decltype(&::cublasLtMatmulDescDestroy) MatmulDescDestroy = nullptr;
+    decltype(&::cublasLtMatmulDescSetAttribute) MatmulDescSetAttribute = nullptr;
+    decltype(&::cublasLtMatmulPreferenceCreate) MatmulPreferenceCreate = nullptr;
+    decltype(&::cublasLtMatmulPreferenceDestroy) MatmulPreferenceDestroy = nullptr;
+    decltype(&::cublasLtMatmulPreferenceSetAttribute) MatmulPreferenceSetAttribute = nullptr;
+    decltype(&::cublasLtMatrixLayoutCreate) MatrixLayoutCreate = nullptr;
+    decltype(&::cublasLtMatrixLayoutDestroy) MatrixLayoutDestroy = nullptr;
+};
+
+const CublasLtApi& cublaslt() {
+    static const CublasLtApi api = [] {
+        void* lib = nullptr;
+        for (const char* name : {"libcublasLt.so.13", "libcublasLt.so"}) {
+            if ((lib = dlopen(name, RTLD_NOW | RTLD_LOCAL)) != nullptr) break;
+        }
+        LR_RUNTIME(lib != nullptr, "cannot load cuBLASLt (libcublasLt.so.13): ", dlerror(),
+                   "; put the CUDA 13 libraries on the loader path (LD_LIBRARY_PATH)");
+        CublasLtApi a;
+        const auto bind = [lib](auto& fn, const char* symbol) {
+            fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, symbol));
+            LR_RUNTIME(fn != nullptr, "cuBLASLt has no symbol ", symbol);
+        };
+        bind(a.Create, "cublasLtCreate");
+        bind(a.Destroy, "cublasLtDestroy");
+        bind(a.GetStatusName, "cublasLtGetStatusName");
+        bind(a.GetStatusString, "cublasLtGetStatusString");
+        bind(a.Matmul, "cublasLtMatmul");
+        bind(a.MatmulAlgoGetHeuristic, "cublasLtMatmulAlgoGetHeuristic");
+        bind(a.MatmulDescCreate, "cublasLtMatmulDescCreate");
+        bind(a.MatmulDescDestroy, "cublasLtMatmulDescDestroy");
+        bind(a.MatmulDescSetAttribute, "cublasLtMatmulDescSetAttribute");
+        bind(a.MatmulPreferenceCreate, "cublasLtMatmulPreferenceCreate");
+        bind(a.MatmulPreferenceDestroy, "cublasLtMatmulPreferenceDestroy");
+        bind(a.MatmulPreferenceSetAttribute, "cublasLtMatmulPreferenceSetAttribute");
+        bind(a.MatrixLayoutCreate, "cublasLtMatrixLayoutCreate");
+        bind(a.MatrixLayoutDestroy, "cublasLtMatrixLayoutDestroy");
+        return a;
+    }();
+    return api;
+}
+
+}  // namespace
+}  // namespace lr
+
 #define LR_CUBLASLT_CHECK(expr)                                                                                  \
     do {                                                                                                         \
         const cublasStatus_t lr_status_ = (expr);                                                                \
         if (lr_status_ != CUBLAS_STATUS_SUCCESS) [[unlikely]] {                                                  \
             ::lr::detail::throw_runtime_error(::lr::str_cat(#expr, " failed at ", __FILE__, ":", __LINE__, ": ", \
-                                                            cublasLtGetStatusName(lr_status_), " (",             \
-                                                            cublasLtGetStatusString(lr_status_), ")"));          \
+                                                            cublaslt().GetStatusName(lr_status_), " (",          \
+                                                            cublaslt().GetStatusString(lr_status_), ")"));       \
         }                                                                                                        \
     } while (0)
 
@@ -111,10 +172,10 @@ struct Plan {
     Plan& operator=(const Plan&) = delete;
     ~Plan() {
         // Destroy calls only free host memory; their status cannot be acted on in a destructor.
-        if (desc) cublasLtMatmulDescDestroy(desc);
-        if (a) cublasLtMatrixLayoutDestroy(a);
-        if (b) cublasLtMatrixLayoutDestroy(b);
-        if (d) cublasLtMatrixLayoutDestroy(d);
+        if (desc) cublaslt().MatmulDescDestroy(desc);
+        if (a) cublaslt().MatrixLayoutDestroy(a);
+        if (b) cublaslt().MatrixLayoutDestroy(b);
+        if (d) cublaslt().MatrixLayoutDestroy(d);
     }
 };
 
@@ -131,35 +192,35 @@ struct GemmRunner::Impl {
     std::unique_ptr<Plan> make_plan(const PlanKey& key, const void* bias) {
         auto plan = std::make_unique<Plan>();
         const cudaDataType_t y_type = key.y_dtype == DType::kBF16 ? CUDA_R_16BF : CUDA_R_32F;
-        LR_CUBLASLT_CHECK(cublasLtMatrixLayoutCreate(&plan->a, CUDA_R_16BF, static_cast<uint64_t>(key.k),
-                                                     static_cast<uint64_t>(key.n), key.ldw));
-        LR_CUBLASLT_CHECK(cublasLtMatrixLayoutCreate(&plan->b, CUDA_R_16BF, static_cast<uint64_t>(key.k),
-                                                     static_cast<uint64_t>(key.m), key.ldx));
-        LR_CUBLASLT_CHECK(cublasLtMatrixLayoutCreate(&plan->d, y_type, static_cast<uint64_t>(key.n),
-                                                     static_cast<uint64_t>(key.m), key.ldy));
+        LR_CUBLASLT_CHECK(cublaslt().MatrixLayoutCreate(&plan->a, CUDA_R_16BF, static_cast<uint64_t>(key.k),
+                                                        static_cast<uint64_t>(key.n), key.ldw));
+        LR_CUBLASLT_CHECK(cublaslt().MatrixLayoutCreate(&plan->b, CUDA_R_16BF, static_cast<uint64_t>(key.k),
+                                                        static_cast<uint64_t>(key.m), key.ldx));
+        LR_CUBLASLT_CHECK(cublaslt().MatrixLayoutCreate(&plan->d, y_type, static_cast<uint64_t>(key.n),
+                                                        static_cast<uint64_t>(key.m), key.ldy));
 
-        LR_CUBLASLT_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        LR_CUBLASLT_CHECK(cublaslt().MatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
         const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
         LR_CUBLASLT_CHECK(
-            cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
+            cublaslt().MatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
         LR_CUBLASLT_CHECK(
-            cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
+            cublaslt().MatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
         if (key.epilogue != GemmEpilogue::kNone) {
             const cublasLtEpilogue_t epilogue =
                 key.epilogue == GemmEpilogue::kBiasGeluTanh ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+            LR_CUBLASLT_CHECK(cublaslt().MatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                                                sizeof(epilogue)));
+            LR_CUBLASLT_CHECK(cublaslt().MatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                                &y_type, sizeof(y_type)));
             LR_CUBLASLT_CHECK(
-                cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
-            LR_CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &y_type,
-                                                             sizeof(y_type)));
-            LR_CUBLASLT_CHECK(
-                cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+                cublaslt().MatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
         }
 
         cublasLtMatmulPreference_t pref = nullptr;
-        LR_CUBLASLT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+        LR_CUBLASLT_CHECK(cublaslt().MatmulPreferenceCreate(&pref));
         const uint64_t workspace_bytes = workspace.size();
-        cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                                     &workspace_bytes, sizeof(workspace_bytes));
+        cublasStatus_t status = cublaslt().MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                                        &workspace_bytes, sizeof(workspace_bytes));
         const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> alignments[] = {
             {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align_w},
             {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_x},
@@ -168,16 +229,16 @@ struct GemmRunner::Impl {
         };
         for (const auto& [attr, bytes] : alignments) {
             if (status == CUBLAS_STATUS_SUCCESS) {
-                status = cublasLtMatmulPreferenceSetAttribute(pref, attr, &bytes, sizeof(bytes));
+                status = cublaslt().MatmulPreferenceSetAttribute(pref, attr, &bytes, sizeof(bytes));
             }
         }
         cublasLtMatmulHeuristicResult_t result{};
         int found = 0;
         if (status == CUBLAS_STATUS_SUCCESS) {
-            status = cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->d, plan->d, pref, 1,
-                                                    &result, &found);
+            status = cublaslt().MatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->d, plan->d, pref, 1,
+                                                       &result, &found);
         }
-        cublasLtMatmulPreferenceDestroy(pref);
+        cublaslt().MatmulPreferenceDestroy(pref);
         if (status == CUBLAS_STATUS_SUCCESS && found < 1) status = CUBLAS_STATUS_NOT_SUPPORTED;
         if (status == CUBLAS_STATUS_SUCCESS) status = result.state;
         LR_RUNTIME(status == CUBLAS_STATUS_SUCCESS, "cuBLASLt has no algorithm for y[", key.m, ", ", key.n, "] (",
@@ -185,7 +246,7 @@ struct GemmRunner::Impl {
                    "] (BF16, row stride ", key.ldx, ") . w[", key.n, ", ", key.k, "]^T (BF16, row stride ", key.ldw,
                    "), epilogue ", epilogue_name(key.epilogue), ", accumulate ", key.accumulate,
                    ", pointer alignment x/w/y ", key.align_x, "/", key.align_w, "/", key.align_y,
-                   " bytes: ", cublasLtGetStatusName(status),
+                   " bytes: ", cublaslt().GetStatusName(status),
                    " (the fast bf16 kernels want 16-byte aligned pointers and row strides that are multiples of 8)");
         LR_ASSERT(result.workspaceSize <= workspace.size(), "cuBLASLt picked an algorithm needing ",
                   result.workspaceSize, " workspace bytes, more than the ", workspace.size(), " it was offered");
@@ -197,12 +258,12 @@ struct GemmRunner::Impl {
 GemmRunner::GemmRunner(size_t workspace_bytes) : impl_(std::make_unique<Impl>()) {
     impl_->workspace = DeviceBuffer(workspace_bytes);
     impl_->bias_bf16 = DeviceBuffer(size_t{kInitialBiasElements} * 2);
-    LR_CUBLASLT_CHECK(cublasLtCreate(&impl_->handle));
+    LR_CUBLASLT_CHECK(cublaslt().Create(&impl_->handle));
 }
 
 GemmRunner::~GemmRunner() {
     impl_->plans.clear();
-    if (impl_->handle) cublasLtDestroy(impl_->handle);
+    if (impl_->handle) cublaslt().Destroy(impl_->handle);
 }
 
 size_t GemmRunner::cached_plans() const { return impl_->plans.size(); }
@@ -259,13 +320,13 @@ void GemmRunner::run(const CudaGemmParams& p, Stream stream) {
 
     if (bias) {
         LR_CUBLASLT_CHECK(
-            cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+            cublaslt().MatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
     }
     const float alpha = 1.0f;
     const float beta = p.accumulate ? 1.0f : 0.0f;
-    LR_CUBLASLT_CHECK(cublasLtMatmul(impl_->handle, plan.desc, &alpha, p.w, plan.a, p.x, plan.b, &beta, p.y, plan.d,
-                                     p.y, plan.d, &plan.algo, impl_->workspace.data(), impl_->workspace.size(),
-                                     stream));
+    LR_CUBLASLT_CHECK(cublaslt().Matmul(impl_->handle, plan.desc, &alpha, p.w, plan.a, p.x, plan.b, &beta, p.y, plan.d,
+                                        p.y, plan.d, &plan.algo, impl_->workspace.data(), impl_->workspace.size(),
+                                        stream));
 }
 
 }  // namespace lr

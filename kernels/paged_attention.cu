@@ -1,24 +1,27 @@
 // CUDA paged attention (DESIGN.md section 6). Two kernels behind launch_paged_attention:
 //
-// head_dim 128 (Hopper wgmma, sm_90a): one CTA per (query block of 128 rows, head), 8 warps = 2 warpgroups of
-// 64 query rows. The KV blocks of the table row are walked in tiles of 128 keys, each made of two 64-key
-// sub-tiles (a block of 64 tokens is one sub-tile, a block of 128 two; sub-tiles past a block's valid length
-// are skipped), loaded with cp.async into a 3-stage shared-memory ring, rows past the valid length zeroed.
-// Per tile and warpgroup: S = Q K^T (m64n128k16, Q and K from shared memory), padding keys masked, online
-// softmax in fp32 with exp2 (scale folded into log2 e), P rounded to bf16 in registers, O += P V
-// (m64n64k16 per 64 dims, P from registers, V from shared memory). FlashAttention-3's intra-warpgroup
-// overlap: iteration j issues S_j and P_{j-1} V_{j-1} together and runs the softmax of S_j while the latter
-// executes. Q, K and V tiles are in the canonical 128-byte-swizzle layout the descriptors describe.
+// head_dim 128 (Hopper wgmma + TMA, sm_90a; FlashAttention-3's structure): one CTA per (query block of 128
+// rows, head), or a cluster of two that split the table row (see the launch). 3 warpgroups: a producer and
+// two consumers of 64 query rows each. The KV blocks of the table row are walked in tiles of 128 keys, each
+// made of two 64-key sub-tiles (a block of 64 tokens is one sub-tile, a block of 128 two; sub-tiles past a
+// block's valid length are skipped). The producer's TMA loads fill a 3-stage shared-memory ring. Per tile and
+// consumer: S = Q K^T (m64n128k16, Q and K from shared memory), padding keys masked, online softmax in fp32
+// with exp2 (scale folded into log2 e), P rounded to bf16 in registers, O += P V (m64n64k16 per 64 dims, P
+// from registers, V from shared memory). Iteration j issues S_j and P_{j-1} V_{j-1} together and runs the
+// softmax of S_j while the latter executes (intra-warpgroup overlap), and the two consumers ping-pong: one
+// issues its GEMMs while the other does its softmax. Q, K and V tiles are in the canonical 128-byte-swizzle
+// layout the TMA writes and the wgmma descriptors describe.
 //
-// Measured on one H100 (bench/attention_bench, 12 heads, 21-frame window, 3-frame chunk): 317 TFLOP/s at 480p
-// and 387 at 1088p, 0.62x and 0.67x of torch SDPA (cuDNN backend). Earlier versions, for the record
-// (bench/results/attention_paged_*.json): mma.sync with 64-key tiles 231 and 281; wgmma with 64-key tiles 275
-// and 341 without the overlap, 296 and 360 with it.
-// What remains to FlashAttention-3: TMA loads by a producer warpgroup with mbarriers instead of cp.async by
-// every thread and a CTA barrier per tile, and ping-pong scheduling of the two warpgroups.
+// Measured on one H100 (bench/attention_bench, 12 heads, 21-frame window, 3-frame chunk), dense, TFLOP/s at
+// 480p / 1088p: 470 (split in two) / 500 (not split), 0.92x / 0.87x of torch SDPA (cuDNN backend).
+// Earlier versions, for the record (bench/results/attention_paged_*.json): mma.sync with 64-key tiles
+// 231 / 281; wgmma with cp.async by all threads, 64-key tiles 275 / 341, with the overlap 296 / 360, 128-key
+// tiles 317 / 387.
 //
 // Other even head_dim up to 256: one warp per (query row, head), keys one at a time, each lane holding up to
 // 4 bf16 pairs of the head; simple, for the tiny test model and odd configurations.
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -37,25 +40,7 @@ constexpr int kHeadDim = 128;
 constexpr int kQTile = 128;  // = q_block: one table row per CTA
 constexpr int kSubTile = 64;
 constexpr int kTileKeys = 2 * kSubTile;
-constexpr int kWarps = 8;
-constexpr int kThreads = kWarps * 32;
-constexpr int kChunks = kHeadDim / 8;  // 16-byte chunks per row
 constexpr int kStages = 3;
-
-static_assert(kQTile == kWarps * 16, "each warp owns 16 query rows");
-static_assert(kTileKeys * kChunks % kThreads == 0 && kQTile * kChunks % kThreads == 0, "tile loads split evenly");
-
-// 16 bytes global -> shared, asynchronous; `valid` false writes zeros (padding keys may hold anything, NaN
-// included, and 0 * NaN would poison P V; query rows past q_len are not memory at all).
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
-    const int src_bytes = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
 
 // Two floats -> bf16x2 (lo in the low half, the element with the lower index).
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
@@ -137,17 +122,12 @@ __device__ __forceinline__ void fence_o(float (&o)[kHeadDim / 8][4]) {
     fence_regs(*reinterpret_cast<float(*)[8][4]>(&o[8][0]));
 }
 
-// ---- tiles, loads, softmax and the two matmuls -----------------------------------------------------------------
+// ---- tiles, softmax and the two matmuls -------------------------------------------------------------------------
 // Shared tiles ([rows][128] bf16: Q 128 rows, K and V 128 keys) are two halves of [rows][64 dims] with
-// 128-byte rows, 16-byte chunk c of row r stored at chunk c ^ (r % 8): the canonical 128-byte swizzle. Every
-// half starts on a 1024-byte boundary, so the hardware's address-based swizzle and this one agree.
-constexpr int kHalfBytes = 128 * 64 * 2;                                  // [128 rows][64 dims]: 16 KB
-constexpr int kTileBytes = 2 * kHalfBytes;                                // 32 KB
-constexpr int kSmemBytes = kTileBytes + kStages * 2 * kTileBytes + 1024;  // Q + 3 x (K, V): 225 KB
-
-__device__ __forceinline__ uint32_t swizzle(int r, int c) {
-    return static_cast<uint32_t>((c / 8) * kHalfBytes + r * 128 + ((c % 8) ^ (r & 7)) * 16);
-}
+// 128-byte rows, 16-byte chunk c of row r stored at chunk c ^ (r % 8): the canonical 128-byte swizzle, which
+// TMA boxes of 64 dims with CU_TENSOR_MAP_SWIZZLE_128B write when they start on a 1024-byte boundary.
+constexpr int kHalfBytes = 128 * 64 * 2;    // [128 rows][64 dims]: 16 KB
+constexpr int kTileBytes = 2 * kHalfBytes;  // 32 KB
 
 // 128 keys: two sub-tiles, each from its own block or half block, so that any block size that is a multiple
 // of 64 works and a short last block does not cost a whole tile.
@@ -172,22 +152,6 @@ __device__ __forceinline__ bool next_tile(const PagedAttentionParams& p, int64_t
         cursor = b + 1;
     }
     return true;
-}
-
-__device__ __forceinline__ void load_kv_tile(const PagedAttentionParams& p, int h, const KvTile& t, uint32_t k_smem,
-                                             uint32_t v_smem, int tid) {
-    const int c = tid % kChunks;
-#pragma unroll
-    for (int i = 0; i < kTileKeys * kChunks / kThreads; ++i) {
-        const int r = tid / kChunks + i * (kThreads / kChunks);
-        const KvSubTile& sub = t.sub[i / (kSubTile * kChunks / kThreads)];  // = r / 64, known at compile time
-        const int rr = r % kSubTile;
-        const bool ok = rr < sub.valid;
-        const int64_t off = sub.block * p.kv_block_stride + (sub.t0 + (ok ? rr : 0)) * p.kv_row_stride + h * kHeadDim +
-                            (ok ? c * 8 : 0);
-        cp_async_16(k_smem + swizzle(r, c), static_cast<const __nv_bfloat16*>(p.k) + off, ok);
-        cp_async_16(v_smem + swizzle(r, c), static_cast<const __nv_bfloat16*>(p.v) + off, ok);
-    }
 }
 
 // d[64x128] (+)= a[64x16] * b[16x128], both from shared memory (K-major), per warpgroup.
@@ -216,19 +180,10 @@ __device__ __forceinline__ void wgmma_m64n128k16_ss(float (&d)[16][4], uint64_t 
         : "l"(a_desc), "l"(b_desc));
 }
 
-// softmax_tile for a [16, 128] S tile whose keys [64 i, 64 i + 64) have valid[i] valid keys (valid[0] > 0).
-__device__ __forceinline__ void softmax_tile(float (&s)[kTileKeys / 8][4], const int (&valid)[2], int lane,
-                                             float scale_log2, float (&row_max)[2], float (&correction)[2],
-                                             float (&tile_sum)[2], uint32_t (&pa)[kTileKeys / 16][4]) {
-    if (valid[0] < kSubTile || valid[1] < kSubTile) {
-#pragma unroll
-        for (int n = 0; n < kTileKeys / 8; ++n) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                if ((n % 8) * 8 + 2 * (lane % 4) + e % 2 >= valid[n / 8]) s[n][e] = -INFINITY;
-            }
-        }
-    }
+// Online softmax of a masked [16, 128] S tile (every row holds a valid key): P into pa (bf16, A layout).
+__device__ __forceinline__ void softmax_tile(float (&s)[kTileKeys / 8][4], int lane, float scale_log2,
+                                             float (&row_max)[2], float (&correction)[2], float (&tile_sum)[2],
+                                             uint32_t (&pa)[kTileKeys / 16][4]) {
     float offset[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -288,99 +243,230 @@ __device__ __forceinline__ void issue_pv(float (&o)[kHeadDim / 8][4], const uint
     }
 }
 
+// ---- the kernel: warp specialisation ------------------------------------------------------------------------
+// Warpgroup 0 is the producer: one thread issues the TMA loads of Q and of the K/V tiles into the ring, each
+// stage guarded by a "full" mbarrier with a byte count and an "empty" mbarrier the 256 consumer threads
+// arrive on once their P V of that stage completed. Warpgroups 1 and 2 consume, ping-ponged with two named
+// barriers. setmaxnreg moves registers from the producer to the consumers.
+//
+// K/V are read through a 3D tensor map [block][token][heads * 128] (strides kv_block_stride, kv_row_stride),
+// one box of [64 tokens][64 dims] per sub-tile and dims half. A sub-tile of `valid` < 64 keys at token t0 is
+// loaded from token t0 + valid - 64 on, so its valid keys are its LAST `valid` rows; the rows before them are
+// either earlier (valid, finite) tokens of the same block or, for a negative token coordinate, zeros filled
+// by the TMA. Either way no padding slot (which may hold NaN) is read, and 0 * finite keeps P V clean.
+constexpr int kThreads = 3 * 128;
+constexpr int kBarBytes = 64;
+constexpr int kSmemBytes = 1024 + kTileBytes + kStages * 2 * kTileBytes + kBarBytes;  // 225 KB + 64
+constexpr int kProducerRegs = 24;
+constexpr int kConsumerRegs = 240;
+static_assert(kProducerRegs * 128 + kConsumerRegs * 256 <= 65536, "register budget of one SM");
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    asm volatile(
+        "{\n"
+        ".reg .pred done;\n"
+        "LAB_WAIT:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+        "@!done bra LAB_WAIT;\n"
+        "}\n" ::"r"(bar),
+        "r"(parity)
+        : "memory");
+}
+__device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map, int c0, int c1, uint32_t bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::
+            "r"(dst),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
+        : "memory");
+}
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap* map, int c0, int c1, int c2,
+                                            uint32_t bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
+        "[%5];\n" ::"r"(dst),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+        : "memory");
+}
+// Named barriers 1 and 2 (0 is __syncthreads): consumer warpgroup w waits on 1 + w, the other arrives on it;
+// 3 joins the two consumer warpgroups.
+__device__ __forceinline__ void named_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void named_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
+
+// All threads of the cluster (one CTA or two); the release / acquire orders the shared memory of either.
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
+// The shared address `addr` of this CTA mapped to the same offset in the cluster's CTA of rank 1.
+__device__ __forceinline__ uint32_t map_to_rank1(uint32_t addr) {
+    uint32_t out;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, 1;\n" : "=r"(out) : "r"(addr));
+    return out;
+}
+__device__ __forceinline__ void st_shared_v4(uint32_t addr, const float (&v)[4]) {
+    asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3])
+                 : "memory");
+}
+__device__ __forceinline__ void ld_cluster_v4(uint32_t addr, float (&v)[4]) {
+    asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
+// softmax_tile for the TMA layout: the valid keys of sub-tile i are its last valid[i].
+__device__ __forceinline__ void mask_leading(float (&s)[kTileKeys / 8][4], const int (&valid)[2], int lane) {
+    if (valid[0] < kSubTile || valid[1] < kSubTile) {
+#pragma unroll
+        for (int n = 0; n < kTileKeys / 8; ++n) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                if ((n % 8) * 8 + 2 * (lane % 4) + e % 2 < kSubTile - valid[n / 8]) s[n][e] = -INFINITY;
+            }
+        }
+    }
+}
+
 __global__ void __launch_bounds__(kThreads, 1)
-    paged_attention_hd128_kernel(const PagedAttentionParams p, int num_q_blocks, float scale_log2) {
+    paged_attention_hd128_kernel(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
+                                 const __grid_constant__ CUtensorMap tm_v, const PagedAttentionParams p,
+                                 int num_q_blocks, float scale_log2, int splits) {
     extern __shared__ __align__(1024) uint8_t smem_raw[];
     const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
     const uint32_t q_smem = (raw + 1023) & ~1023u;
     const uint32_t kv_smem = q_smem + kTileBytes;  // stage s: K at kv_smem + 2 s T, V at + T
+    const uint32_t bars = kv_smem + kStages * 2 * kTileBytes;
     auto k_stage = [&](int stage) { return kv_smem + stage * 2 * kTileBytes; };
+    auto full_bar = [&](int stage) { return bars + 8 * stage; };
+    auto empty_bar = [&](int stage) { return bars + 8 * (kStages + stage); };
+    const uint32_t q_bar = bars + 8 * 2 * kStages;
 
-    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-    const int qb = blockIdx.x, h = blockIdx.y;
+    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wg = warp / 4;
+    const int qb = blockIdx.x / splits, h = blockIdx.y;
+    const int rank = blockIdx.x % splits;  // = the CTA's rank in its cluster
     const int64_t i0 = static_cast<int64_t>(qb) * kQTile;
     const int64_t row = static_cast<int64_t>(p.table_heads == 1 ? 0 : h) * num_q_blocks + qb;
     const int64_t e0 = p.indptr[row];
     const int tiles_per_block = p.block_size / kSubTile;
-    const int count = static_cast<int>(p.indptr[row + 1] - e0) * tiles_per_block;
-    const uint32_t q_rows = q_smem + (warp / 4) * 64 * 128;  // this warpgroup's 64 rows in each half
+    // Sub-tiles [begin, end) of the table row: all of them, or an even-sized first part for rank 0.
+    const int sub_tiles = static_cast<int>(p.indptr[row + 1] - e0) * tiles_per_block;
+    const int mid = splits == 1 ? sub_tiles : sub_tiles / 4 * 2;
+    const int begin = rank == 0 ? 0 : mid, end = rank == 0 ? mid : sub_tiles;
 
-    {  // Q tile: [128, 128] of head h, rows past q_len zero.
-        const auto* q = static_cast<const __nv_bfloat16*>(p.q) + i0 * p.q_row_stride + h * kHeadDim;
-        const int c = tid % kChunks;
-#pragma unroll
-        for (int i = 0; i < kQTile * kChunks / kThreads; ++i) {
-            const int r = tid / kChunks + i * (kThreads / kChunks);
-            const bool ok = i0 + r < p.q_len;
-            cp_async_16(q_smem + swizzle(r, c), q + (ok ? r * p.q_row_stride + c * 8 : 0), ok);
+    if (tid == 0) {
+        for (int s = 0; s < kStages; ++s) {
+            mbar_init(full_bar(s), 1);
+            mbar_init(empty_bar(s), 256);
         }
+        mbar_init(q_bar, 1);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
-    int cursor = 0;
-    KvTile cur, next;
-    bool have = next_tile(p, e0, cursor, count, tiles_per_block, cur);
-    if (have) load_kv_tile(p, h, cur, k_stage(0), k_stage(0) + kTileBytes, tid);
-    cp_async_commit();
-    cp_async_wait<0>();
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
+
+    if (wg == 0) {  // producer
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
+        if (tid == 0) {
+            mbar_expect_tx(q_bar, kTileBytes);
+            tma_load_2d(q_smem, &tm_q, h * kHeadDim, static_cast<int>(i0), q_bar);
+            tma_load_2d(q_smem + kHalfBytes, &tm_q, h * kHeadDim + 64, static_cast<int>(i0), q_bar);
+            int cursor = begin;
+            KvTile t;
+            for (int j = 0; next_tile(p, e0, cursor, end, tiles_per_block, t); ++j) {
+                const int s = j % kStages;
+                if (j >= kStages) mbar_wait(empty_bar(s), ((j / kStages) + 1) & 1);
+                mbar_expect_tx(full_bar(s), 2 * kTileBytes);
+                // An empty second sub-tile loads the first one again (finite data; every key of it is masked).
+                if (t.sub[1].valid == 0) t.sub[1] = {t.sub[0].block, t.sub[0].t0, 0};
+                const int v1 = t.sub[1].valid == 0 ? t.sub[0].valid : t.sub[1].valid;
+#pragma unroll
+                for (int sub = 0; sub < 2; ++sub) {
+                    const int token = sub == 0 ? t.sub[0].t0 + t.sub[0].valid - kSubTile : t.sub[1].t0 + v1 - kSubTile;
+                    const int block = t.sub[sub].block;
+#pragma unroll
+                    for (int half = 0; half < 2; ++half) {
+                        const uint32_t off = half * kHalfBytes + sub * (kHalfBytes / 2);
+                        const int col = h * kHeadDim + half * 64;
+                        tma_load_3d(k_stage(s) + off, &tm_k, col, token, block, full_bar(s));
+                        tma_load_3d(k_stage(s) + kTileBytes + off, &tm_v, col, token, block, full_bar(s));
+                    }
+                }
+            }
+        }
+        cluster_sync();  // the consumers' two: see below
+        cluster_sync();
+        return;
+    }
+
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegs));
+    const int cw = wg - 1;                           // consumer warpgroup: query rows [64 cw, 64 cw + 64)
+    const uint32_t q_rows = q_smem + cw * 64 * 128;  // this warpgroup's 64 rows in each half
+    const int my_bar = 1 + cw, other_bar = 2 - cw;
+    mbar_wait(q_bar, 0);
 
     float o[kHeadDim / 8][4] = {};
     float row_max[2] = {-INFINITY, -INFINITY};  // raw scores (before scale)
     float row_sum[2] = {0.0f, 0.0f};            // this thread's partial sums; the quad is reduced at the end
+    int cursor = begin;
+    KvTile cur, next;
+    bool have = next_tile(p, e0, cursor, end, tiles_per_block, cur);
     if (have) {
-        have = next_tile(p, e0, cursor, count, tiles_per_block, next);
-        if (have) load_kv_tile(p, h, next, k_stage(1), k_stage(1) + kTileBytes, tid);
-        cp_async_commit();
-
+        // Ping-pong: warpgroup 0 issues first. Each warpgroup waits on its barrier before issuing its GEMMs
+        // and arrives on the other's after; warpgroup 1 skips its last arrive, so the counts match (every
+        // arrive on barrier 1 is matched by one sync of warpgroup 0, the initial arrive included).
+        if (cw == 1) named_arrive(other_bar);
         uint32_t pa[kTileKeys / 16][4], pb[kTileKeys / 16][4];
         {
+            mbar_wait(full_bar(0), 0);
+            have = next_tile(p, e0, cursor, end, tiles_per_block, next);
             float s[kTileKeys / 8][4] = {};
             float correction[2], tile_sum[2];
             const int valid[2] = {cur.sub[0].valid, cur.sub[1].valid};
             fence_regs(s);
+            named_sync(my_bar);
             wgmma_fence();
             issue_qk(s, q_rows, k_stage(0));
             wgmma_commit();
+            if (cw == 0 || have) named_arrive(other_bar);
             wgmma_wait<0>();
             fence_regs(s);
-            softmax_tile(s, valid, lane, scale_log2, row_max, correction, tile_sum, pa);
+            mask_leading(s, valid, lane);
+            softmax_tile(s, lane, scale_log2, row_max, correction, tile_sum, pa);
             for (int r = 0; r < 2; ++r) row_sum[r] = tile_sum[r];
         }
         int j = 1;  // tiles processed so far; tile j is in stage j % 3
         cur = next;
-        // One iteration: P_{j-1} (pa_in) V_{j-1} and S_j issued together, the softmax of S_j into pa_out while
-        // the former runs. The tensor cores read pa_in until the final wait, so pa_out must be other registers:
-        // the loop is unrolled by two with the roles swapped (copying pa_out to pa_in instead makes ptxas
-        // serialize the wgmma). The one barrier per iteration makes tile j visible and frees stage (j+1) % 3,
-        // last read by P_{j-2} V_{j-2}, which completed in iteration j-1.
         auto step = [&](uint32_t(&pa_in)[kTileKeys / 16][4], uint32_t(&pa_out)[kTileKeys / 16][4]) {
-            cp_async_wait<0>();
-            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-            __syncthreads();
-            have = next_tile(p, e0, cursor, count, tiles_per_block, next);
-            if (have) {
-                const uint32_t nk = k_stage((j + 1) % kStages);
-                load_kv_tile(p, h, next, nk, nk + kTileBytes, tid);
-            }
-            cp_async_commit();
-
+            mbar_wait(full_bar(j % kStages), (j / kStages) & 1);
+            have = next_tile(p, e0, cursor, end, tiles_per_block, next);
             float s[kTileKeys / 8][4] = {};
             fence_regs(s);
             fence_o(o);
             fence_p(pa_in);
+            named_sync(my_bar);
             wgmma_fence();
             issue_qk(s, q_rows, k_stage(j % kStages));
             wgmma_commit();
             issue_pv(o, pa_in, k_stage((j - 1) % kStages) + kTileBytes);
             wgmma_commit();
+            if (cw == 0 || have) named_arrive(other_bar);
             wgmma_wait<1>();  // S_j is done; P_{j-1} V_{j-1} may still run
             fence_regs(s);
             float correction[2], tile_sum[2];
             const int valid[2] = {cur.sub[0].valid, cur.sub[1].valid};
-            softmax_tile(s, valid, lane, scale_log2, row_max, correction, tile_sum, pa_out);
+            mask_leading(s, valid, lane);
+            softmax_tile(s, lane, scale_log2, row_max, correction, tile_sum, pa_out);
             wgmma_wait<0>();
             fence_o(o);
             fence_p(pa_in);
+            mbar_arrive(empty_bar((j - 1) % kStages));  // K and V of tile j - 1 are no longer read
 #pragma unroll
             for (int n = 0; n < kHeadDim / 8; ++n) {
 #pragma unroll
@@ -400,7 +486,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             wgmma_wait<0>();
             fence_o(o);
         };
-        // `have` says whether tile j exists (it was prefetched by the previous step or the prologue).
+        // `have` says whether tile j exists.
         while (true) {
             if (!have) {
                 finish(pa);
@@ -414,15 +500,53 @@ __global__ void __launch_bounds__(kThreads, 1)
             step(pb, pa);
         }
     }
-    cp_async_wait<0>();  // nothing may stay in flight into shared memory when the CTA exits
 
+    // Split row: rank 1 leaves its partial o, row_max and row_sum in its shared memory (the K/V ring, free once
+    // both consumer warpgroups are done), thread t's at float4 index n * 256 + t; rank 0 folds them into its
+    // own after the first cluster barrier; the second keeps rank 1's memory alive until rank 0 has read it.
+    const int ct = tid - 128;
+    if (splits == 2) {
+        if (rank == 1) {
+            named_sync(3);
+#pragma unroll
+            for (int n = 0; n < kHeadDim / 8; ++n) st_shared_v4(kv_smem + (n * 256 + ct) * 16, o[n]);
+            const float ml[4] = {row_max[0], row_max[1], row_sum[0], row_sum[1]};
+            st_shared_v4(kv_smem + ((kHeadDim / 8) * 256 + ct) * 16, ml);
+        }
+        cluster_sync();
+        if (rank == 0) {
+            const uint32_t remote = map_to_rank1(kv_smem);
+            float ml[4], f0[2], f1[2];
+            ld_cluster_v4(remote + ((kHeadDim / 8) * 256 + ct) * 16, ml);
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const float m = fmaxf(row_max[r], ml[r]);  // -inf only when both parts saw no key
+                f0[r] = row_max[r] == -INFINITY ? 0.0f : exp2f((row_max[r] - m) * scale_log2);
+                f1[r] = ml[r] == -INFINITY ? 0.0f : exp2f((ml[r] - m) * scale_log2);
+                row_sum[r] = row_sum[r] * f0[r] + ml[2 + r] * f1[r];
+            }
+#pragma unroll
+            for (int n = 0; n < kHeadDim / 8; ++n) {
+                float o1[4];
+                ld_cluster_v4(remote + (n * 256 + ct) * 16, o1);
+#pragma unroll
+                for (int e = 0; e < 4; ++e) o[n][e] = o[n][e] * f0[e / 2] + o1[e] * f1[e / 2];
+            }
+        }
+    } else {
+        cluster_sync();
+    }
+    cluster_sync();
+    if (rank != 0) return;
+
+    const int cwarp = warp - 4;  // 16 query rows per consumer warp
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         float sum = row_sum[r];
         sum += __shfl_xor_sync(0xffffffffu, sum, 1);
         sum += __shfl_xor_sync(0xffffffffu, sum, 2);
         const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-        const int64_t i = i0 + warp * 16 + lane / 4 + r * 8;
+        const int64_t i = i0 + cwarp * 16 + lane / 4 + r * 8;
         if (i >= p.q_len) continue;
         auto* dst = static_cast<__nv_bfloat16*>(p.out) + i * p.out_row_stride + h * kHeadDim + 2 * (lane % 4);
 #pragma unroll
@@ -503,6 +627,35 @@ __global__ void __launch_bounds__(kGenericWarps * 32)
     }
 }
 
+// cuTensorMapEncodeTiled through the runtime's driver entry point (no link against libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+    static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+        void* f = nullptr;
+        cudaDriverEntryPointQueryResult status{};
+        LR_CUDA_CHECK(
+            cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &status));
+        LR_RUNTIME(status == cudaDriverEntryPointSuccess && f != nullptr,
+                   "paged attention: the driver has no cuTensorMapEncodeTiled");
+        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+    }();
+    return fn;
+}
+
+// A bf16 tensor map of rank N with 128-byte swizzle; strides in elements (dimension 1 on), box in elements.
+template <int N>
+void encode_bf16_map(CUtensorMap& map, const void* base, const cuuint64_t (&dims)[N], const int64_t (&strides)[N - 1],
+                     const cuuint32_t (&box)[N]) {
+    cuuint64_t stride_bytes[N - 1];
+    for (int i = 0; i < N - 1; ++i) stride_bytes[i] = static_cast<cuuint64_t>(strides[i]) * 2;
+    cuuint32_t element_strides[N];
+    for (int i = 0; i < N; ++i) element_strides[i] = 1;
+    const CUresult r =
+        tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, N, const_cast<void*>(base), dims, stride_bytes,
+                             box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    LR_RUNTIME(r == CUDA_SUCCESS, "paged attention: cuTensorMapEncodeTiled failed with ", static_cast<int>(r));
+}
+
 }  // namespace
 
 void launch_paged_attention(const PagedAttentionParams& params, Stream stream) {
@@ -512,11 +665,41 @@ void launch_paged_attention(const PagedAttentionParams& params, Stream stream) {
     LR_CHECK(q_blocks <= INT32_MAX, "paged attention: q_len ", p.q_len, " is too large");
     const float scale_log2 = p.scale * kLog2e;
     if (p.head_dim == kHeadDim) {
+        CUtensorMap tm_q, tm_k, tm_v;
+        const auto width = static_cast<cuuint64_t>(p.heads) * kHeadDim;
+        encode_bf16_map(tm_q, p.q, {width, static_cast<cuuint64_t>(p.q_len)}, {p.q_row_stride}, {64, kQTile});
+        // Block ids are int32: 2^31 bounds the block dimension (the pool's size is not a parameter).
+        const cuuint64_t kv_dims[3] = {width, static_cast<cuuint64_t>(p.block_size), cuuint64_t{1} << 31};
+        encode_bf16_map(tm_k, p.k, kv_dims, {p.kv_row_stride, p.kv_block_stride}, {64, kSubTile, 1});
+        encode_bf16_map(tm_v, p.v, kv_dims, {p.kv_row_stride, p.kv_block_stride}, {64, kSubTile, 1});
         // Above the 48 KB default; setting it is cheap and not a stream operation (graph capture is fine).
         LR_CUDA_CHECK(cudaFuncSetAttribute(paged_attention_hd128_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            kSmemBytes));
-        const dim3 grid(static_cast<unsigned>(q_blocks), static_cast<unsigned>(p.heads));
-        paged_attention_hd128_kernel<<<grid, kThreads, kSmemBytes, stream>>>(p, static_cast<int>(q_blocks), scale_log2);
+        // One CTA per SM: split each table row over a cluster of two CTAs when that fills the last wave much
+        // better (480p: 444 CTAs on 132 SMs are 3.36 waves, 888 are 6.73: 472 TFLOP/s instead of 420), the
+        // partial results combined through distributed shared memory. A split costs about 1.5% when the waves
+        // are already full (1088p: 2304 CTAs, 17.45 waves, 498 TFLOP/s split and 500-505 not), hence the margin.
+        int device = 0, sms = 0;
+        LR_CUDA_CHECK(cudaGetDevice(&device));
+        LR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+        const int64_t ctas = q_blocks * p.heads;
+        auto fill = [&](int64_t n) { return static_cast<double>(n) / static_cast<double>((n + sms - 1) / sms * sms); };
+        const int splits = fill(2 * ctas) > 1.05 * fill(ctas) ? 2 : 1;
+
+        cudaLaunchConfig_t config = {};
+        config.gridDim = dim3(static_cast<unsigned>(q_blocks * splits), static_cast<unsigned>(p.heads));
+        config.blockDim = dim3(kThreads);
+        config.dynamicSmemBytes = kSmemBytes;
+        config.stream = stream;
+        cudaLaunchAttribute cluster = {};
+        cluster.id = cudaLaunchAttributeClusterDimension;
+        cluster.val.clusterDim.x = static_cast<unsigned>(splits);
+        cluster.val.clusterDim.y = 1;
+        cluster.val.clusterDim.z = 1;
+        config.attrs = &cluster;
+        config.numAttrs = 1;
+        LR_CUDA_CHECK(cudaLaunchKernelEx(&config, paged_attention_hd128_kernel, tm_q, tm_k, tm_v, p,
+                                         static_cast<int>(q_blocks), scale_log2, splits));
     } else {
         const dim3 grid(static_cast<unsigned>((p.q_len + kGenericWarps - 1) / kGenericWarps),
                         static_cast<unsigned>(p.heads));

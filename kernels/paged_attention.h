@@ -11,7 +11,8 @@
 // block holds block_len[b] valid tokens (the last block of a frame is short when tokens_per_frame is not a
 // multiple of block_size); the rest is masked. A query row whose table is empty gets zeros.
 //
-// head_dim 128 runs the fast kernel (tensor cores, tiles of 128 queries x 64 keys); any other even head_dim
+// head_dim 128 runs the fast kernel (Hopper: TMA producer warpgroup + two ping-pong wgmma consumer
+// warpgroups, tiles of 128 queries x 128 keys); any other even head_dim
 // up to 256 runs a simple kernel (the tiny test model has head_dim 32). q_block must be 128.
 #pragma once
 

@@ -273,6 +273,45 @@ TEST(PagedAttentionGpu, Head128Block64ExactQueryBlockCustomScale) {
 #endif
 }
 
+TEST(PagedAttentionGpu, Head128Block256PartialSubTilesPerHeadTable) {
+    LR_REQUIRE_GPU();
+#ifdef LONGROLL_HAS_CUDA
+    // Blocks of 256 tokens: 1000 = 3 x 256 + 232 per frame, so the last block ends 40 keys into its fourth
+    // 64-key sub-tile; plus a block of 70 (a full sub-tile and one of 6) and an empty one. Per-head random
+    // tables give odd sub-tile counts (a last tile of one sub-tile) and many blocks per row; q_len is odd.
+    std::mt19937 rng(18);
+    PagedCase c;
+    c.heads = 5;
+    c.head_dim = 128;
+    c.block_size = 256;
+    c.q_len = 389;
+    c.kv_row_stride = 5 * 128 + 16;
+    std::vector<int32_t> lens = frame_blocks(3, 1000, 256);
+    lens.push_back(70);
+    lens.push_back(0);
+    const auto ids = place_blocks(c, lens, 2, rng);
+    sparse_table(c, ids, 0.7, -1, rng);
+    check_case(c, rng);
+#endif
+}
+
+TEST(PagedAttentionGpu, Head128FullWaveUnsplit) {
+    LR_REQUIRE_GPU();
+#ifdef LONGROLL_HAS_CUDA
+    // 11 query blocks x 12 heads = 132 CTAs, one full wave on an H100: the launch does not split the table
+    // rows over two CTAs here (the smaller cases above are split), so both paths are checked.
+    std::mt19937 rng(19);
+    PagedCase c;
+    c.heads = 12;
+    c.head_dim = 128;
+    c.block_size = 128;
+    c.q_len = 11 * 128 - 5;
+    const auto ids = place_blocks(c, frame_blocks(1, 1560, 128), 2, rng);
+    dense_table(c, ids);
+    check_case(c, rng);
+#endif
+}
+
 TEST(PagedAttentionGpu, CrossAttentionLayout) {
     LR_REQUIRE_GPU();
 #ifdef LONGROLL_HAS_CUDA
