@@ -40,6 +40,10 @@ class Communicator {
 
     virtual int rank() const = 0;
     virtual int size() const = 0;
+    // True when the operations take device buffers and are enqueued on the communicator's own stream (NCCL);
+    // false when they take host buffers and return complete (MPI). GPU callers stage through pinned host memory
+    // for the latter.
+    virtual bool device_buffers() const { return false; }
 
     // Block r of `send` goes to rank r; block r of `recv` comes from rank r.
     // send, recv: [size(), bytes_per_rank]

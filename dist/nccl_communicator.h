@@ -40,6 +40,7 @@ class NcclCommunicator final : public Communicator {
 
     int rank() const override { return rank_; }
     int size() const override { return size_; }
+    bool device_buffers() const override { return true; }
     void all_to_all(const void* send, void* recv, size_t bytes_per_rank) override;
     void all_gather(const void* send, void* recv, size_t bytes_per_rank) override;
     void all_reduce_sum(float* data, size_t count) override;

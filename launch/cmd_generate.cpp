@@ -109,31 +109,35 @@ void apply_flags(const ParsedArgs& a, Config& cfg) {
     if (auto b = a.get("metrics-bind")) cfg.monitoring.bind = *b;
 }
 
-// Where the DiT runs. --device cuda needs a CUDA build, a visible GPU and one DiT rank per sequence-parallel group
-// (head and spatial sharding are CPU-path features for now); auto picks the GPU when all three hold. The VAE
-// then decodes on the same GPU, on its own thread and stream behind the DiT (dedicated VAE ranks stay on the CPU).
+// Where the DiT runs. --device cuda needs a CUDA build, a visible GPU and no spatial sharding (head sharding,
+// parallel.ulysses > 1, runs on the GPU: each rank its heads, the exchange staged through pinned host memory over
+// MPI); auto picks the GPU when all three hold. The VAE then decodes on the same GPU, on its own thread and stream
+// behind the DiT (dedicated VAE ranks stay on the CPU).
 std::string device_summary(Config& cfg, const MeshLayout& layout) {
     const int gpus = cuda_device_count();
-    const bool sharded = layout.sequence_parallel() > 1;
+    const bool spatial = layout.spatial > 1;
     if (cfg.runtime.device == DeviceChoice::kCuda) {
 #ifndef LONGROLL_HAS_CUDA
         LR_CHECK(false, "--device cuda: this build has no CUDA backend (configure with -DLONGROLL_CUDA=ON)");
 #endif
         LR_CHECK(gpus > 0, "--device cuda: no CUDA device is visible to this process");
-        LR_CHECK(!sharded, "--device cuda: head or spatial sharding (parallel.ulysses = ", layout.ulysses,
-                 ", parallel.spatial = ", layout.spatial,
-                 ") runs on the CPU path only in this version; use --device cpu or one rank per group");
+        LR_CHECK(!spatial, "--device cuda: spatial sharding (parallel.spatial = ", layout.spatial,
+                 ") runs on the CPU path only in this version; use --device cpu or parallel.spatial = 1");
     } else if (cfg.runtime.device == DeviceChoice::kAuto) {
 #ifdef LONGROLL_HAS_CUDA
-        cfg.runtime.device = gpus > 0 && !sharded ? DeviceChoice::kCuda : DeviceChoice::kCpu;
+        cfg.runtime.device = gpus > 0 && !spatial ? DeviceChoice::kCuda : DeviceChoice::kCpu;
 #else
         cfg.runtime.device = DeviceChoice::kCpu;
 #endif
     }
-    if (cfg.runtime.device == DeviceChoice::kCuda) return "cuda (DiT and VAE, the VAE on its own thread and stream)";
+    if (cfg.runtime.device == DeviceChoice::kCuda) {
+        const std::string heads =
+            layout.ulysses > 1 ? str_cat(", heads split over ", layout.ulysses, " ranks (MPI, host-staged)") : "";
+        return str_cat("cuda (DiT and VAE, the VAE on its own thread and stream", heads, ")");
+    }
     if (gpus > 0)
         return str_cat("cpu (", gpus, " GPU", gpus == 1 ? "" : "s",
-                       " visible; the CUDA path takes one rank per group)");
+                       " visible; the CUDA path does not split frames spatially)");
     return "cpu";
 }
 

@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "runtime/core/check.h"
 #include "runtime/model/wan_model_cuda_plan.h"
 
@@ -30,6 +33,8 @@ using wan_cuda::ceil_div;
 using wan_cuda::DevBlock;
 using wan_cuda::DevLinear;
 using wan_cuda::DevWeights;
+using wan_cuda::exchange_bytes;
+using wan_cuda::head_sharded;
 using wan_cuda::kGemmWorkspace;
 using wan_cuda::kHeadroom;
 using wan_cuda::kQBlock;
@@ -210,16 +215,40 @@ struct CudaWanModel::Impl {
     PinnedStaging forward_staging;  // timesteps f32 [F] then positions int32 [F * tpf, 3]
     PinnedStaging prompt_staging;   // bf16 [text_len, text_dim]
     WanDumpFn dump;
+    // Ulysses exchange: xsend / xrecv are act.xsend / act.xrecv (device) for a device-buffer communicator, else
+    // the pinned host buffers below; the events order the model's stream and the communicator's.
+    void* xsend = nullptr;
+    void* xrecv = nullptr;
+    PinnedStaging xsend_host, xrecv_host;
+    cudaEvent_t comm_ready = nullptr, comm_done = nullptr;
 
     Impl(const WanModelConfig& c, const CudaModelOptions& o, const WanModel* host, uint64_t seed);
-    ~Impl() { cudaStreamSynchronize(stream.s); }  // before the members' memory goes
+    ~Impl() {  // before the members' memory goes
+        cudaStreamSynchronize(stream.s);
+        if (comm_ready) cudaEventDestroy(comm_ready);
+        if (comm_done) cudaEventDestroy(comm_done);
+    }
 
     int64_t heads() const { return cfg.dims.num_heads; }
     int64_t head_dim() const { return cfg.dims.dim / cfg.dims.num_heads; }
+    bool sharded() const { return head_sharded(opts); }
 
     void upload_static_tables();
     void encode(const TensorView& context, CudaPrompt& p);
     void forward(const CudaForwardArgs& a);
+
+    // ---- Ulysses exchange (sharded() only); L: the chunk's tokens, Ls: per shard, n: this rank's.
+    void collective(const std::function<void()>& op);
+    void to_heads(int64_t L, int64_t Ls, int64_t n);
+    void to_tokens(int64_t L, int64_t Ls, int64_t n);
+    void gather_head(int64_t L, int64_t Ls, int64_t n, int64_t head_out);
+    void copy(void* dst, const void* src, size_t bytes) {
+        if (bytes > 0) LR_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream.s));
+    }
+    void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width, size_t rows) {
+        if (width > 0 && rows > 0)
+            LR_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDefault, stream.s));
+    }
 
     // ---- launch helpers (stream-ordered) ----
     void linear(const void* x, const DevLinear& l, int64_t m, void* y, DType y_dtype,
@@ -239,7 +268,7 @@ struct CudaWanModel::Impl {
     }
     // y (bf16) = LN(x) [* weight + bias] [* (1 + scale_g) + shift_g], g = row / rows_per_group.
     void layer_norm(const float* x, void* y, int64_t rows, const float* weight, const float* bias, const float* shift,
-                    const float* scale, int64_t rows_per_group, int64_t mod_stride) {
+                    const float* scale, int64_t rows_per_group, int64_t mod_stride, int64_t row0 = 0) {
         LayerNormModParams p;
         p.x = x;
         p.y = y;
@@ -252,11 +281,14 @@ struct CudaWanModel::Impl {
         p.scale = scale;
         p.rows_per_group = rows_per_group;
         p.mod_stride = mod_stride;
+        p.row0 = row0;
         launch_layer_norm_mod(p, stream.s);
     }
-    // Per row: [RMSNorm] [RoPE at positions] -> bf16, row r from x row src_row[r] to y row dst_row[r].
+    // Per row: [RMSNorm] [RoPE at positions] -> bf16, row r from x row src_row[r] to y row dst_row[r]. Rows are
+    // `heads` heads wide (0: all of the model's).
     void norm_rope(const void* x, DType x_dtype, int64_t x_stride, const int32_t* src_row, void* y,
-                   const int32_t* dst_row, const float* norm_weight, const int32_t* positions, int64_t rows) {
+                   const int32_t* dst_row, const float* norm_weight, const int32_t* positions, int64_t rows,
+                   int64_t heads_ = 0) {
         NormRopeParams p;
         p.x = x;
         p.x_dtype = x_dtype;
@@ -268,12 +300,12 @@ struct CudaWanModel::Impl {
         p.eps = static_cast<float>(cfg.eps);
         p.positions = positions;
         p.rows = rows;
-        p.heads = heads();
+        p.heads = heads_ > 0 ? heads_ : heads();
         p.head_dim = head_dim();
         launch_norm_rope(p, stream.s);
     }
     // x += y * gate_g (g = row / tpf, gate rows mod_stride apart), or x += y without a gate.
-    void residual(float* x, const float* y, int64_t rows, const float* gate, int64_t mod_stride) {
+    void residual(float* x, const float* y, int64_t rows, const float* gate, int64_t mod_stride, int64_t row0 = 0) {
         GatedResidualParams p;
         p.x = x;
         p.y = y;
@@ -283,6 +315,7 @@ struct CudaWanModel::Impl {
         p.gate = gate;
         p.rows_per_group = tpf;
         p.mod_stride = mod_stride;
+        p.row0 = row0;
         launch_gated_residual(p, stream.s);
     }
     void silu_to_bf16(const float* x, void* y, int64_t n) {
@@ -296,7 +329,8 @@ struct CudaWanModel::Impl {
         launch_unary(p, stream.s);
     }
     void attention(const void* q, void* out, const void* k, const void* v, const int32_t* block_len,
-                   const int32_t* indptr, const int32_t* indices, int64_t q_len, int64_t block_size) {
+                   const int32_t* indptr, const int32_t* indices, int64_t q_len, int64_t block_size,
+                   int64_t heads_ = 0) {
         PagedAttentionParams p;
         p.q = q;
         p.out = out;
@@ -307,7 +341,7 @@ struct CudaWanModel::Impl {
         p.indices = indices;
         p.table_heads = 1;
         p.q_len = static_cast<int>(q_len);
-        p.heads = static_cast<int>(heads());
+        p.heads = static_cast<int>(heads_ > 0 ? heads_ : heads());
         p.head_dim = static_cast<int>(head_dim());
         p.block_size = static_cast<int>(block_size);
         p.q_block = static_cast<int>(kQBlock);
@@ -359,6 +393,23 @@ CudaWanModel::Impl::Impl(const WanModelConfig& c, const CudaModelOptions& o, con
     gemm = std::make_unique<GemmRunner>(kGemmWorkspace);
     forward_staging = PinnedStaging(static_cast<size_t>(opts.max_forward_frames * (1 + 3 * tpf)) * 4, true);
     prompt_staging = PinnedStaging(static_cast<size_t>(cfg.text_len * d.text_dim) * 2, true);
+    if (sharded()) {
+        if (opts.shard.comm->device_buffers()) {
+            xsend = act.xsend;
+            xrecv = act.xrecv;
+            LR_CUDA_CHECK(cudaEventCreateWithFlags(&comm_ready, cudaEventDisableTiming));
+            LR_CUDA_CHECK(cudaEventCreateWithFlags(&comm_done, cudaEventDisableTiming));
+        } else {
+            // Zeroed: the padding rows of a short last shard go over the wire unread.
+            const size_t xb = exchange_bytes(cfg, opts);
+            xsend_host = PinnedStaging(xb, true);
+            xrecv_host = PinnedStaging(xb, true);
+            std::memset(xsend_host.data(), 0, xb);
+            std::memset(xrecv_host.data(), 0, xb);
+            xsend = xsend_host.data();
+            xrecv = xrecv_host.data();
+        }
+    }
 
     if (host) {
         HostWeights src(*host);
@@ -431,6 +482,71 @@ void CudaWanModel::Impl::encode(const TensorView& context, CudaPrompt& p) {
     }
 }
 
+// Runs `op` (one operation of the shard's communicator on xsend / xrecv) after the copies into xsend enqueued so
+// far on the model's stream, and before the copies out of xrecv enqueued after it. A device-buffer communicator
+// runs on its own stream: the two streams wait for each other through events, and the host never blocks. Any
+// other reads host memory and returns complete: the stream is drained first (the packed bytes have landed, and
+// the previous exchange's copies out of xrecv are done before the communicator overwrites it).
+void CudaWanModel::Impl::collective(const std::function<void()>& op) {
+    if (opts.shard.comm->device_buffers()) {
+        const cudaStream_t comm_stream = opts.comm_stream;
+        LR_CUDA_CHECK(cudaEventRecord(comm_ready, stream.s));
+        LR_CUDA_CHECK(cudaStreamWaitEvent(comm_stream, comm_ready, 0));
+        op();
+        LR_CUDA_CHECK(cudaEventRecord(comm_done, comm_stream));
+        LR_CUDA_CHECK(cudaStreamWaitEvent(stream.s, comm_done, 0));
+    } else {
+        LR_CUDA_CHECK(cudaStreamSynchronize(stream.s));
+        op();
+    }
+}
+
+// Token shards -> head shards, as the CPU path's to_heads: q, k, v (bf16 [n, dim] in act.q, act.h, act.attn) are
+// cut by head groups into xsend [U, 3, Ls, w] (block p: this rank's tokens of p's heads); after the all-to-all
+// block p of xrecv holds rank p's tokens of this rank's heads, which land at rows [p Ls, p Ls + Ls) of act.qh,
+// kh, vh ([L, w]: the whole chunk, this rank's heads).
+void CudaWanModel::Impl::to_heads(int64_t L, int64_t Ls, int64_t n) {
+    const int64_t U = opts.shard.size, dim = cfg.dims.dim, w = dim / U;
+    const size_t row = static_cast<size_t>(w) * 2, full = static_cast<size_t>(dim) * 2;
+    const void* src[3] = {act.q, act.h, act.attn};
+    void* dst[3] = {act.qh, act.kh, act.vh};
+    auto* send = static_cast<char*>(xsend);
+    auto* recv = static_cast<char*>(xrecv);
+    for (int64_t p = 0; p < U; ++p)
+        for (int64_t j = 0; j < 3; ++j)
+            copy_2d(send + static_cast<size_t>((p * 3 + j) * Ls) * row, row,
+                    static_cast<const char*>(src[j]) + static_cast<size_t>(p) * row, full, row, static_cast<size_t>(n));
+    collective([&] { opts.shard.comm->all_to_all(xsend, xrecv, static_cast<size_t>(3 * Ls) * row); });
+    for (int64_t p = 0; p < U; ++p) {
+        const int64_t rows = std::max<int64_t>(0, std::min(Ls, L - p * Ls));  // rank p's tokens
+        for (int64_t j = 0; j < 3; ++j)
+            copy(static_cast<char*>(dst[j]) + static_cast<size_t>(p * Ls) * row,
+                 recv + static_cast<size_t>((p * 3 + j) * Ls) * row, static_cast<size_t>(rows) * row);
+    }
+}
+
+// Head shards -> token shards, as the CPU path's to_tokens: act.oh [L, w] is already the send layout (block p
+// = rows [p Ls, p Ls + Ls): rank p's tokens); block p of xrecv (this rank's tokens of p's heads) lands in
+// columns [p w, p w + w) of act.attn [n, dim].
+void CudaWanModel::Impl::to_tokens(int64_t L, int64_t Ls, int64_t n) {
+    const int64_t U = opts.shard.size, dim = cfg.dims.dim, w = dim / U;
+    const size_t row = static_cast<size_t>(w) * 2, full = static_cast<size_t>(dim) * 2;
+    copy(xsend, act.oh, static_cast<size_t>(L) * row);
+    collective([&] { opts.shard.comm->all_to_all(xsend, xrecv, static_cast<size_t>(Ls) * row); });
+    for (int64_t p = 0; p < U; ++p)
+        copy_2d(static_cast<char*>(act.attn) + static_cast<size_t>(p) * row, full,
+                static_cast<const char*>(xrecv) + static_cast<size_t>(p * Ls) * row, row, row, static_cast<size_t>(n));
+}
+
+// The head's rows of this rank (f32 [n, head_out] in act.tmp) all-gathered into the chunk's [L, head_out] rows,
+// in act.tmp (shard p starts at row p Ls of the gather: the chunk order).
+void CudaWanModel::Impl::gather_head(int64_t L, int64_t Ls, int64_t n, int64_t head_out) {
+    const size_t row = static_cast<size_t>(head_out) * 4;
+    copy(xsend, act.tmp, static_cast<size_t>(n) * row);
+    collective([&] { opts.shard.comm->all_gather(xsend, xrecv, static_cast<size_t>(Ls) * row); });
+    copy(act.tmp, xrecv, static_cast<size_t>(L) * row);
+}
+
 void CudaWanModel::Impl::forward(const CudaForwardArgs& a) {
     const WanDims& d = cfg.dims;
     const int64_t dim = d.dim, F = a.frames, L = F * tpf, H = heads(), hd = head_dim();
@@ -442,6 +558,14 @@ void CudaWanModel::Impl::forward(const CudaForwardArgs& a) {
                  a.prompt->dim == dim && a.prompt->num_layers == d.num_layers,
              "CUDA forward: no prompt prepared by this model");
     const bool relative = opts.rope == RopePositions::kWindowRelative;
+    // Ulysses (wan_model.h, AttentionShard): this rank's tokens are [t0, t0 + n) of the chunk (Ls per shard, the
+    // last ones shorter or empty), its heads lh = H / U of width w for self-attention. One rank: t0 = 0, n = L.
+    const bool sharded = this->sharded();
+    const int64_t U = opts.shard.size;
+    const int64_t Ls = sharded ? wan_cuda::ceil_div(L, U) : L;
+    const int64_t t0 = std::min(L, opts.shard.rank * Ls);
+    const int64_t n = std::min(L, t0 + Ls) - t0;
+    const int64_t lh = H / U;
 
     // ---- KV plan: slots, pages and the block tables (host), uploaded with the positions and timesteps.
     const PagedKvPlan& plan = cache->write(a.start_frame, F, a.protect_sink);
@@ -466,12 +590,15 @@ void CudaWanModel::Impl::forward(const CudaForwardArgs& a) {
     forward_staging.to_device(const_cast<int32_t*>(d_pos), static_cast<size_t>(opts.max_forward_frames) * 4,
                               static_cast<size_t>(3 * L) * 4, stream.s);
     forward_staging.record(stream.s);
+    const int32_t* my_pos = d_pos + 3 * t0;  // positions of this rank's tokens
 
-    // ---- Patch embedding: Conv3d as a linear map of each patch. x: [L, dim] f32.
+    // ---- Patch embedding: Conv3d as a linear map of each patch. x: [n, dim] f32, this rank's tokens.
     const PatchShape ps{F, d.in_dim, opts.height, opts.width, d.patch[0], d.patch[1], d.patch[2]};
     launch_patchify({a.x, act.patches, ps}, stream.s);
-    linear(act.patches, w.patch, L, act.x, DType::kF32);
-    if (dump) dump_device("patch_embedding", act.x, DType::kF32, Shape{L, dim});
+    if (n > 0)
+        linear(static_cast<const char*>(act.patches) + static_cast<size_t>(t0 * ps.patch_size()) * 2, w.patch, n, act.x,
+               DType::kF32);
+    if (dump) dump_device("patch_embedding", act.x, DType::kF32, Shape{n, dim});
 
     // ---- Time: e = time_embedding(sinusoid(t)) [F, dim]; e0 = time_projection(silu(e)) [F, 6, dim].
     launch_timestep_embedding({d_t, act.sinusoid, F, d.freq_dim}, stream.s);
@@ -496,66 +623,99 @@ void CudaWanModel::Impl::forward(const CudaForwardArgs& a) {
         launch_add_broadcast({b.modulation, act.e0, act.mod, F, ms}, stream.s);
         const float* m = act.mod;
 
-        // ---- Self-attention on norm1(x) * (1 + scale_sa) + shift_sa; q/k/v from one fused GEMM [L, 3 dim].
-        layer_norm(act.x, act.h, L, nullptr, nullptr, m + 0 * dim, m + 1 * dim, tpf, ms);
-        linear(act.h, b.qkv, L, act.tmp, DType::kF32);
+        // ---- Self-attention on norm1(x) * (1 + scale_sa) + shift_sa; q/k/v from one fused GEMM [n, 3 dim].
+        if (n > 0) {
+            layer_norm(act.x, act.h, n, nullptr, nullptr, m + 0 * dim, m + 1 * dim, tpf, ms, t0);
+            linear(act.h, b.qkv, n, act.tmp, DType::kF32);
+        }
         const float* raw_q = act.tmp;
         const float* raw_k = act.tmp + dim;
         const float* raw_v = act.tmp + 2 * dim;
         // q: RMSNorm over the whole dim, RoPE at the token's position. k: RMSNorm, RoPE only in absolute mode
         // (window-relative keys are cached un-rotated), stored into the layer's K pool at dst_row. v: stored.
-        norm_rope(raw_q, DType::kF32, qkv_stride, nullptr, act.q, nullptr, b.norm_q, d_pos, L);
-        const int32_t* k_pos = relative ? nullptr : d_pos;
-        if (dump) {
-            dump_device(name + "self_attn.q", act.q, DType::kBF16, Shape{L, H, hd});
-            // k and v as the pools receive them, into attn (free until the attention writes it).
-            norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, b.norm_k, k_pos, L);
-            dump_device(name + "self_attn.k", act.attn, DType::kBF16, Shape{L, H, hd});
-            norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, nullptr, nullptr, L);
-            dump_device(name + "self_attn.v", act.attn, DType::kBF16, Shape{L, H, hd});
+        const int32_t* k_pos = relative ? nullptr : my_pos;
+        const void* q_in = act.q;
+        void* attn_out = act.attn;
+        if (!sharded) {
+            norm_rope(raw_q, DType::kF32, qkv_stride, nullptr, act.q, nullptr, b.norm_q, d_pos, L);
+            if (dump) {
+                dump_device(name + "self_attn.q", act.q, DType::kBF16, Shape{L, H, hd});
+                // k and v as the pools receive them, into attn (free until the attention writes it).
+                norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, b.norm_k, k_pos, L);
+                dump_device(name + "self_attn.k", act.attn, DType::kBF16, Shape{L, H, hd});
+                norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, nullptr, nullptr, L);
+                dump_device(name + "self_attn.v", act.attn, DType::kBF16, Shape{L, H, hd});
+            }
+            norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, cache->keys(l), plan.device.dst_row, b.norm_k, k_pos, L);
+            norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, cache->values(l), plan.device.dst_row, nullptr, nullptr,
+                      L);
+        } else {
+            // The rank's tokens, all heads, as bf16 (q in act.q, k in act.h: free after the GEMM, v in act.attn),
+            // exchanged for all tokens of its heads; k and v then go into its pools unchanged.
+            if (n > 0) {
+                norm_rope(raw_q, DType::kF32, qkv_stride, nullptr, act.q, nullptr, b.norm_q, my_pos, n);
+                norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, act.h, nullptr, b.norm_k, k_pos, n);
+                norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, nullptr, nullptr, n);
+            }
+            to_heads(L, Ls, n);
+            if (dump) {
+                dump_device(name + "self_attn.q", act.qh, DType::kBF16, Shape{L, lh, hd});
+                dump_device(name + "self_attn.k", act.kh, DType::kBF16, Shape{L, lh, hd});
+                dump_device(name + "self_attn.v", act.vh, DType::kBF16, Shape{L, lh, hd});
+            }
+            norm_rope(act.kh, DType::kBF16, 0, nullptr, cache->keys(l), plan.device.dst_row, nullptr, nullptr, L, lh);
+            norm_rope(act.vh, DType::kBF16, 0, nullptr, cache->values(l), plan.device.dst_row, nullptr, nullptr, L, lh);
+            q_in = act.qh;
+            attn_out = act.oh;
         }
-        norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, cache->keys(l), plan.device.dst_row, b.norm_k, k_pos, L);
-        norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, cache->values(l), plan.device.dst_row, nullptr, nullptr, L);
         const void* keys = cache->keys(l);
         if (relative) {
             // Every cached key of the window (the chunk's included) rotated by its slot, into the scratch pool at
             // the same rows, so that the block table reads it unchanged.
             norm_rope(keys, DType::kBF16, 0, plan.device.kv_rows, cache->rotated_keys(), plan.device.kv_rows, nullptr,
-                      act.slot_positions, plan.kv_tokens);
+                      act.slot_positions, plan.kv_tokens, lh);
             keys = cache->rotated_keys();
         }
-        attention(act.q, act.attn, keys, cache->values(l), plan.device.block_len, plan.device.indptr,
-                  plan.device.indices, L, opts.kv_block_size);
-        linear(act.attn, b.self_o, L, act.tmp, DType::kF32);
-        if (dump) dump_device(name + "self_attn", act.tmp, DType::kF32, Shape{L, dim});
-        residual(act.x, act.tmp, L, m + 2 * dim, ms);
+        attention(q_in, attn_out, keys, cache->values(l), plan.device.block_len, plan.device.indptr,
+                  plan.device.indices, L, opts.kv_block_size, lh);
+        if (sharded) to_tokens(L, Ls, n);  // back to the rank's tokens, all heads, in act.attn
+        if (n > 0) {
+            linear(act.attn, b.self_o, n, act.tmp, DType::kF32);
+            if (dump) dump_device(name + "self_attn", act.tmp, DType::kF32, Shape{n, dim});
+            residual(act.x, act.tmp, n, m + 2 * dim, ms, t0);
 
-        // ---- Cross-attention on norm3(x) (affine, no modulation, no gate) over the prompt's K/V.
-        layer_norm(act.x, act.h, L, b.norm3_w, b.norm3_b, nullptr, nullptr, 1, 0);
-        linear(act.h, b.cross_q, L, act.tmp, DType::kF32);
-        norm_rope(act.tmp, DType::kF32, 0, nullptr, act.q, nullptr, b.cross_norm_q, nullptr, L);
-        attention(act.q, act.attn, a.prompt->k(l), a.prompt->v(l), act.cross_block_len, act.cross_indptr,
-                  act.cross_indices, L, CudaPrompt::kCrossBlock);
-        if (dump) {
-            linear(act.attn, b.cross_o, L, act.tmp, DType::kF32);
-            dump_device(name + "cross_attn", act.tmp, DType::kF32, Shape{L, dim});
-            residual(act.x, act.tmp, L, nullptr, 0);
-        } else {
-            linear(act.attn, b.cross_o, L, act.x, DType::kF32, GemmEpilogue::kBias, /*accumulate=*/true);
+            // ---- Cross-attention on norm3(x) (affine, no modulation, no gate) over the prompt's K/V: the rank's
+            // tokens, all heads.
+            layer_norm(act.x, act.h, n, b.norm3_w, b.norm3_b, nullptr, nullptr, 1, 0);
+            linear(act.h, b.cross_q, n, act.tmp, DType::kF32);
+            norm_rope(act.tmp, DType::kF32, 0, nullptr, act.q, nullptr, b.cross_norm_q, nullptr, n);
+            attention(act.q, act.attn, a.prompt->k(l), a.prompt->v(l), act.cross_block_len, act.cross_indptr,
+                      act.cross_indices, n, CudaPrompt::kCrossBlock);
+            if (dump) {
+                linear(act.attn, b.cross_o, n, act.tmp, DType::kF32);
+                dump_device(name + "cross_attn", act.tmp, DType::kF32, Shape{n, dim});
+                residual(act.x, act.tmp, n, nullptr, 0);
+            } else {
+                linear(act.attn, b.cross_o, n, act.x, DType::kF32, GemmEpilogue::kBias, /*accumulate=*/true);
+            }
+
+            // ---- FFN on norm2(x) * (1 + scale_ff) + shift_ff: GELU-tanh fused into the first GEMM.
+            layer_norm(act.x, act.h, n, nullptr, nullptr, m + 3 * dim, m + 4 * dim, tpf, ms, t0);
+            linear(act.h, b.ffn0, n, act.ffn, DType::kBF16, GemmEpilogue::kBiasGeluTanh);
+            linear(act.ffn, b.ffn2, n, act.tmp, DType::kF32);
+            if (dump) dump_device(name + "ffn", act.tmp, DType::kF32, Shape{n, dim});
+            residual(act.x, act.tmp, n, m + 5 * dim, ms, t0);
         }
-
-        // ---- FFN on norm2(x) * (1 + scale_ff) + shift_ff: GELU-tanh fused into the first GEMM.
-        layer_norm(act.x, act.h, L, nullptr, nullptr, m + 3 * dim, m + 4 * dim, tpf, ms);
-        linear(act.h, b.ffn0, L, act.ffn, DType::kBF16, GemmEpilogue::kBiasGeluTanh);
-        linear(act.ffn, b.ffn2, L, act.tmp, DType::kF32);
-        if (dump) dump_device(name + "ffn", act.tmp, DType::kF32, Shape{L, dim});
-        residual(act.x, act.tmp, L, m + 5 * dim, ms);
-        if (dump) dump_device(str_cat("blocks.", l), act.x, DType::kF32, Shape{L, dim});
+        if (dump) dump_device(str_cat("blocks.", l), act.x, DType::kF32, Shape{n, dim});
     }
 
-    // ---- Head: LN(x) * (1 + scale) + shift -> head.head [L, pt * ph * pw * out_dim] -> unpatchify.
-    layer_norm(act.x, act.h, L, nullptr, nullptr, act.head_shift, act.head_scale, tpf, dim);
-    linear(act.h, w.head, L, act.tmp, DType::kF32);
+    // ---- Head: LN(x) * (1 + scale) + shift -> head.head [L, pt * ph * pw * out_dim] -> unpatchify. Sharded: the
+    // rank's rows, all-gathered so that every rank returns the whole chunk.
+    if (n > 0) {
+        layer_norm(act.x, act.h, n, nullptr, nullptr, act.head_shift, act.head_scale, tpf, dim, t0);
+        linear(act.h, w.head, n, act.tmp, DType::kF32);
+    }
+    if (sharded) gather_head(L, Ls, n, w.head.out);
     if (dump) dump_device("head", act.tmp, DType::kF32, Shape{L, w.head.out});
     const PatchShape os{F, d.out_dim, opts.height, opts.width, d.patch[0], d.patch[1], d.patch[2]};
     launch_unpatchify({act.tmp, a.out, os}, stream.s);

@@ -37,6 +37,17 @@ struct CudaModelOptions {
     int64_t max_frames = 0;
     int64_t kv_block_size = 128;  // tokens per KV block (a multiple of 64 when head_dim is 128)
     RopePositions rope = RopePositions::kAbsolute;
+    // Ulysses head parallelism (AttentionShard, wan_model.h; DESIGN.md section 7), the CPU path's scheme: with a
+    // communicator every rank of it runs the linear layers, norms, cross-attention and FFN on its token shard
+    // (ceil(L / U) rows of the chunk), all-to-alls q/k/v to all tokens of its num_heads / U heads, attends over a
+    // paged KV cache of those heads (width dim / U), all-to-alls the output back and all-gathers the head's
+    // output, so that every rank returns the whole chunk's flow. A communicator of size 1 runs that path too
+    // (tests); comm null (size 1) is the single-rank path. A communicator that takes device buffers
+    // (Communicator::device_buffers(): NCCL) is handed device memory; any other gets pinned host copies.
+    AttentionShard shard;
+    // With a device-buffer communicator: the stream its operations are enqueued on (NcclCommunicator::stream());
+    // the model orders its own stream against it with events.
+    Stream comm_stream = nullptr;
 };
 
 // A prompt prepared for cross-attention on the device (WanPrompt's GPU twin): per layer the cross-attention

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "dist/communicator.h"
 #include "runtime/core/check.h"
 
 #ifdef LONGROLL_HAS_CUDA
@@ -52,6 +53,29 @@ void check_options(const WanModelConfig& cfg, const CudaModelOptions& o) {
     LR_CHECK(o.max_forward_frames > 0, "CUDA model: max_forward_frames must be positive, found ", o.max_forward_frames);
     LR_CHECK(o.kv_block_size > 0 && (hd != 128 || o.kv_block_size % 64 == 0), "CUDA model: kv_block_size ",
              o.kv_block_size, " must be positive (a multiple of 64 with head_dim 128)");
+    const AttentionShard& sh = o.shard;
+    LR_CHECK(sh.size >= 1 && sh.rank >= 0 && sh.rank < sh.size && d.num_heads % sh.size == 0,
+             "CUDA model: head sharding rank ", sh.rank, " of ", sh.size, " does not split ", d.num_heads, " heads");
+    LR_CHECK(sh.size == 1 || sh.comm != nullptr, "CUDA model: head sharding over ", sh.size,
+             " ranks needs a communicator");
+    LR_CHECK(sh.comm == nullptr || (sh.comm->size() == sh.size && sh.comm->rank() == sh.rank),
+             "CUDA model: head sharding rank ", sh.rank, " of ", sh.size, " needs a communicator of that size with ",
+             "this rank");
+    LR_CHECK(sh.comm == nullptr || !sh.comm->device_buffers() || o.comm_stream != nullptr,
+             "CUDA model: a communicator on device buffers needs CudaModelOptions.comm_stream (its stream)");
+}
+
+int64_t max_shard_tokens(const WanModelConfig& cfg, const CudaModelOptions& o) {
+    return ceil_div(o.max_forward_frames * tokens_per_frame_of(cfg, o), o.shard.size);
+}
+
+size_t exchange_bytes(const WanModelConfig& cfg, const CudaModelOptions& o) {
+    if (!head_sharded(o)) return 0;
+    const WanDims& d = cfg.dims;
+    const int64_t U = o.shard.size, Ls = max_shard_tokens(cfg, o), w = d.dim / U;
+    const int64_t head_out = d.out_dim * d.patch[0] * d.patch[1] * d.patch[2];
+    // q, k, v of Ls tokens for each rank (bf16); the head's all-gather receives U shards of f32 rows.
+    return std::max(static_cast<size_t>(U * 3 * Ls * w) * 2, static_cast<size_t>(U * Ls * head_out) * 4);
 }
 
 int64_t tokens_per_frame_of(const WanModelConfig& cfg, const CudaModelOptions& o) {
@@ -62,7 +86,7 @@ PagedKvCacheConfig paged_config(const WanModelConfig& cfg, const CudaModelOption
     PagedKvCacheConfig c;
     c.num_layers = cfg.dims.num_layers;
     c.tokens_per_frame = tokens_per_frame_of(cfg, o);
-    c.width = cfg.dims.dim;
+    c.width = cfg.dims.dim / o.shard.size;  // the rank's heads
     c.window_frames = o.window_frames;
     c.sink_frames = o.sink_frames;
     c.max_frames = o.max_frames;
@@ -148,6 +172,18 @@ void lay_out_activations(Planner& p, const WanModelConfig& cfg, const CudaModelO
     a.text_hidden = p.bf16(cfg.text_len * dim, "text hidden");
     a.text = p.bf16(cfg.text_len * dim, "text");
     a.text_tmp = p.f32(cfg.text_len * dim, "text tmp");
+    if (head_sharded(o)) {
+        const int64_t U = o.shard.size, w = dim / U;
+        a.head_rows = std::max(a.rows, U * max_shard_tokens(cfg, o));
+        a.qh = p.bf16(a.head_rows * w, "q (rank's heads)");
+        a.kh = p.bf16(a.head_rows * w, "k (rank's heads)");
+        a.vh = p.bf16(a.head_rows * w, "v (rank's heads)");
+        a.oh = p.bf16(a.head_rows * w, "attention (rank's heads)");
+        if (o.shard.comm->device_buffers()) {
+            a.xsend = p.take(exchange_bytes(cfg, o), "exchange send");
+            a.xrecv = p.take(exchange_bytes(cfg, o), "exchange recv");
+        }
+    }
 }
 
 PlanBytes plan_bytes(const WanModelConfig& cfg, const CudaModelOptions& o) {

@@ -29,6 +29,11 @@ int64_t tokens_per_frame_of(const WanModelConfig& cfg, const CudaModelOptions& o
 PagedKvCacheConfig paged_config(const WanModelConfig& cfg, const CudaModelOptions& o);
 // Blocks of CudaPrompt::kCrossBlock rows the prompt's text_len rows take.
 int64_t text_blocks(const WanModelConfig& cfg);
+// Ulysses: whether the forward exchanges through shard.comm, and the largest token shard (ceil(L / U) of the
+// largest forward) and exchange (bytes per buffer: the q/k/v all-to-all or the head's all-gather).
+inline bool head_sharded(const CudaModelOptions& o) { return o.shard.comm != nullptr; }
+int64_t max_shard_tokens(const WanModelConfig& cfg, const CudaModelOptions& o);
+size_t exchange_bytes(const WanModelConfig& cfg, const CudaModelOptions& o);
 
 // Hands out device memory in a fixed order: only counting (no arena) or from an arena, optionally zeroing what
 // it hands out.
@@ -107,6 +112,16 @@ struct Activations {
     void* text_hidden = nullptr;         // bf16 [text_len, dim]
     void* text = nullptr;                // bf16 [text_len, dim]
     float* text_tmp = nullptr;           // [text_len, dim]
+    // Ulysses (head_sharded) only: all tokens of the rank's heads, rows rounded as `rows` and to U whole shards
+    // (oh is the all-to-all's send layout as it stands), and, for a device-buffer communicator, the exchange
+    // buffers (for another communicator they are pinned host memory, outside the device plan).
+    int64_t head_rows = 0;  // max(rows, U * max_shard_tokens)
+    void* qh = nullptr;     // bf16 [head_rows, dim / U]
+    void* kh = nullptr;
+    void* vh = nullptr;
+    void* oh = nullptr;
+    void* xsend = nullptr;  // [exchange_bytes]
+    void* xrecv = nullptr;
 };
 
 // max_frames: the KV cache's frames (its config after raising max_frames to the window).

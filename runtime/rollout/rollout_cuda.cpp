@@ -25,6 +25,7 @@ CudaModelOptions CudaRollout::model_options(const RolloutOptions& opts, const Ro
     o.sink_frames = opts.sink_size;
     o.max_frames = opts.local_attn_size == -1 ? shape.frames : opts.local_attn_size;
     o.rope = opts.rope;
+    o.shard = opts.shard;  // Ulysses: this rank's heads of the KV cache, the exchange through shard.comm
     const int64_t fpc = std::max<int64_t>(1, opts.frames_per_chunk);
     o.max_forward_frames = std::min(fpc, std::max<int64_t>(1, shape.frames));
     if (prompt_switches) {
@@ -59,9 +60,13 @@ CudaRollout::CudaRollout(CudaWanModel& model, const RolloutOptions& opts, const 
       channels_(model.config().dims.in_dim),
       scheduler_(opts.timestep_shift, opts.num_train_timesteps) {
     const WanDims& d = model.config().dims;
-    LR_CHECK(opts.shard.size == 1 && opts.spatial.size == 1, "CUDA rollout: head sharding (", opts.shard.size,
-             " ranks) and spatial sharding (", opts.spatial.size,
-             " ranks) run on the CPU path only for now; the GPU path generates a video on one rank");
+    LR_CHECK(opts.spatial.size == 1, "CUDA rollout: spatial sharding (", opts.spatial.size,
+             " ranks) runs on the CPU path only for now; the GPU path shards heads (Ulysses) only");
+    LR_CHECK(model.options().shard.size == opts.shard.size && model.options().shard.rank == opts.shard.rank &&
+                 model.options().shard.comm == opts.shard.comm,
+             "CUDA rollout: the model was planned for head shard ", model.options().shard.rank, " of ",
+             model.options().shard.size, "; this rollout is shard ", opts.shard.rank, " of ", opts.shard.size,
+             " (build the model with CudaRollout::model_options)");
     LR_CHECK(d.in_dim == d.out_dim, "rollout: the model maps ", d.in_dim, " channels to ", d.out_dim,
              "; the rollout feeds its output back, so they must be equal");
     LR_CHECK(shape.frames > 0 && shape.height > 0 && shape.width > 0, "rollout: latent video [", shape.frames, ", ",
