@@ -188,7 +188,13 @@ void fill_weights(WeightSource& src, const WanModelConfig& cfg, const DevWeights
 // Owns the stream; destroyed last (declared first in Impl), after the work on it has finished.
 struct OwnedStream {
     cudaStream_t s = nullptr;
-    OwnedStream() { LR_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
+    // The highest priority: a VAE decoding on the same GPU (lowest priority) runs in the DiT's gaps instead of
+    // slowing every DiT kernel down.
+    OwnedStream() {
+        int least = 0, greatest = 0;
+        LR_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+        LR_CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, greatest));
+    }
     ~OwnedStream() {
         if (s) {
             cudaStreamSynchronize(s);

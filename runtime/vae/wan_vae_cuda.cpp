@@ -165,6 +165,31 @@ struct CudaVaeStream::State {
     int64_t height = 0, width = 0;  // latent size
     VaeFrameFormat format = VaeFrameFormat::kRgb24;
     Stream stream = nullptr;
+    // Without a caller's stream: one of our own at the lowest priority, so that a DiT sharing the GPU (whose
+    // stream has the highest) is scheduled first and the decode fills the gaps behind it.
+    Stream owned_stream = nullptr;
+
+    void use_stream(Stream given) {
+        stream = given;
+#ifdef LONGROLL_HAS_CUDA
+        if (given) return;
+        int least = 0, greatest = 0;
+        LR_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+        LR_CUDA_CHECK(cudaStreamCreateWithPriority(&owned_stream, cudaStreamNonBlocking, least));
+        stream = owned_stream;
+#endif
+    }
+    State() = default;
+    State(const State&) = delete;
+    State& operator=(const State&) = delete;
+    ~State() {
+#ifdef LONGROLL_HAS_CUDA
+        if (owned_stream) {
+            cudaStreamSynchronize(owned_stream);
+            cudaStreamDestroy(owned_stream);
+        }
+#endif
+    }
     VaeConvAlgo algo = VaeConvAlgo::kImplicitGemm;
 
     // ---- the plan: pointers into `memory` ----
@@ -595,7 +620,7 @@ CudaVaeStream::CudaVaeStream(const WanVaeDecoder& host, int64_t latent_height, i
     s_->height = latent_height;
     s_->width = latent_width;
     s_->format = format;
-    s_->stream = stream;
+    s_->use_stream(stream);
     s_->allocate();
     s_->upload(host);
 }
@@ -609,7 +634,7 @@ CudaVaeStream CudaVaeStream::with_random_weights(const WanVaeConfig& cfg, int64_
     s->height = latent_height;
     s->width = latent_width;
     s->format = format;
-    s->stream = stream;
+    s->use_stream(stream);
     s->allocate();
     s->randomize(seed);
     return CudaVaeStream(std::move(s));

@@ -44,7 +44,8 @@ class CudaVaeStream {
     // Uploads the decoder's weights (bf16 conv and linear weights, f32 gammas and biases) and plans every device
     // buffer for latent frames of latent_height x latent_width. InputError, before anything is allocated, naming
     // the bytes needed and the bytes free when the plan does not fit on the current device. RuntimeError in a
-    // build without CUDA.
+    // build without CUDA. All work goes on `stream`; nullptr gives the decoder a stream of its own at the lowest
+    // priority, so that a DiT on the same GPU (highest priority) goes first.
     CudaVaeStream(const WanVaeDecoder& host, int64_t latent_height, int64_t latent_width,
                   VaeFrameFormat format = VaeFrameFormat::kRgb24, Stream stream = nullptr);
     // Real channel counts with weights drawn on the device (no host copy exists): for benchmarks. The
