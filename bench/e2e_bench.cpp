@@ -1,19 +1,19 @@
-// End to end on one GPU, as `longroll generate --device cuda` would run it: the Self-Forcing rollout of the 1.3B DiT
-// (CudaRollout, 21-frame KV window) -> CudaVaeStream decode of every chunk in the chunk callback -> the video writer
-// (asynchronous encoder thread, MP4 when the build has libav, else Y4M) -> a file. Weights are random (seeded), so
-// the video is noise; the work per frame is the real one.
+// End to end on one GPU, as `longroll generate --device cuda` runs it: the Self-Forcing rollout of the 1.3B DiT
+// (CudaRollout, 21-frame KV window, highest-priority stream) -> each chunk's latents pushed to a VaePipeline whose
+// thread decodes them with CudaVaeStream (its own lowest-priority stream) while the DiT makes the next chunk -> the
+// video writer (asynchronous encoder thread, MP4 when the build has libav, else Y4M) -> a file. Weights are random
+// (seeded), so the video is noise; the work per frame is the real one.
 //
 // Reports the sustained video frame rate once the KV window is full (chunk 6 on: 18 frames cached before each
-// chunk): the frames of those chunks over the time from the end of chunk 5's callback to the writer's finish()
-// (so encoding that lags behind is counted), plus the median per-chunk rate, the overall rate, the time to the
-// first frame, the DiT's GPU time per chunk (the rollout's step observer: 5 forwards), the VAE decode and
-// hand-over time per chunk, and the device memory in use minus before the model was built (sampled after every
-// chunk; everything is planned up front). How much of the VAE overlaps the next chunk's DiT is whatever the
-// CudaRollout / CudaVaeStream APIs give: the VAE runs on its own stream inside the chunk callback, while the
-// rollout's clean pass of the chunk is already queued on the model's stream.
+// chunk): the frames of those chunks over the time from the end of chunk 5's decode to the writer's finish() (so
+// encoding that lags behind is counted), plus the median per-chunk rate, the overall rate, the time to the first
+// frame, the DiT's GPU time per chunk (the rollout's step observer: 5 forwards), the VAE decode and hand-over time
+// per chunk, and the device memory in use minus before the model was built (sampled after every chunk; everything
+// is planned up front).
 //
 //   e2e_bench [--size 480p] [--chunks 20] [--out FILE.mp4|.y4m] [--preset veryfast] [--keep] [--json FILE]
 //             [--commit SHA] [--seed N]
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -32,6 +32,7 @@
 #include "runtime/model/wan_model_cuda.h"
 #include "runtime/rollout/noise.h"
 #include "runtime/rollout/rollout_cuda.h"
+#include "runtime/vae/vae_pipeline.h"
 #include "runtime/vae/wan_vae_cuda.h"
 #endif
 
@@ -103,7 +104,7 @@ WanModelConfig wan_1_3b() {
 struct ChunkRecord {
     int64_t frames = 0;
     double end_s = 0;   // since the start of run(), when the chunk's frames were handed to the writer
-    double vae_s = 0;   // decode() in the callback, emits (writer hand-over) included
+    double vae_s = 0;   // decode() on the pipeline thread, emits (writer hand-over) included
     double dit_ms = 0;  // GPU time of the chunk's forwards (step observer)
 };
 
@@ -164,21 +165,31 @@ int run_e2e(const Options& o) {
         });
 
         const auto t0 = std::chrono::steady_clock::now();
-        rollout.run(prompts, noise, [&](const RolloutChunk& c) {
-            const auto tc = std::chrono::steady_clock::now();
-            int64_t frames = 0;
-            vae.decode(c.latents, c.num_frames, [&](const VaeFrame& f) {
+        // As `longroll generate` runs it: the decode of chunk k on a pipeline thread (the VAE's own low-priority
+        // stream) while the DiT makes chunk k + 1; frames go to the asynchronous writer from that thread.
+        VaePipeline pipeline(
+            [&](const float* latents, int64_t frames, const VaeFrameFn& emit) {
+                const int64_t before = vae.frames_emitted();
+                vae.decode(latents, frames, emit);
+                return vae.frames_emitted() - before;
+            },
+            rollout.channels(), h, w,
+            [&](const VaeFrame& f) {
                 writer->write_frame(f.rgb24, f.width * 3);
                 if (first_frame_s < 0) first_frame_s = bench::seconds_since(t0);
-                ++frames;
+            },
+            [&](const VaeChunkDone& d) {
+                ChunkRecord& cr = rec[static_cast<size_t>(d.index)];
+                cr.frames = d.frames;
+                cr.vae_s = d.seconds;
+                cr.end_s = bench::seconds_since(t0);
+                frames_total += d.frames;
             });
-            ChunkRecord& cr = rec[static_cast<size_t>(c.index)];
-            cr.frames = frames;
-            cr.vae_s = bench::seconds_since(tc);
-            cr.end_s = bench::seconds_since(t0);
-            frames_total += frames;
+        rollout.run(prompts, noise, [&](const RolloutChunk& c) {
+            pipeline.push(c.index, c.latents, c.num_frames);
             used_peak = std::max(used_peak, bench::device_used_bytes());
         });
+        pipeline.finish();
         writer->finish();
         total_s = bench::seconds_since(t0);
         finish_s = total_s - rec.back().end_s;
