@@ -278,8 +278,11 @@ int run(int argc, char** argv) {
         if (!parent.empty()) std::filesystem::create_directories(parent, ec);
         std::ofstream out(json_path);
         LR_RUNTIME(out.good(), "attention_bench: cannot write ", json_path);
+        // $LONGROLL_COMMIT first, as the other benches: a copied tree's baked-in sha can be stale.
+        const char* env_commit = std::getenv("LONGROLL_COMMIT");
+        const std::string commit = env_commit && *env_commit ? env_commit : kGitSha;
         out << "{\n  \"bench\": \"attention_bench\",\n  \"gpu\": " << json::quote(gpu) << ",\n  \"commit\": \""
-            << kGitSha << "\",\n  \"heads\": " << kHeads << ",\n  \"head_dim\": " << kHeadDim
+            << commit << "\",\n  \"heads\": " << kHeads << ",\n  \"head_dim\": " << kHeadDim
             << ",\n  \"block_size\": " << kBlockSize << ",\n  \"runs\": " << runs << ",\n  \"cases\": [\n";
         for (size_t i = 0; i < results.size(); ++i) {
             const Result& r = results[i];
