@@ -12,9 +12,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -24,6 +26,7 @@
 #include "runtime/core/build_info.h"
 #include "runtime/core/check.h"
 #include "runtime/io/json.h"
+#include "runtime/model/wan_model.h"
 
 #ifdef LONGROLL_HAS_CUDA
 #include <cuda_runtime_api.h>
@@ -169,6 +172,80 @@ inline std::vector<Resolution> parse_resolutions(const std::string& list) {
     while (std::getline(ss, item, ','))
         if (!item.empty()) out.push_back(parse_resolution(item));
     return out;
+}
+
+// ---- flags ----------------------------------------------------------------------------------------------------
+
+// What every bench writes with its figures: --json FILE, --commit SHA, --seed N.
+struct OutputFlags {
+    std::string json;
+    std::string commit;
+    uint64_t seed = 0;
+};
+
+// The timing flags of the per-item benches: --sizes LIST, --iters N, --iters-1088 N, --warmup N.
+struct TimingFlags {
+    std::vector<Resolution> sizes = parse_resolutions("480p,1088p");
+    int iters = 5;
+    int iters_1088 = 2;
+    int warmup = 1;
+
+    bool take(const std::string& flag, const std::function<std::string()>& value) {
+        if (flag == "--sizes")
+            sizes = parse_resolutions(value());
+        else if (flag == "--iters")
+            iters = std::stoi(value());
+        else if (flag == "--iters-1088")
+            iters_1088 = std::stoi(value());
+        else if (flag == "--warmup")
+            warmup = std::stoi(value());
+        else
+            return false;
+        return true;
+    }
+    void check() const {
+        LR_CHECK(iters > 0 && iters_1088 > 0 && warmup >= 0, "--iters/--iters-1088 must be > 0, --warmup >= 0");
+    }
+};
+
+// Walks argv: `take(flag, value)` claims the bench's own flags (value() reads the next argument); --json,
+// --commit and --seed land in `out`; anything else prints `usage` and exits (0 for --help / -h, else 2).
+inline void parse_flags(int argc, char** argv, const char* usage, OutputFlags& out,
+                        const std::function<bool(const std::string&, const std::function<std::string()>&)>& take) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        const std::function<std::string()> value = [&]() -> std::string {
+            LR_CHECK(i + 1 < argc, a, " needs a value");
+            return argv[++i];
+        };
+        if (take(a, value)) continue;
+        if (a == "--json") {
+            out.json = value();
+        } else if (a == "--commit") {
+            out.commit = value();
+        } else if (a == "--seed") {
+            out.seed = std::stoull(value());
+        } else {
+            std::fputs(usage, stderr);
+            std::exit(a == "--help" || a == "-h" ? 0 : 2);
+        }
+    }
+}
+
+// The Wan2.1 T2V DiT shapes: "1.3b" (dim 1536, 12 heads, 30 layers) or "14b" (dim 5120, 40 heads, 40 layers).
+inline WanModelConfig wan_config(const std::string& name) {
+    WanModelConfig c;
+    c.dims.in_dim = c.dims.out_dim = 16;
+    c.dims.text_dim = 4096;
+    c.dims.freq_dim = 256;
+    c.text_len = 512;
+    c.eps = 1e-6;
+    if (name == "14b") {
+        c.dims.dim = 5120, c.dims.ffn_dim = 13824, c.dims.num_heads = 40, c.dims.num_layers = 40;
+    } else {
+        c.dims.dim = 1536, c.dims.ffn_dim = 8960, c.dims.num_heads = 12, c.dims.num_layers = 30;
+    }
+    return c;
 }
 
 // The commit the figures belong to: --commit, else $LONGROLL_COMMIT, else the sha baked in at configure time

@@ -42,65 +42,22 @@ constexpr int64_t kCachedFrames = kWindowFrames - kChunkFrames;
 const std::vector<int> kDenoisingSteps{1000, 750, 500, 250};
 constexpr double kTimestepShift = 5.0;
 
-WanModelConfig wan_config(const std::string& name) {
-    WanModelConfig c;
-    c.dims.in_dim = c.dims.out_dim = 16;
-    c.dims.text_dim = 4096;
-    c.dims.freq_dim = 256;
-    c.text_len = 512;
-    c.eps = 1e-6;
-    if (name == "14b") {
-        c.dims.dim = 5120, c.dims.ffn_dim = 13824, c.dims.num_heads = 40, c.dims.num_layers = 40;
-    } else {
-        c.dims.dim = 1536, c.dims.ffn_dim = 8960, c.dims.num_heads = 12, c.dims.num_layers = 30;
-    }
-    return c;
-}
-
-struct Options {
-    std::vector<bench::Resolution> sizes = bench::parse_resolutions("480p,1088p");
-    int iters = 5;
-    int iters_1088 = 2;
-    int warmup = 1;
+struct Options : bench::TimingFlags, bench::OutputFlags {
     bool with_14b = false;
-    std::string json;
-    std::string commit;
-    uint64_t seed = 20260501;
 };
 
 Options parse(int argc, char** argv) {
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto next = [&]() -> std::string {
-            LR_CHECK(i + 1 < argc, a, " needs a value");
-            return argv[++i];
-        };
-        if (a == "--sizes")
-            o.sizes = bench::parse_resolutions(next());
-        else if (a == "--iters")
-            o.iters = std::stoi(next());
-        else if (a == "--iters-1088")
-            o.iters_1088 = std::stoi(next());
-        else if (a == "--warmup")
-            o.warmup = std::stoi(next());
-        else if (a == "--with-14b")
-            o.with_14b = true;
-        else if (a == "--json")
-            o.json = next();
-        else if (a == "--commit")
-            o.commit = next();
-        else if (a == "--seed")
-            o.seed = std::stoull(next());
-        else {
-            std::fprintf(
-                stderr,
-                "usage: dit_bench [--sizes 480p,1088p] [--iters N] [--iters-1088 N] [--warmup N] [--with-14b]\n"
-                "                 [--json FILE] [--commit SHA] [--seed N]\n");
-            std::exit(a == "--help" || a == "-h" ? 0 : 2);
-        }
-    }
-    LR_CHECK(o.iters > 0 && o.iters_1088 > 0 && o.warmup >= 0, "--iters/--iters-1088 must be > 0, --warmup >= 0");
+    o.seed = 20260501;
+    bench::parse_flags(argc, argv,
+                       "usage: dit_bench [--sizes 480p,1088p] [--iters N] [--iters-1088 N] [--warmup N] [--with-14b]\n"
+                       "                 [--json FILE] [--commit SHA] [--seed N]\n",
+                       o, [&](const std::string& a, const std::function<std::string()>& value) {
+                           if (a != "--with-14b") return o.take(a, value);
+                           o.with_14b = true;
+                           return true;
+                       });
+    o.check();
     return o;
 }
 
@@ -181,7 +138,7 @@ struct Row {
 
 void bench_model(const Options& o, const std::string& model_name, const bench::Resolution& r, bench::JsonObject& out,
                  std::vector<Row>& rows) {
-    const WanModelConfig cfg = wan_config(model_name);
+    const WanModelConfig cfg = bench::wan_config(model_name);
     const bool big = r.height * r.width > 1000000;
     const int iters = big ? o.iters_1088 : o.iters;
     CudaModelOptions mo;

@@ -45,63 +45,41 @@ constexpr int64_t kWindowFrames = 21;
 constexpr int64_t kFirstFullChunk = (kWindowFrames - kChunkFrames) / kChunkFrames;  // 6: 18 frames cached before it
 constexpr size_t kDrainChunks = 3;  // chunks still queued for the VAE when the DiT finishes
 
-struct Options {
+struct Options : bench::OutputFlags {
     bench::Resolution size = bench::parse_resolution("480p");
     int64_t chunks = 20;
     std::string out;
     std::string preset;  // empty: the writer's default
     bool keep = false;
-    std::string json;
-    std::string commit;
-    uint64_t seed = 20260504;
 };
 
 Options parse(int argc, char** argv) {
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto next = [&]() -> std::string {
-            LR_CHECK(i + 1 < argc, a, " needs a value");
-            return argv[++i];
-        };
-        if (a == "--size")
-            o.size = bench::parse_resolution(next());
-        else if (a == "--chunks")
-            o.chunks = std::stoll(next());
-        else if (a == "--out")
-            o.out = next();
-        else if (a == "--preset")
-            o.preset = next();
-        else if (a == "--keep")
-            o.keep = true;
-        else if (a == "--json")
-            o.json = next();
-        else if (a == "--commit")
-            o.commit = next();
-        else if (a == "--seed")
-            o.seed = std::stoull(next());
-        else {
-            std::fprintf(stderr,
-                         "usage: e2e_bench [--size 480p|1088p|WxH] [--chunks N] [--out FILE.mp4|.y4m] [--preset P]\n"
-                         "                 [--keep] [--json FILE] [--commit SHA] [--seed N]\n");
-            std::exit(a == "--help" || a == "-h" ? 0 : 2);
-        }
-    }
+    o.seed = 20260504;
+    bench::parse_flags(argc, argv,
+                       "usage: e2e_bench [--size 480p|1088p|WxH] [--chunks N] [--out FILE.mp4|.y4m] [--preset P]\n"
+                       "                 [--keep] [--json FILE] [--commit SHA] [--seed N]\n",
+                       o, [&](const std::string& a, const std::function<std::string()>& value) {
+                           if (a == "--size")
+                               o.size = bench::parse_resolution(value());
+                           else if (a == "--chunks")
+                               o.chunks = std::stoll(value());
+                           else if (a == "--out")
+                               o.out = value();
+                           else if (a == "--preset")
+                               o.preset = value();
+                           else if (a == "--keep")
+                               o.keep = true;
+                           else
+                               return false;
+                           return true;
+                       });
     LR_CHECK(o.chunks > kFirstFullChunk, "--chunks must be more than ", kFirstFullChunk,
              " (the chunks before the window is full are not counted as sustained)");
     return o;
 }
 
 #ifdef LONGROLL_HAS_CUDA
-
-WanModelConfig wan_1_3b() {
-    WanModelConfig c;
-    c.dims.dim = 1536, c.dims.ffn_dim = 8960, c.dims.num_heads = 12, c.dims.num_layers = 30;
-    c.dims.in_dim = c.dims.out_dim = 16, c.dims.text_dim = 4096, c.dims.freq_dim = 256;
-    c.text_len = 512;
-    c.eps = 1e-6;
-    return c;
-}
 
 struct ChunkRecord {
     int64_t frames = 0;
@@ -136,8 +114,8 @@ int run_e2e(const Options& o) {
     LR_CUDA_CHECK(cudaDeviceSynchronize());
     const size_t used0 = bench::device_used_bytes();
     const auto t_build = std::chrono::steady_clock::now();
-    CudaWanModel model =
-        CudaWanModel::with_random_weights(wan_1_3b(), CudaRollout::model_options(ro, shape, false), o.seed);
+    CudaWanModel model = CudaWanModel::with_random_weights(bench::wan_config("1.3b"),
+                                                           CudaRollout::model_options(ro, shape, false), o.seed);
     CudaRollout rollout(model, ro, shape);
     cudaStream_t vae_stream = nullptr;
     int least_priority = 0, greatest_priority = 0;  // the VAE behind the DiT, as generate runs it

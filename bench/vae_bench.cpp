@@ -33,51 +33,25 @@ namespace {
 
 constexpr int64_t kChunkFrames = 3;
 
-struct Options {
-    std::vector<bench::Resolution> sizes = bench::parse_resolutions("480p,1088p");
-    int iters = 5;
-    int iters_1088 = 3;
-    int warmup = 1;
+struct Options : bench::TimingFlags, bench::OutputFlags {
     bool both_algos = false;
-    std::string json;
-    std::string commit;
-    uint64_t seed = 20260503;
 };
 
 Options parse(int argc, char** argv) {
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto next = [&]() -> std::string {
-            LR_CHECK(i + 1 < argc, a, " needs a value");
-            return argv[++i];
-        };
-        if (a == "--sizes")
-            o.sizes = bench::parse_resolutions(next());
-        else if (a == "--iters")
-            o.iters = std::stoi(next());
-        else if (a == "--iters-1088")
-            o.iters_1088 = std::stoi(next());
-        else if (a == "--warmup")
-            o.warmup = std::stoi(next());
-        else if (a == "--conv-algo") {
-            const std::string v = next();
-            LR_CHECK(v == "default" || v == "both", "--conv-algo: default or both, not '", v, "'");
-            o.both_algos = v == "both";
-        } else if (a == "--json")
-            o.json = next();
-        else if (a == "--commit")
-            o.commit = next();
-        else if (a == "--seed")
-            o.seed = std::stoull(next());
-        else {
-            std::fprintf(stderr,
-                         "usage: vae_bench [--sizes 480p,1088p] [--iters N] [--iters-1088 N] [--warmup N]\n"
-                         "                 [--conv-algo default|both] [--json FILE] [--commit SHA] [--seed N]\n");
-            std::exit(a == "--help" || a == "-h" ? 0 : 2);
-        }
-    }
-    LR_CHECK(o.iters > 0 && o.iters_1088 > 0 && o.warmup >= 0, "--iters/--iters-1088 must be > 0, --warmup >= 0");
+    o.iters_1088 = 3;
+    o.seed = 20260503;
+    bench::parse_flags(argc, argv,
+                       "usage: vae_bench [--sizes 480p,1088p] [--iters N] [--iters-1088 N] [--warmup N]\n"
+                       "                 [--conv-algo default|both] [--json FILE] [--commit SHA] [--seed N]\n",
+                       o, [&](const std::string& a, const std::function<std::string()>& value) {
+                           if (a != "--conv-algo") return o.take(a, value);
+                           const std::string v = value();
+                           LR_CHECK(v == "default" || v == "both", "--conv-algo: default or both, not '", v, "'");
+                           o.both_algos = v == "both";
+                           return true;
+                       });
+    o.check();
     return o;
 }
 

@@ -42,14 +42,14 @@ void launch_layer_norm_mod(const LayerNormModParams& p, Stream stream);
 // (norm + rope + store into the paged cache), v (store only) and the window-relative re-rotation of cached
 // keys (rope only, src_row = the cache rows).
 struct NormRopeParams {
-    const void* x = nullptr;  // [*, heads * head_dim] of x_dtype, rows x_stride elements apart (0: width)
+    const void* x = nullptr;       // [*, heads * head_dim] of x_dtype, rows x_stride elements apart (0: width)
     DType x_dtype = DType::kBF16;  // kBF16 or kF32
     int64_t x_stride = 0;
     const int32_t* src_row = nullptr;  // [rows] or nullptr
     void* y = nullptr;                 // bf16 [*, heads * head_dim], rows y_stride elements apart (0: width)
     int64_t y_stride = 0;
-    const int32_t* dst_row = nullptr;     // [rows] or nullptr
-    const float* norm_weight = nullptr;   // f32 [heads * head_dim], or nullptr: no RMSNorm
+    const int32_t* dst_row = nullptr;    // [rows] or nullptr
+    const float* norm_weight = nullptr;  // f32 [heads * head_dim], or nullptr: no RMSNorm
     float eps = 1e-6f;
     const int32_t* positions = nullptr;  // [rows, 3] (frame, row, col), or nullptr: no RoPE
     int64_t rows = 0;
@@ -62,7 +62,7 @@ void launch_norm_rope(const NormRopeParams& p, Stream stream);
 // x[r] += y[r] * gate_g (g = (row0 + r) / rows_per_group, gate row at gate + g * mod_stride), or x[r] += y[r]
 // when gate is null. x f32; y bf16 or f32.
 struct GatedResidualParams {
-    float* x = nullptr;  // f32 [rows, dim], contiguous
+    float* x = nullptr;       // f32 [rows, dim], contiguous
     const void* y = nullptr;  // [rows, dim] of y_dtype, contiguous
     DType y_dtype = DType::kBF16;
     int64_t rows = 0;

@@ -25,10 +25,10 @@ enum class GemmEpilogue : uint8_t {
 };
 
 struct CudaGemmParams {
-    const void* x = nullptr;  // bf16 [m, k], rows ldx elements apart (0: k)
-    const void* w = nullptr;  // bf16 [n, k], rows ldw elements apart (0: k)
-    const float* bias = nullptr;  // f32 [n] (kBias, kBiasGeluTanh)
-    void* y = nullptr;            // [m, n] of y_dtype, rows ldy elements apart (0: n)
+    const void* x = nullptr;       // bf16 [m, k], rows ldx elements apart (0: k)
+    const void* w = nullptr;       // bf16 [n, k], rows ldw elements apart (0: k)
+    const float* bias = nullptr;   // f32 [n] (kBias, kBiasGeluTanh)
+    void* y = nullptr;             // [m, n] of y_dtype, rows ldy elements apart (0: n)
     DType y_dtype = DType::kBF16;  // kBF16 or kF32
     int64_t m = 0;
     int64_t n = 0;

@@ -76,25 +76,8 @@ int run(int ulysses) {
     const HostTensor ctx1 = test::random_context(2, 8, cfg.dims.text_dim);
     const std::string tag = "U" + std::to_string(U) + " x S" + std::to_string(S);
 
-    std::vector<test::RolloutCase> cases;
-    {
-        test::RolloutCase c{"absolute window 6 sink 3", {}, 12, false};
-        c.opts.frames_per_chunk = 3;
-        c.opts.local_attn_size = 6;
-        c.opts.sink_size = 3;
-        cases.push_back(c);
-        test::RolloutCase l{"window-relative, prompt switch", {}, 12, true};
-        l.opts.frames_per_chunk = 3;
-        l.opts.local_attn_size = 6;
-        l.opts.sink_size = 3;
-        l.opts.rope = RopePositions::kWindowRelative;
-        l.opts.denoising_steps = {1000, 500};
-        cases.push_back(l);
-        test::RolloutCase w{"no window, 2-frame chunks", {}, 6, false};
-        w.opts.frames_per_chunk = 2;
-        w.opts.denoising_steps = {1000, 500};
-        cases.push_back(w);
-    }
+    std::vector<test::RolloutCase> cases = test::standard_rollout_cases();
+    cases[2].opts.denoising_steps = {1000, 500};  // 4 ranks on 2 cores: the longest case, shortened
     for (const test::RolloutCase& c : cases) {
         std::vector<PromptSegment> prompts{{0, ctx0.view}};
         if (c.switch_prompt) prompts.push_back({6, ctx1.view});

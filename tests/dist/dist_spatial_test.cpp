@@ -68,24 +68,7 @@ int run(const MpiSession& mpi) {
     const int64_t dim = cfg.dims.dim, layers = cfg.dims.num_layers;
 
     // Rollouts against the 1-rank rollout.
-    std::vector<Case> cases;
-    {
-        Case c{"absolute window 6 sink 3", {}, 12, false};
-        c.opts.frames_per_chunk = 3;
-        c.opts.local_attn_size = 6;
-        c.opts.sink_size = 3;
-        cases.push_back(c);
-        Case l{"window-relative, prompt switch", {}, 12, true};
-        l.opts.frames_per_chunk = 3;
-        l.opts.local_attn_size = 6;
-        l.opts.sink_size = 3;
-        l.opts.rope = RopePositions::kWindowRelative;
-        l.opts.denoising_steps = {1000, 500};
-        cases.push_back(l);
-        Case w{"no window, 2-frame chunks", {}, 6, false};
-        w.opts.frames_per_chunk = 2;
-        cases.push_back(w);
-    }
+    const std::vector<Case> cases = test::standard_rollout_cases();
     for (const Case& c : cases) {
         std::vector<PromptSegment> prompts{{0, ctx0.view}};
         if (c.switch_prompt) prompts.push_back({6, ctx1.view});

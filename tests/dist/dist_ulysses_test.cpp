@@ -55,27 +55,7 @@ int run(const MpiSession& mpi) {
     const WanModel model = WanModel::from_weights(make_default_wan_weights(cfg.dims, 7), cfg);
     const HostTensor ctx0 = context(1, 5), ctx1 = context(2, 8);
 
-    std::vector<Case> cases;
-    {
-        // Self-Forcing: absolute RoPE, window 6 with a 3-frame sink, 4 chunks of 3 (evicting from chunk 3 on).
-        Case c{"absolute window 6 sink 3", {}, 12, false};
-        c.opts.frames_per_chunk = 3;
-        c.opts.local_attn_size = 6;
-        c.opts.sink_size = 3;
-        cases.push_back(c);
-        // LongLive: window-relative RoPE, a prompt switch at frame 6 (re-cache with the sink protected).
-        Case l{"window-relative, prompt switch", {}, 12, true};
-        l.opts.frames_per_chunk = 3;
-        l.opts.local_attn_size = 6;
-        l.opts.sink_size = 3;
-        l.opts.rope = RopePositions::kWindowRelative;
-        l.opts.denoising_steps = {1000, 500};
-        cases.push_back(l);
-        // No window: the cache holds the whole run; 2-frame chunks (12 tokens: shards of 3, 4, 6).
-        Case w{"no window, 2-frame chunks", {}, 6, false};
-        w.opts.frames_per_chunk = 2;
-        cases.push_back(w);
-    }
+    const std::vector<Case> cases = test::standard_rollout_cases();
     for (const Case& c : cases) {
         std::vector<PromptSegment> prompts{{0, ctx0.view}};
         if (c.switch_prompt) prompts.push_back({6, ctx1.view});

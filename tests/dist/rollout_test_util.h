@@ -39,4 +39,24 @@ struct RolloutCase {
     bool switch_prompt = false;
 };
 
+// The rollouts every N-rank == 1-rank test runs (12-head tiny model, 3-frame chunks unless said):
+//   Self-Forcing: absolute RoPE, window 6 with a 3-frame sink, 4 chunks (evicting from chunk 3 on);
+//   LongLive: window-relative RoPE and a prompt switch at frame 6 (re-cache with the sink protected);
+//   no window: the cache holds the whole run, 2-frame chunks (token shards of uneven sizes).
+inline std::vector<RolloutCase> standard_rollout_cases() {
+    RolloutCase c{"absolute window 6 sink 3", {}, 12, false};
+    c.opts.frames_per_chunk = 3;
+    c.opts.local_attn_size = 6;
+    c.opts.sink_size = 3;
+    RolloutCase l{"window-relative, prompt switch", {}, 12, true};
+    l.opts.frames_per_chunk = 3;
+    l.opts.local_attn_size = 6;
+    l.opts.sink_size = 3;
+    l.opts.rope = RopePositions::kWindowRelative;
+    l.opts.denoising_steps = {1000, 500};
+    RolloutCase w{"no window, 2-frame chunks", {}, 6, false};
+    w.opts.frames_per_chunk = 2;
+    return {c, l, w};
+}
+
 }  // namespace lr::test
