@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -228,9 +229,31 @@ struct CudaWanModel::Impl {
     PinnedStaging xsend_host, xrecv_host;
     cudaEvent_t comm_ready = nullptr, comm_done = nullptr;
 
+    // CUDA graphs of the forward's launches (see forward()): one per key, least recently used evicted.
+    struct GraphKey {
+        int64_t frames = 0;
+        const void* x = nullptr;
+        const void* out = nullptr;
+        const void* prompt = nullptr;
+        int64_t kv_tokens = 0;  // window-relative RoPE re-rotates this many cached rows (a launch size)
+        bool operator==(const GraphKey&) const = default;
+    };
+    struct CachedGraph {
+        GraphKey key;
+        cudaGraphExec_t exec = nullptr;  // null: seen once, run eagerly
+        uint64_t last_use = 0;
+    };
+    static constexpr size_t kMaxGraphs = 16;
+    bool use_graphs = true;
+    std::vector<CachedGraph> graphs;
+    uint64_t graph_clock = 0;
+    CudaGraphStats graph_stats;
+
     Impl(const WanModelConfig& c, const CudaModelOptions& o, const WanModel* host, uint64_t seed);
     ~Impl() {  // before the members' memory goes
         cudaStreamSynchronize(stream.s);
+        for (CachedGraph& g : graphs)
+            if (g.exec) cudaGraphExecDestroy(g.exec);
         if (comm_ready) cudaEventDestroy(comm_ready);
         if (comm_done) cudaEventDestroy(comm_done);
     }
@@ -241,7 +264,21 @@ struct CudaWanModel::Impl {
 
     void upload_static_tables();
     void encode(const TensorView& context, CudaPrompt& p);
+
+    // What one forward's launches depend on besides the arguments: filled by prepare() on the host.
+    struct Geometry {
+        int64_t F = 0, L = 0;    // frames, tokens of the chunk
+        int64_t Ls = 0, t0 = 0;  // Ulysses: tokens per shard, this rank's first token
+        int64_t n = 0, lh = 0;   // this rank's tokens and heads
+        bool relative = false, sharded = false;
+        const float* d_t = nullptr;      // timesteps on the device [F]
+        const int32_t* d_pos = nullptr;  // positions of the chunk's tokens on the device [L, 3]
+        const PagedKvPlan* plan = nullptr;
+    };
     void forward(const CudaForwardArgs& a);
+    Geometry prepare(const CudaForwardArgs& a);
+    void launch(const CudaForwardArgs& a, const Geometry& g);
+    void launch_graph(const CudaForwardArgs& a, const Geometry& g);
 
     // ---- Ulysses exchange (sharded() only); L: the chunk's tokens, Ls: per shard, n: this rank's.
     void collective(const std::function<void()>& op);
@@ -397,6 +434,8 @@ CudaWanModel::Impl::Impl(const WanModelConfig& c, const CudaModelOptions& o, con
     LR_ASSERT(planner.total() == bytes.weights + bytes.activations, "CUDA model: laid out ", planner.total(),
               " bytes, planned ", bytes.weights + bytes.activations);
     gemm = std::make_unique<GemmRunner>(kGemmWorkspace);
+    const char* graphs_env = std::getenv("LONGROLL_CUDA_GRAPHS");
+    use_graphs = opts.cuda_graphs && !(graphs_env && std::string(graphs_env) == "0");
     forward_staging = PinnedStaging(static_cast<size_t>(opts.max_forward_frames * (1 + 3 * tpf)) * 4, true);
     prompt_staging = PinnedStaging(static_cast<size_t>(cfg.text_len * d.text_dim) * 2, true);
     if (sharded()) {
@@ -553,9 +592,9 @@ void CudaWanModel::Impl::gather_head(int64_t L, int64_t Ls, int64_t n, int64_t h
     copy(act.tmp, xrecv, static_cast<size_t>(L) * row);
 }
 
-void CudaWanModel::Impl::forward(const CudaForwardArgs& a) {
+CudaWanModel::Impl::Geometry CudaWanModel::Impl::prepare(const CudaForwardArgs& a) {
     const WanDims& d = cfg.dims;
-    const int64_t dim = d.dim, F = a.frames, L = F * tpf, H = heads(), hd = head_dim();
+    const int64_t dim = d.dim, F = a.frames, L = F * tpf, H = heads();
     LR_CHECK(a.x != nullptr && a.t != nullptr && a.out != nullptr, "CUDA forward: x, t and out must be set");
     LR_CHECK(F > 0 && F <= opts.max_forward_frames && a.start_frame >= 0, "CUDA forward: ", F, " frames from frame ",
              a.start_frame, "; the model was planned for 1 to ", opts.max_forward_frames,
@@ -596,6 +635,89 @@ void CudaWanModel::Impl::forward(const CudaForwardArgs& a) {
     forward_staging.to_device(const_cast<int32_t*>(d_pos), static_cast<size_t>(opts.max_forward_frames) * 4,
                               static_cast<size_t>(3 * L) * 4, stream.s);
     forward_staging.record(stream.s);
+    Geometry g;
+    g.F = F;
+    g.L = L;
+    g.Ls = Ls;
+    g.t0 = t0;
+    g.n = n;
+    g.lh = lh;
+    g.relative = relative;
+    g.sharded = sharded;
+    g.d_t = d_t;
+    g.d_pos = d_pos;
+    g.plan = &plan;
+    return g;
+}
+
+// A forward: the host tables and their uploads (prepare), then the launches, eagerly or as a CUDA graph.
+//
+// Graphs: the launches of a forward depend only on the geometry (frames), the buffers (x, out, the prompt) and,
+// with window-relative RoPE, the number of cached rows re-rotated; everything else they read (timesteps,
+// positions, block tables, slot rows) comes from device buffers at fixed addresses that prepare() refills before
+// the launch. So a key of those values names a graph that stays valid: a key seen for the first time runs
+// eagerly (which also warms up cuBLASLt's plans and the kernels' attributes, so that nothing synchronous is
+// called while capturing), the second time it is captured, and later forwards with that key replay it. Graphs
+// are off for head-sharded forwards (the exchange with a host communicator synchronises; the communicators'
+// byte counters count calls, not replays) and while a dump hook is set.
+void CudaWanModel::Impl::forward(const CudaForwardArgs& a) {
+    const Geometry g = prepare(a);
+    if (use_graphs && !dump && !g.sharded) {
+        launch_graph(a, g);
+    } else {
+        ++graph_stats.eager;
+        launch(a, g);
+    }
+}
+
+void CudaWanModel::Impl::launch_graph(const CudaForwardArgs& a, const Geometry& g) {
+    const GraphKey key{g.F, a.x, a.out, a.prompt->storage.data(), g.relative ? g.plan->kv_tokens : 0};
+    auto it = std::find_if(graphs.begin(), graphs.end(), [&](const CachedGraph& c) { return c.key == key; });
+    if (it == graphs.end()) {
+        if (graphs.size() == kMaxGraphs) {
+            auto oldest =
+                std::min_element(graphs.begin(), graphs.end(),
+                                 [](const CachedGraph& x, const CachedGraph& y) { return x.last_use < y.last_use; });
+            // An executable graph still running is freed when it completes.
+            if (oldest->exec) LR_CUDA_CHECK(cudaGraphExecDestroy(oldest->exec));
+            graphs.erase(oldest);
+        }
+        graphs.push_back({key, nullptr, ++graph_clock});
+        ++graph_stats.eager;
+        launch(a, g);
+        return;
+    }
+    it->last_use = ++graph_clock;
+    if (!it->exec) {
+        cudaGraph_t graph = nullptr;
+        // Thread-local: the VAE's thread may make synchronous calls meanwhile; only this thread's are checked.
+        LR_CUDA_CHECK(cudaStreamBeginCapture(stream.s, cudaStreamCaptureModeThreadLocal));
+        try {
+            launch(a, g);
+        } catch (...) {
+            cudaStreamEndCapture(stream.s, &graph);  // leaves the stream usable; the partial graph is dropped
+            if (graph) cudaGraphDestroy(graph);
+            throw;
+        }
+        LR_CUDA_CHECK(cudaStreamEndCapture(stream.s, &graph));
+        const cudaError_t rc = cudaGraphInstantiate(&it->exec, graph, 0);
+        cudaGraphDestroy(graph);
+        LR_CUDA_CHECK(rc);
+        ++graph_stats.captured;
+    }
+    LR_CUDA_CHECK(cudaGraphLaunch(it->exec, stream.s));
+    ++graph_stats.replayed;
+}
+
+// The launches of one forward, all on the model's stream (capturable unless sharded or dumping).
+void CudaWanModel::Impl::launch(const CudaForwardArgs& a, const Geometry& geo) {
+    const WanDims& d = cfg.dims;
+    const int64_t dim = d.dim, F = geo.F, L = geo.L, H = heads(), hd = head_dim();
+    const int64_t Ls = geo.Ls, t0 = geo.t0, n = geo.n, lh = geo.lh;
+    const bool relative = geo.relative, sharded = geo.sharded;
+    const PagedKvPlan& plan = *geo.plan;
+    const float* d_t = geo.d_t;
+    const int32_t* d_pos = geo.d_pos;
     const int32_t* my_pos = d_pos + 3 * t0;  // positions of this rank's tokens
 
     // ---- Patch embedding: Conv3d as a linear map of each patch. x: [n, dim] f32, this rank's tokens.
@@ -771,6 +893,8 @@ size_t CudaWanModel::activation_bytes() const { return impl_->bytes.activations;
 
 void CudaWanModel::set_dump(WanDumpFn fn) { impl_->dump = std::move(fn); }
 
+CudaGraphStats CudaWanModel::graph_stats() const { return impl_->graph_stats; }
+
 #else  // CPU-only build: the class exists so that callers compile; constructing it says why it cannot run.
 
 struct CudaWanModel::Impl {};
@@ -803,6 +927,7 @@ size_t CudaWanModel::weight_bytes() const { no_cuda(); }
 size_t CudaWanModel::kv_bytes() const { no_cuda(); }
 size_t CudaWanModel::activation_bytes() const { no_cuda(); }
 void CudaWanModel::set_dump(WanDumpFn) { no_cuda(); }
+CudaGraphStats CudaWanModel::graph_stats() const { no_cuda(); }
 
 #endif
 

@@ -9,7 +9,8 @@
 // Memory is planned once (DESIGN.md section 2): the constructor computes every device buffer (weights, the
 // paged KV pools and tables, activations for max_forward_frames, the cuBLASLt workspace, one prompt), refuses
 // with an InputError naming the numbers when they do not fit the free device memory, and allocates them; a
-// forward only launches (plus small pinned-host uploads of positions, timesteps and block tables).
+// forward only launches (plus small pinned-host uploads of positions, timesteps and block tables), mostly by
+// replaying a CUDA graph.
 //
 // Everything runs on the model's stream, asynchronously: forward() returns before the GPU is done; read the
 // output after synchronising stream().
@@ -48,6 +49,16 @@ struct CudaModelOptions {
     // With a device-buffer communicator: the stream its operations are enqueued on (NcclCommunicator::stream());
     // the model orders its own stream against it with events.
     Stream comm_stream = nullptr;
+    // Replay each forward's launches as a CUDA graph (see forward()); the environment variable
+    // LONGROLL_CUDA_GRAPHS=0 turns them off too.
+    bool cuda_graphs = true;
+};
+
+// How forwards ran: eagerly, or replayed from a CUDA graph (captured: graphs made).
+struct CudaGraphStats {
+    int64_t eager = 0;
+    int64_t captured = 0;
+    int64_t replayed = 0;
 };
 
 // A prompt prepared for cross-attention on the device (WanPrompt's GPU twin): per layer the cross-attention
@@ -100,7 +111,12 @@ class CudaWanModel {
     void encode_prompt(const TensorView& context, CudaPrompt& prompt);
 
     // Asynchronous on stream(): attends over the cached window plus the chunk and writes the chunk's K/V.
+    // The host work (KV bookkeeping, tables, their upload) runs per call; the launches are replayed from a CUDA
+    // graph when an earlier forward had the same frames, x, out, prompt (and, with window-relative RoPE, cached
+    // rows): the first such forward runs eagerly, the second is captured. Not for head-sharded forwards or with
+    // a dump hook.
     void forward(const CudaForwardArgs& a);
+    CudaGraphStats graph_stats() const;
     void reset_cache(int64_t first_frame = 0);
     const PagedKvCache& cache() const;
     Stream stream() const;
