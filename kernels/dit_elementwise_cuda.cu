@@ -47,6 +47,20 @@ __global__ void add_broadcast_kernel(AddBroadcastParams p) {
     for (int64_t i = first_index(); i < total; i += grid_stride()) p.out[i] = p.base[i % p.n] + p.rows[i];
 }
 
+// One 32-bit word per thread and step; row r's words are r * words + w of the flat index.
+__global__ void copy_rows_kernel(CopyRowsParams p, int64_t words, int64_t src_stride, int64_t dst_stride) {
+    const int64_t total = p.rows * words;
+    for (int64_t i = first_index(); i < total; i += grid_stride()) {
+        const int64_t r = i / words, w = i % words;
+        const int64_t s = p.src_row ? p.src_row[r] : r;
+        const int64_t d = p.dst_row ? p.dst_row[r] : r;
+        if (s < 0 || d < 0) continue;
+        const auto* src = reinterpret_cast<const uint32_t*>(static_cast<const char*>(p.src) + s * src_stride);
+        auto* dst = reinterpret_cast<uint32_t*>(static_cast<char*>(p.dst) + d * dst_stride);
+        dst[w] = src[w];
+    }
+}
+
 __global__ void unary_kernel(UnaryParams p) {
     for (int64_t i = first_index(); i < p.n; i += grid_stride()) {
         const float x = load_f32(p.x, p.x_dtype, i);
@@ -136,6 +150,20 @@ void launch_add_broadcast(const AddBroadcastParams& p, Stream stream) {
     if (p.groups == 0 || p.n == 0) return;
     LR_ASSERT(p.base && p.rows && p.out, "add_broadcast: null pointer");
     add_broadcast_kernel<<<grid_for(p.groups * p.n), kThreads, 0, stream>>>(p);
+    LR_CUDA_LAUNCH_CHECK();
+}
+
+void launch_copy_rows(const CopyRowsParams& p, Stream stream) {
+    LR_ASSERT(p.rows >= 0 && p.row_bytes > 0 && p.row_bytes % 4 == 0, "copy_rows: rows ", p.rows, ", row_bytes ",
+              p.row_bytes, " (a positive multiple of 4)");
+    const int64_t src_stride = p.src_stride ? p.src_stride : p.row_bytes;
+    const int64_t dst_stride = p.dst_stride ? p.dst_stride : p.row_bytes;
+    LR_ASSERT(src_stride % 4 == 0 && dst_stride % 4 == 0 && src_stride >= p.row_bytes && dst_stride >= p.row_bytes,
+              "copy_rows: strides ", src_stride, " / ", dst_stride, " for rows of ", p.row_bytes, " bytes");
+    if (p.rows == 0) return;
+    LR_ASSERT(p.src && p.dst, "copy_rows: null pointer");
+    const int64_t words = p.row_bytes / 4;
+    copy_rows_kernel<<<grid_for(p.rows * words), kThreads, 0, stream>>>(p, words, src_stride, dst_stride);
     LR_CUDA_LAUNCH_CHECK();
 }
 

@@ -14,6 +14,7 @@ namespace {
 
 void launch_add_broadcast(const AddBroadcastParams&, Stream) { no_cuda("add_broadcast"); }
 void launch_unary(const UnaryParams&, Stream) { no_cuda("unary"); }
+void launch_copy_rows(const CopyRowsParams&, Stream) { no_cuda("copy_rows"); }
 void launch_timestep_embedding(const TimestepEmbeddingParams&, Stream) { no_cuda("timestep_embedding"); }
 void launch_patchify(const PatchifyCudaParams&, Stream) { no_cuda("patchify"); }
 void launch_unpatchify(const UnpatchifyParams&, Stream) { no_cuda("unpatchify"); }

@@ -109,6 +109,23 @@ void launch_patchify(const PatchifyCudaParams& p, Stream stream);
 // unpatchify_cpu on the GPU: f32 patches [tokens, pt * ph * pw * C] -> f32 x [frames, C, H, W].
 void launch_unpatchify(const UnpatchifyParams& p, Stream stream);
 
+// Row gather / scatter (spatial sharding: a rank's tokens out of the chunk, the gathered head output back into the
+// chunk's order): row r of src (src_row[r], or r when null) is copied to row dst_row[r] (or r) of dst; a negative
+// src_row or dst_row skips the row. Rows are row_bytes long (a multiple of 4), src_stride / dst_stride bytes
+// apart (0: row_bytes). copy_rows_cpu is the reference.
+struct CopyRowsParams {
+    const void* src = nullptr;
+    void* dst = nullptr;
+    const int32_t* src_row = nullptr;  // [rows] or nullptr
+    const int32_t* dst_row = nullptr;  // [rows] or nullptr
+    int64_t rows = 0;
+    int64_t row_bytes = 0;
+    int64_t src_stride = 0;
+    int64_t dst_stride = 0;
+};
+void launch_copy_rows(const CopyRowsParams& p, Stream stream);
+void copy_rows_cpu(const CopyRowsParams& p);  // host pointers
+
 // The flow-matching step (FlowMatchScheduler): x0 = xt - sigma * flow in double, rounded to f32; and
 // out = (1 - sigma) * x0 + sigma * noise in f32 (out may alias x0). n elements, f32.
 void launch_flow_to_x0(const float* flow, const float* xt, double sigma, float* x0, int64_t n, Stream stream);

@@ -20,11 +20,8 @@
 #include <cuda_runtime_api.h>
 
 #include "kernels/cast.h"
-#include "kernels/dit_ops_cuda.h"
-#include "kernels/gemm_cuda.h"
-#include "kernels/paged_attention.h"
-#include "runtime/core/cuda_check.h"
 #include "runtime/core/det_random.h"
+#include "runtime/model/wan_model_cuda_impl.h"
 #endif
 
 namespace lr {
@@ -186,225 +183,7 @@ void fill_weights(WeightSource& src, const WanModelConfig& cfg, const DevWeights
     fill_linear(src, w.head, "head.head");
 }
 
-// Owns the stream; destroyed last (declared first in Impl), after the work on it has finished.
-struct OwnedStream {
-    cudaStream_t s = nullptr;
-    // The highest priority: a VAE decoding on the same GPU (lowest priority) runs in the DiT's gaps instead of
-    // slowing every DiT kernel down.
-    OwnedStream() {
-        int least = 0, greatest = 0;
-        LR_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-        LR_CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, greatest));
-    }
-    ~OwnedStream() {
-        if (s) {
-            cudaStreamSynchronize(s);
-            cudaStreamDestroy(s);
-        }
-    }
-    OwnedStream(const OwnedStream&) = delete;
-    OwnedStream& operator=(const OwnedStream&) = delete;
-};
-
 }  // namespace
-
-struct CudaWanModel::Impl {
-    OwnedStream stream;
-    WanModelConfig cfg;
-    CudaModelOptions opts;
-    int64_t gh = 0, gw = 0, tpf = 0;
-    PlanBytes bytes;
-    Arena arena;
-    DevWeights w;
-    Activations act;
-    std::unique_ptr<PagedKvCache> cache;
-    std::unique_ptr<GemmRunner> gemm;
-    PinnedStaging forward_staging;  // timesteps f32 [F] then positions int32 [F * tpf, 3]
-    PinnedStaging prompt_staging;   // bf16 [text_len, text_dim]
-    WanDumpFn dump;
-    // Ulysses exchange: xsend / xrecv are act.xsend / act.xrecv (device) for a device-buffer communicator, else
-    // the pinned host buffers below; the events order the model's stream and the communicator's.
-    void* xsend = nullptr;
-    void* xrecv = nullptr;
-    PinnedStaging xsend_host, xrecv_host;
-    cudaEvent_t comm_ready = nullptr, comm_done = nullptr;
-
-    // CUDA graphs of the forward's launches (see forward()): one per key, least recently used evicted.
-    struct GraphKey {
-        int64_t frames = 0;
-        const void* x = nullptr;
-        const void* out = nullptr;
-        const void* prompt = nullptr;
-        int64_t kv_tokens = 0;  // window-relative RoPE re-rotates this many cached rows (a launch size)
-        bool operator==(const GraphKey&) const = default;
-    };
-    struct CachedGraph {
-        GraphKey key;
-        cudaGraphExec_t exec = nullptr;  // null: seen once, run eagerly
-        uint64_t last_use = 0;
-    };
-    static constexpr size_t kMaxGraphs = 16;
-    bool use_graphs = true;
-    std::vector<CachedGraph> graphs;
-    uint64_t graph_clock = 0;
-    CudaGraphStats graph_stats;
-
-    Impl(const WanModelConfig& c, const CudaModelOptions& o, const WanModel* host, uint64_t seed);
-    ~Impl() {  // before the members' memory goes
-        cudaStreamSynchronize(stream.s);
-        for (CachedGraph& g : graphs)
-            if (g.exec) cudaGraphExecDestroy(g.exec);
-        if (comm_ready) cudaEventDestroy(comm_ready);
-        if (comm_done) cudaEventDestroy(comm_done);
-    }
-
-    int64_t heads() const { return cfg.dims.num_heads; }
-    int64_t head_dim() const { return cfg.dims.dim / cfg.dims.num_heads; }
-    bool sharded() const { return head_sharded(opts); }
-
-    void upload_static_tables();
-    void encode(const TensorView& context, CudaPrompt& p);
-
-    // What one forward's launches depend on besides the arguments: filled by prepare() on the host.
-    struct Geometry {
-        int64_t F = 0, L = 0;    // frames, tokens of the chunk
-        int64_t Ls = 0, t0 = 0;  // Ulysses: tokens per shard, this rank's first token
-        int64_t n = 0, lh = 0;   // this rank's tokens and heads
-        bool relative = false, sharded = false;
-        const float* d_t = nullptr;      // timesteps on the device [F]
-        const int32_t* d_pos = nullptr;  // positions of the chunk's tokens on the device [L, 3]
-        const PagedKvPlan* plan = nullptr;
-    };
-    void forward(const CudaForwardArgs& a);
-    Geometry prepare(const CudaForwardArgs& a);
-    void launch(const CudaForwardArgs& a, const Geometry& g);
-    void launch_graph(const CudaForwardArgs& a, const Geometry& g);
-
-    // ---- Ulysses exchange (sharded() only); L: the chunk's tokens, Ls: per shard, n: this rank's.
-    void collective(const std::function<void()>& op);
-    void to_heads(int64_t L, int64_t Ls, int64_t n);
-    void to_tokens(int64_t L, int64_t Ls, int64_t n);
-    void gather_head(int64_t L, int64_t Ls, int64_t n, int64_t head_out);
-    void copy(void* dst, const void* src, size_t bytes) {
-        if (bytes > 0) LR_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream.s));
-    }
-    void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width, size_t rows) {
-        if (width > 0 && rows > 0)
-            LR_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDefault, stream.s));
-    }
-
-    // ---- launch helpers (stream-ordered) ----
-    void linear(const void* x, const DevLinear& l, int64_t m, void* y, DType y_dtype,
-                GemmEpilogue ep = GemmEpilogue::kBias, bool accumulate = false) {
-        CudaGemmParams p;
-        p.x = x;
-        p.w = l.w;
-        p.bias = l.b;
-        p.y = y;
-        p.y_dtype = y_dtype;
-        p.m = m;
-        p.n = l.out;
-        p.k = l.in;
-        p.epilogue = ep;
-        p.accumulate = accumulate;
-        gemm->run(p, stream.s);
-    }
-    // y (bf16) = LN(x) [* weight + bias] [* (1 + scale_g) + shift_g], g = row / rows_per_group.
-    void layer_norm(const float* x, void* y, int64_t rows, const float* weight, const float* bias, const float* shift,
-                    const float* scale, int64_t rows_per_group, int64_t mod_stride, int64_t row0 = 0) {
-        LayerNormModParams p;
-        p.x = x;
-        p.y = y;
-        p.rows = rows;
-        p.dim = cfg.dims.dim;
-        p.eps = static_cast<float>(cfg.eps);
-        p.weight = weight;
-        p.bias = bias;
-        p.shift = shift;
-        p.scale = scale;
-        p.rows_per_group = rows_per_group;
-        p.mod_stride = mod_stride;
-        p.row0 = row0;
-        launch_layer_norm_mod(p, stream.s);
-    }
-    // Per row: [RMSNorm] [RoPE at positions] -> bf16, row r from x row src_row[r] to y row dst_row[r]. Rows are
-    // `heads` heads wide (0: all of the model's).
-    void norm_rope(const void* x, DType x_dtype, int64_t x_stride, const int32_t* src_row, void* y,
-                   const int32_t* dst_row, const float* norm_weight, const int32_t* positions, int64_t rows,
-                   int64_t heads_ = 0) {
-        NormRopeParams p;
-        p.x = x;
-        p.x_dtype = x_dtype;
-        p.x_stride = x_stride;
-        p.src_row = src_row;
-        p.y = y;
-        p.dst_row = dst_row;
-        p.norm_weight = norm_weight;
-        p.eps = static_cast<float>(cfg.eps);
-        p.positions = positions;
-        p.rows = rows;
-        p.heads = heads_ > 0 ? heads_ : heads();
-        p.head_dim = head_dim();
-        launch_norm_rope(p, stream.s);
-    }
-    // x += y * gate_g (g = row / tpf, gate rows mod_stride apart), or x += y without a gate.
-    void residual(float* x, const float* y, int64_t rows, const float* gate, int64_t mod_stride, int64_t row0 = 0) {
-        GatedResidualParams p;
-        p.x = x;
-        p.y = y;
-        p.y_dtype = DType::kF32;
-        p.rows = rows;
-        p.dim = cfg.dims.dim;
-        p.gate = gate;
-        p.rows_per_group = tpf;
-        p.mod_stride = mod_stride;
-        p.row0 = row0;
-        launch_gated_residual(p, stream.s);
-    }
-    void silu_to_bf16(const float* x, void* y, int64_t n) {
-        UnaryParams p;
-        p.x = x;
-        p.x_dtype = DType::kF32;
-        p.y = y;
-        p.y_dtype = DType::kBF16;
-        p.n = n;
-        p.op = UnaryOp::kSilu;
-        launch_unary(p, stream.s);
-    }
-    void attention(const void* q, void* out, const void* k, const void* v, const int32_t* block_len,
-                   const int32_t* indptr, const int32_t* indices, int64_t q_len, int64_t block_size,
-                   int64_t heads_ = 0) {
-        PagedAttentionParams p;
-        p.q = q;
-        p.out = out;
-        p.k = k;
-        p.v = v;
-        p.block_len = block_len;
-        p.indptr = indptr;
-        p.indices = indices;
-        p.table_heads = 1;
-        p.q_len = static_cast<int>(q_len);
-        p.heads = static_cast<int>(heads_ > 0 ? heads_ : heads());
-        p.head_dim = static_cast<int>(head_dim());
-        p.block_size = static_cast<int>(block_size);
-        p.q_block = static_cast<int>(kQBlock);
-        launch_paged_attention(p, stream.s);
-    }
-    // Copies a device tensor to the host as f32 and hands it to the dump hook (synchronous; tests only).
-    void dump_device(const std::string& name, const void* data, DType dtype, const Shape& shape) {
-        LR_CUDA_CHECK(cudaStreamSynchronize(stream.s));
-        const int64_t n = shape.numel();
-        std::vector<float> host(static_cast<size_t>(n));
-        if (dtype == DType::kF32) {
-            LR_CUDA_CHECK(cudaMemcpy(host.data(), data, host.size() * 4, cudaMemcpyDeviceToHost));
-        } else {
-            std::vector<uint16_t> bf(static_cast<size_t>(n));
-            LR_CUDA_CHECK(cudaMemcpy(bf.data(), data, bf.size() * 2, cudaMemcpyDeviceToHost));
-            for (size_t i = 0; i < bf.size(); ++i) host[i] = bf16_bits_to_f32(bf[i]);
-        }
-        dump(name, host.data(), shape);
-    }
-};
 
 CudaWanModel::Impl::Impl(const WanModelConfig& c, const CudaModelOptions& o, const WanModel* host, uint64_t seed)
     : cfg(c), opts(o) {
@@ -438,12 +217,15 @@ CudaWanModel::Impl::Impl(const WanModelConfig& c, const CudaModelOptions& o, con
     use_graphs = opts.cuda_graphs && !(graphs_env && std::string(graphs_env) == "0");
     forward_staging = PinnedStaging(static_cast<size_t>(opts.max_forward_frames * (1 + 3 * tpf)) * 4, true);
     prompt_staging = PinnedStaging(static_cast<size_t>(cfg.text_len * d.text_dim) * 2, true);
+    if ((sharded() && opts.shard.comm->device_buffers()) ||
+        (wan_cuda::spatial_sharded(opts) && opts.spatial.comm->device_buffers())) {
+        LR_CUDA_CHECK(cudaEventCreateWithFlags(&comm_ready, cudaEventDisableTiming));
+        LR_CUDA_CHECK(cudaEventCreateWithFlags(&comm_done, cudaEventDisableTiming));
+    }
     if (sharded()) {
         if (opts.shard.comm->device_buffers()) {
             xsend = act.xsend;
             xrecv = act.xrecv;
-            LR_CUDA_CHECK(cudaEventCreateWithFlags(&comm_ready, cudaEventDisableTiming));
-            LR_CUDA_CHECK(cudaEventCreateWithFlags(&comm_done, cudaEventDisableTiming));
         } else {
             // Zeroed: the padding rows of a short last shard go over the wire unread.
             const size_t xb = exchange_bytes(cfg, opts);
@@ -464,6 +246,7 @@ CudaWanModel::Impl::Impl(const WanModelConfig& c, const CudaModelOptions& o, con
         fill_weights(src, cfg, w);
     }
     upload_static_tables();
+    if (wan_cuda::spatial_sharded(opts)) init_spatial();
     // The zeroing and the synchronous uploads ran on the legacy default stream, which a non-blocking stream does
     // not wait for: finish everything before the first forward.
     LR_CUDA_CHECK(cudaDeviceSynchronize());
@@ -532,9 +315,8 @@ void CudaWanModel::Impl::encode(const TensorView& context, CudaPrompt& p) {
 // runs on its own stream: the two streams wait for each other through events, and the host never blocks. Any
 // other reads host memory and returns complete: the stream is drained first (the packed bytes have landed, and
 // the previous exchange's copies out of xrecv are done before the communicator overwrites it).
-void CudaWanModel::Impl::collective(const std::function<void()>& op) {
-    if (opts.shard.comm->device_buffers()) {
-        const cudaStream_t comm_stream = opts.comm_stream;
+void CudaWanModel::Impl::collective(Communicator* comm, cudaStream_t comm_stream, const std::function<void()>& op) {
+    if (comm->device_buffers()) {
         LR_CUDA_CHECK(cudaEventRecord(comm_ready, stream.s));
         LR_CUDA_CHECK(cudaStreamWaitEvent(comm_stream, comm_ready, 0));
         op();
@@ -603,13 +385,18 @@ CudaWanModel::Impl::Geometry CudaWanModel::Impl::prepare(const CudaForwardArgs& 
                  a.prompt->dim == dim && a.prompt->num_layers == d.num_layers,
              "CUDA forward: no prompt prepared by this model");
     const bool relative = opts.rope == RopePositions::kWindowRelative;
-    // Ulysses (wan_model.h, AttentionShard): this rank's tokens are [t0, t0 + n) of the chunk (Ls per shard, the
-    // last ones shorter or empty), its heads lh = H / U of width w for self-attention. One rank: t0 = 0, n = L.
+    // Spatial (SpatialLayout): the rank's tokens of the chunk are its s-list, ns = F * rpf tokens in (frame, its
+    // block, token) order; without spatial sharding the s-list is the chunk.
+    const bool spatial = this->spatial();
+    const int64_t rpf = spatial ? sl.my_rpf() : tpf;
+    const int64_t ns = F * rpf;
+    // Ulysses (wan_model.h, AttentionShard): this rank's tokens are [t0, t0 + n) of the s-list (Ls per shard, the
+    // last ones shorter or empty), its heads lh = H / U of width w for self-attention. One rank: t0 = 0, n = ns.
     const bool sharded = this->sharded();
     const int64_t U = opts.shard.size;
-    const int64_t Ls = sharded ? wan_cuda::ceil_div(L, U) : L;
-    const int64_t t0 = std::min(L, opts.shard.rank * Ls);
-    const int64_t n = std::min(L, t0 + Ls) - t0;
+    const int64_t Ls = sharded ? wan_cuda::ceil_div(ns, U) : ns;
+    const int64_t t0 = std::min(ns, opts.shard.rank * Ls);
+    const int64_t n = std::min(ns, t0 + Ls) - t0;
     const int64_t lh = H / U;
 
     // ---- KV plan: slots, pages and the block tables (host), uploaded with the positions and timesteps.
@@ -619,21 +406,24 @@ CudaWanModel::Impl::Geometry CudaWanModel::Impl::prepare(const CudaForwardArgs& 
     auto* ts = static_cast<float*>(forward_staging.data());
     auto* pos = reinterpret_cast<int32_t*>(ts + opts.max_forward_frames);
     std::copy_n(a.t, F, ts);
-    // (frame, row, col) of each token; in window-relative mode the frame is the slot.
-    for (int64_t f = 0; f < F; ++f) {
+    // (frame, row, col) of each token of the s-list; in window-relative mode the frame is the slot.
+    for (int64_t f = 0, k = 0; f < F; ++f) {
         const int64_t frame = relative ? plan.write.slot_begin + f : a.start_frame + f;
-        for (int64_t i = 0; i < tpf; ++i) {
-            int32_t* p = pos + 3 * (f * tpf + i);
-            p[0] = static_cast<int32_t>(frame);
-            p[1] = static_cast<int32_t>(i / gw);
-            p[2] = static_cast<int32_t>(i % gw);
+        for (int64_t b = spatial ? sl.s : 0; b < (spatial ? sl.nb : 1); b += spatial ? sl.S : 1) {
+            const int64_t first = spatial ? b * sl.block : 0, end = spatial ? std::min(tpf, first + sl.block) : tpf;
+            for (int64_t i = first; i < end; ++i, ++k) {
+                int32_t* p = pos + 3 * k;
+                p[0] = static_cast<int32_t>(frame);
+                p[1] = static_cast<int32_t>(i / gw);
+                p[2] = static_cast<int32_t>(i % gw);
+            }
         }
     }
     float* d_t = act.forward_in;
     const auto* d_pos = reinterpret_cast<const int32_t*>(act.forward_in + opts.max_forward_frames);
     forward_staging.to_device(d_t, 0, static_cast<size_t>(F) * 4, stream.s);
     forward_staging.to_device(const_cast<int32_t*>(d_pos), static_cast<size_t>(opts.max_forward_frames) * 4,
-                              static_cast<size_t>(3 * L) * 4, stream.s);
+                              static_cast<size_t>(3 * ns) * 4, stream.s);
     forward_staging.record(stream.s);
     Geometry g;
     g.F = F;
@@ -642,11 +432,15 @@ CudaWanModel::Impl::Geometry CudaWanModel::Impl::prepare(const CudaForwardArgs& 
     g.t0 = t0;
     g.n = n;
     g.lh = lh;
+    g.ns = ns;
+    g.rpg = rpf;
     g.relative = relative;
     g.sharded = sharded;
+    g.spatial = spatial;
     g.d_t = d_t;
     g.d_pos = d_pos;
     g.plan = &plan;
+    if (spatial) prepare_spatial(g, F);
     return g;
 }
 
@@ -658,11 +452,11 @@ CudaWanModel::Impl::Geometry CudaWanModel::Impl::prepare(const CudaForwardArgs& 
 // the launch. So a key of those values names a graph that stays valid: a key seen for the first time runs
 // eagerly (which also warms up cuBLASLt's plans and the kernels' attributes, so that nothing synchronous is
 // called while capturing), the second time it is captured, and later forwards with that key replay it. Graphs
-// are off for head-sharded forwards (the exchange with a host communicator synchronises; the communicators'
-// byte counters count calls, not replays) and while a dump hook is set.
+// are off for sharded forwards, heads or spatial (the exchange with a host communicator synchronises; the
+// communicators' byte counters count calls, not replays) and while a dump hook is set.
 void CudaWanModel::Impl::forward(const CudaForwardArgs& a) {
     const Geometry g = prepare(a);
-    if (use_graphs && !dump && !g.sharded) {
+    if (use_graphs && !dump && !g.sharded && !g.spatial) {
         launch_graph(a, g);
     } else {
         ++graph_stats.eager;
@@ -713,19 +507,30 @@ void CudaWanModel::Impl::launch_graph(const CudaForwardArgs& a, const Geometry& 
 void CudaWanModel::Impl::launch(const CudaForwardArgs& a, const Geometry& geo) {
     const WanDims& d = cfg.dims;
     const int64_t dim = d.dim, F = geo.F, L = geo.L, H = heads(), hd = head_dim();
-    const int64_t Ls = geo.Ls, t0 = geo.t0, n = geo.n, lh = geo.lh;
-    const bool relative = geo.relative, sharded = geo.sharded;
+    const int64_t Ls = geo.Ls, t0 = geo.t0, n = geo.n, lh = geo.lh, ns = geo.ns, rpg = geo.rpg;
+    const bool relative = geo.relative, sharded = geo.sharded, spatial = geo.spatial;
     const PagedKvPlan& plan = *geo.plan;
     const float* d_t = geo.d_t;
     const int32_t* d_pos = geo.d_pos;
     const int32_t* my_pos = d_pos + 3 * t0;  // positions of this rank's tokens
 
-    // ---- Patch embedding: Conv3d as a linear map of each patch. x: [n, dim] f32, this rank's tokens.
+    // ---- Patch embedding: Conv3d as a linear map of each patch. x: [n, dim] f32, this rank's tokens (spatial:
+    // rows [t0, t0 + n) of its s-list, gathered out of the chunk's patches).
     const PatchShape ps{F, d.in_dim, opts.height, opts.width, d.patch[0], d.patch[1], d.patch[2]};
     launch_patchify({a.x, act.patches, ps}, stream.s);
-    if (n > 0)
+    if (n > 0 && spatial) {
+        CopyRowsParams g;
+        g.src = act.patches;
+        g.dst = act.ffn;  // [rows, ffn_dim] bf16: wide enough (checked in init_spatial)
+        g.src_row = geo.s_rows + sl.s * F * sl.max_rpf + t0;
+        g.rows = n;
+        g.row_bytes = ps.patch_size() * 2;
+        launch_copy_rows(g, stream.s);
+        linear(act.ffn, w.patch, n, act.x, DType::kF32);
+    } else if (n > 0) {
         linear(static_cast<const char*>(act.patches) + static_cast<size_t>(t0 * ps.patch_size()) * 2, w.patch, n, act.x,
                DType::kF32);
+    }
     if (dump) dump_device("patch_embedding", act.x, DType::kF32, Shape{n, dim});
 
     // ---- Time: e = time_embedding(sinusoid(t)) [F, dim]; e0 = time_projection(silu(e)) [F, 6, dim].
@@ -753,7 +558,7 @@ void CudaWanModel::Impl::launch(const CudaForwardArgs& a, const Geometry& geo) {
 
         // ---- Self-attention on norm1(x) * (1 + scale_sa) + shift_sa; q/k/v from one fused GEMM [n, 3 dim].
         if (n > 0) {
-            layer_norm(act.x, act.h, n, nullptr, nullptr, m + 0 * dim, m + 1 * dim, tpf, ms, t0);
+            layer_norm(act.x, act.h, n, nullptr, nullptr, m + 0 * dim, m + 1 * dim, rpg, ms, t0);
             linear(act.h, b.qkv, n, act.tmp, DType::kF32);
         }
         const float* raw_q = act.tmp;
@@ -764,19 +569,20 @@ void CudaWanModel::Impl::launch(const CudaForwardArgs& a, const Geometry& geo) {
         const int32_t* k_pos = relative ? nullptr : my_pos;
         const void* q_in = act.q;
         void* attn_out = act.attn;
-        if (!sharded) {
-            norm_rope(raw_q, DType::kF32, qkv_stride, nullptr, act.q, nullptr, b.norm_q, d_pos, L);
+        if (!sharded) {  // n == ns: the s-list (the chunk without spatial sharding)
+            norm_rope(raw_q, DType::kF32, qkv_stride, nullptr, act.q, nullptr, b.norm_q, d_pos, ns);
             if (dump) {
-                dump_device(name + "self_attn.q", act.q, DType::kBF16, Shape{L, H, hd});
+                dump_device(name + "self_attn.q", act.q, DType::kBF16, Shape{ns, H, hd});
                 // k and v as the pools receive them, into attn (free until the attention writes it).
-                norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, b.norm_k, k_pos, L);
-                dump_device(name + "self_attn.k", act.attn, DType::kBF16, Shape{L, H, hd});
-                norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, nullptr, nullptr, L);
-                dump_device(name + "self_attn.v", act.attn, DType::kBF16, Shape{L, H, hd});
+                norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, b.norm_k, k_pos, ns);
+                dump_device(name + "self_attn.k", act.attn, DType::kBF16, Shape{ns, H, hd});
+                norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, nullptr, nullptr, ns);
+                dump_device(name + "self_attn.v", act.attn, DType::kBF16, Shape{ns, H, hd});
             }
-            norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, cache->keys(l), plan.device.dst_row, b.norm_k, k_pos, L);
+            norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, cache->keys(l), plan.device.dst_row, b.norm_k, k_pos,
+                      ns);
             norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, cache->values(l), plan.device.dst_row, nullptr, nullptr,
-                      L);
+                      ns);
         } else {
             // The rank's tokens, all heads, as bf16 (q in act.q, k in act.h: free after the GEMM, v in act.attn),
             // exchanged for all tokens of its heads; k and v then go into its pools unchanged.
@@ -785,32 +591,41 @@ void CudaWanModel::Impl::launch(const CudaForwardArgs& a, const Geometry& geo) {
                 norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, act.h, nullptr, b.norm_k, k_pos, n);
                 norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, nullptr, nullptr, n);
             }
-            to_heads(L, Ls, n);
+            to_heads(ns, Ls, n);
             if (dump) {
-                dump_device(name + "self_attn.q", act.qh, DType::kBF16, Shape{L, lh, hd});
-                dump_device(name + "self_attn.k", act.kh, DType::kBF16, Shape{L, lh, hd});
-                dump_device(name + "self_attn.v", act.vh, DType::kBF16, Shape{L, lh, hd});
+                dump_device(name + "self_attn.q", act.qh, DType::kBF16, Shape{ns, lh, hd});
+                dump_device(name + "self_attn.k", act.kh, DType::kBF16, Shape{ns, lh, hd});
+                dump_device(name + "self_attn.v", act.vh, DType::kBF16, Shape{ns, lh, hd});
             }
-            norm_rope(act.kh, DType::kBF16, 0, nullptr, cache->keys(l), plan.device.dst_row, nullptr, nullptr, L, lh);
-            norm_rope(act.vh, DType::kBF16, 0, nullptr, cache->values(l), plan.device.dst_row, nullptr, nullptr, L, lh);
+            norm_rope(act.kh, DType::kBF16, 0, nullptr, cache->keys(l), plan.device.dst_row, nullptr, nullptr, ns, lh);
+            norm_rope(act.vh, DType::kBF16, 0, nullptr, cache->values(l), plan.device.dst_row, nullptr, nullptr, ns,
+                      lh);
             q_in = act.qh;
             attn_out = act.oh;
         }
-        const void* keys = cache->keys(l);
-        if (relative) {
-            // Every cached key of the window (the chunk's included) rotated by its slot, into the scratch pool at
-            // the same rows, so that the block table reads it unchanged.
-            norm_rope(keys, DType::kBF16, 0, plan.device.kv_rows, cache->rotated_keys(), plan.device.kv_rows, nullptr,
-                      act.slot_positions, plan.kv_tokens, lh);
-            keys = cache->rotated_keys();
+        if (spatial) {
+            // Every spatial rank's blocks of the key slots, assembled in the scratch pools; the table lists them in
+            // the 1-rank order.
+            const void* keys = assemble_kv(l, geo);
+            attention(q_in, attn_out, keys, act.sv, act.s_block_len, geo.s_indptr, geo.s_indices, ns,
+                      opts.kv_block_size, lh);
+        } else {
+            const void* keys = cache->keys(l);
+            if (relative) {
+                // Every cached key of the window (the chunk's included) rotated by its slot, into the scratch pool
+                // at the same rows, so that the block table reads it unchanged.
+                norm_rope(keys, DType::kBF16, 0, plan.device.kv_rows, cache->rotated_keys(), plan.device.kv_rows,
+                          nullptr, act.slot_positions, plan.kv_tokens, lh);
+                keys = cache->rotated_keys();
+            }
+            attention(q_in, attn_out, keys, cache->values(l), plan.device.block_len, plan.device.indptr,
+                      plan.device.indices, L, opts.kv_block_size, lh);
         }
-        attention(q_in, attn_out, keys, cache->values(l), plan.device.block_len, plan.device.indptr,
-                  plan.device.indices, L, opts.kv_block_size, lh);
-        if (sharded) to_tokens(L, Ls, n);  // back to the rank's tokens, all heads, in act.attn
+        if (sharded) to_tokens(ns, Ls, n);  // back to the rank's tokens, all heads, in act.attn
         if (n > 0) {
             linear(act.attn, b.self_o, n, act.tmp, DType::kF32);
             if (dump) dump_device(name + "self_attn", act.tmp, DType::kF32, Shape{n, dim});
-            residual(act.x, act.tmp, n, m + 2 * dim, ms, t0);
+            residual(act.x, act.tmp, n, m + 2 * dim, ms, t0, rpg);
 
             // ---- Cross-attention on norm3(x) (affine, no modulation, no gate) over the prompt's K/V: the rank's
             // tokens, all heads.
@@ -822,28 +637,29 @@ void CudaWanModel::Impl::launch(const CudaForwardArgs& a, const Geometry& geo) {
             if (dump) {
                 linear(act.attn, b.cross_o, n, act.tmp, DType::kF32);
                 dump_device(name + "cross_attn", act.tmp, DType::kF32, Shape{n, dim});
-                residual(act.x, act.tmp, n, nullptr, 0);
+                residual(act.x, act.tmp, n, nullptr, 0, 0, 1);
             } else {
                 linear(act.attn, b.cross_o, n, act.x, DType::kF32, GemmEpilogue::kBias, /*accumulate=*/true);
             }
 
             // ---- FFN on norm2(x) * (1 + scale_ff) + shift_ff: GELU-tanh fused into the first GEMM.
-            layer_norm(act.x, act.h, n, nullptr, nullptr, m + 3 * dim, m + 4 * dim, tpf, ms, t0);
+            layer_norm(act.x, act.h, n, nullptr, nullptr, m + 3 * dim, m + 4 * dim, rpg, ms, t0);
             linear(act.h, b.ffn0, n, act.ffn, DType::kBF16, GemmEpilogue::kBiasGeluTanh);
             linear(act.ffn, b.ffn2, n, act.tmp, DType::kF32);
             if (dump) dump_device(name + "ffn", act.tmp, DType::kF32, Shape{n, dim});
-            residual(act.x, act.tmp, n, m + 5 * dim, ms, t0);
+            residual(act.x, act.tmp, n, m + 5 * dim, ms, t0, rpg);
         }
         if (dump) dump_device(str_cat("blocks.", l), act.x, DType::kF32, Shape{n, dim});
     }
 
     // ---- Head: LN(x) * (1 + scale) + shift -> head.head [L, pt * ph * pw * out_dim] -> unpatchify. Sharded: the
-    // rank's rows, all-gathered so that every rank returns the whole chunk.
+    // rank's rows, all-gathered (over U, then over S) so that every rank returns the whole chunk.
     if (n > 0) {
-        layer_norm(act.x, act.h, n, nullptr, nullptr, act.head_shift, act.head_scale, tpf, dim, t0);
+        layer_norm(act.x, act.h, n, nullptr, nullptr, act.head_shift, act.head_scale, rpg, dim, t0);
         linear(act.h, w.head, n, act.tmp, DType::kF32);
     }
-    if (sharded) gather_head(L, Ls, n, w.head.out);
+    if (sharded) gather_head(ns, Ls, n, w.head.out);
+    if (spatial) gather_head_spatial(geo, w.head.out);
     if (dump) dump_device("head", act.tmp, DType::kF32, Shape{L, w.head.out});
     const PatchShape os{F, d.out_dim, opts.height, opts.width, d.patch[0], d.patch[1], d.patch[2]};
     launch_unpatchify({act.tmp, a.out, os}, stream.s);

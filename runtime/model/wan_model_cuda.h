@@ -49,6 +49,18 @@ struct CudaModelOptions {
     // With a device-buffer communicator: the stream its operations are enqueued on (NcclCommunicator::stream());
     // the model orders its own stream against it with events.
     Stream comm_stream = nullptr;
+    // Spatial sharding (SpatialShard, wan_model.h; DESIGN.md section 7), the CPU path's scheme on the GPU: with a
+    // communicator, spatial rank s runs the linear layers, norms, cross-attention and FFN on its blocks of every
+    // frame (blocks b % S == s of spatial.block_size tokens, which must equal kv_block_size), keeps only those
+    // blocks in its paged cache, and for self-attention assembles the window's K/V of its heads from every
+    // spatial rank: per layer its pages of the key frames are packed into its segment of a scratch pool, the
+    // other ranks' segments arrive with one grouped send_recv (exactly the blocks the dense table reads), and
+    // the table lists the blocks in the 1-rank order. The head's output is all-gathered over the spatial ranks
+    // and put back in the chunk's token order, so every rank returns the whole chunk. Combines with `shard`
+    // (Ulysses over the rank's tokens). A communicator of size 1 runs that path too (tests).
+    SpatialShard spatial;
+    // With a device-buffer spatial communicator: its stream (as comm_stream for `shard`).
+    Stream spatial_comm_stream = nullptr;
     // Replay each forward's launches as a CUDA graph (see forward()); the environment variable
     // LONGROLL_CUDA_GRAPHS=0 turns them off too.
     bool cuda_graphs = true;
@@ -113,8 +125,8 @@ class CudaWanModel {
     // Asynchronous on stream(): attends over the cached window plus the chunk and writes the chunk's K/V.
     // The host work (KV bookkeeping, tables, their upload) runs per call; the launches are replayed from a CUDA
     // graph when an earlier forward had the same frames, x, out, prompt (and, with window-relative RoPE, cached
-    // rows): the first such forward runs eagerly, the second is captured. Not for head-sharded forwards or with
-    // a dump hook.
+    // rows): the first such forward runs eagerly, the second is captured. Not for sharded forwards (heads or
+    // spatial) or with a dump hook.
     void forward(const CudaForwardArgs& a);
     CudaGraphStats graph_stats() const;
     void reset_cache(int64_t first_frame = 0);

@@ -63,10 +63,56 @@ void check_options(const WanModelConfig& cfg, const CudaModelOptions& o) {
              "this rank");
     LR_CHECK(sh.comm == nullptr || !sh.comm->device_buffers() || o.comm_stream != nullptr,
              "CUDA model: a communicator on device buffers needs CudaModelOptions.comm_stream (its stream)");
+    const SpatialShard& sp = o.spatial;
+    LR_CHECK(sp.size >= 1 && sp.rank >= 0 && sp.rank < sp.size, "CUDA model: spatial rank ", sp.rank, " of ", sp.size);
+    LR_CHECK(sp.size == 1 || sp.comm != nullptr, "CUDA model: spatial sharding over ", sp.size,
+             " ranks needs a communicator");
+    if (sp.comm) {
+        LR_CHECK(sp.comm->size() == sp.size && sp.comm->rank() == sp.rank, "CUDA model: spatial rank ", sp.rank, " of ",
+                 sp.size, " needs a communicator of that size with this rank");
+        LR_CHECK(!sp.comm->device_buffers() || o.spatial_comm_stream != nullptr,
+                 "CUDA model: a spatial communicator on device buffers needs CudaModelOptions.spatial_comm_stream");
+        LR_CHECK(sp.block_size == o.kv_block_size, "CUDA model: spatial blocks of ", sp.block_size,
+                 " tokens must be the KV cache's blocks (kv_block_size ", o.kv_block_size, ")");
+        const int64_t tpf = tokens_per_frame_of(cfg, o), nb = ceil_div(tpf, o.kv_block_size);
+        LR_CHECK(sp.size <= nb, "CUDA model: ", sp.size, " spatial ranks but a frame of ", tpf, " tokens has only ", nb,
+                 " blocks of ", o.kv_block_size);
+    }
+}
+
+SpatialLayout spatial_layout(const WanModelConfig& cfg, const CudaModelOptions& o, int64_t slots) {
+    SpatialLayout l;
+    l.on = spatial_sharded(o);
+    l.S = o.spatial.size;
+    l.s = o.spatial.rank;
+    l.block = o.kv_block_size;
+    l.tpf = tokens_per_frame_of(cfg, o);
+    l.nb = ceil_div(l.tpf, l.block);
+    l.rpf.assign(static_cast<size_t>(l.S), 0);
+    l.nbl.assign(static_cast<size_t>(l.S), 0);
+    for (int64_t b = 0; b < l.nb; ++b) {
+        l.rpf[static_cast<size_t>(b % l.S)] += std::min(l.block, l.tpf - b * l.block);
+        ++l.nbl[static_cast<size_t>(b % l.S)];
+    }
+    l.max_rpf = *std::max_element(l.rpf.begin(), l.rpf.end());
+    l.nbmax = *std::max_element(l.nbl.begin(), l.nbl.end());
+    l.slots = slots;
+    return l;
+}
+
+int64_t rank_tokens_per_frame(const WanModelConfig& cfg, const CudaModelOptions& o) {
+    if (!spatial_sharded(o)) return tokens_per_frame_of(cfg, o);
+    return spatial_layout(cfg, o, 0).my_rpf();
+}
+
+int64_t spatial_table_ints(const WanModelConfig& cfg, const CudaModelOptions& o, int64_t slots) {
+    const SpatialLayout l = spatial_layout(cfg, o, slots);
+    const int64_t F = o.max_forward_frames, rows = ceil_div(F * l.my_rpf(), kQBlock);
+    return l.S * F * l.max_rpf + rows + 1 + rows * slots * l.nb;
 }
 
 int64_t max_shard_tokens(const WanModelConfig& cfg, const CudaModelOptions& o) {
-    return ceil_div(o.max_forward_frames * tokens_per_frame_of(cfg, o), o.shard.size);
+    return ceil_div(o.max_forward_frames * rank_tokens_per_frame(cfg, o), o.shard.size);
 }
 
 size_t exchange_bytes(const WanModelConfig& cfg, const CudaModelOptions& o) {
@@ -85,16 +131,22 @@ int64_t tokens_per_frame_of(const WanModelConfig& cfg, const CudaModelOptions& o
 PagedKvCacheConfig paged_config(const WanModelConfig& cfg, const CudaModelOptions& o) {
     PagedKvCacheConfig c;
     c.num_layers = cfg.dims.num_layers;
-    c.tokens_per_frame = tokens_per_frame_of(cfg, o);
-    c.width = cfg.dims.dim / o.shard.size;  // the rank's heads
+    c.tokens_per_frame = rank_tokens_per_frame(cfg, o);  // its spatial blocks'
+    c.width = cfg.dims.dim / o.shard.size;               // the rank's heads
     c.window_frames = o.window_frames;
     c.sink_frames = o.sink_frames;
     c.max_frames = o.max_frames;
     c.block_size = o.kv_block_size;
     c.max_write_frames = o.max_forward_frames;
     c.q_block = kQBlock;
-    c.rotated_keys = o.rope == RopePositions::kWindowRelative;
+    // Spatial sharding re-rotates the assembled scratch instead of the cache's own pool.
+    c.rotated_keys = o.rope == RopePositions::kWindowRelative && !spatial_sharded(o);
     return c;
+}
+
+int64_t max_cache_frames(const WanModelConfig& cfg, const CudaModelOptions& o) {
+    const PagedKvCacheConfig kc = paged_config(cfg, o);
+    return KvWindow(kc.window_frames, kc.sink_frames, kc.max_frames).max_frames();
 }
 
 int64_t text_blocks(const WanModelConfig& cfg) { return ceil_div(cfg.text_len, CudaPrompt::kCrossBlock); }
@@ -163,7 +215,8 @@ void lay_out_activations(Planner& p, const WanModelConfig& cfg, const CudaModelO
     a.head_shift = p.f32(F * dim, "head shift");
     a.head_scale = p.f32(F * dim, "head scale");
     a.forward_in = p.f32(F + 3 * F * tpf, "timesteps + positions");
-    if (o.rope == RopePositions::kWindowRelative) a.slot_positions = p.i32(3 * max_frames * tpf, "slot positions");
+    if (o.rope == RopePositions::kWindowRelative && !spatial_sharded(o))
+        a.slot_positions = p.i32(3 * max_frames * tpf, "slot positions");
     const int64_t nb = text_blocks(cfg), qb = a.rows / kQBlock;
     a.cross_block_len = p.i32(nb, "cross block_len");
     a.cross_indptr = p.i32(qb + 1, "cross indptr");
@@ -183,6 +236,21 @@ void lay_out_activations(Planner& p, const WanModelConfig& cfg, const CudaModelO
             a.xsend = p.take(exchange_bytes(cfg, o), "exchange send");
             a.xrecv = p.take(exchange_bytes(cfg, o), "exchange recv");
         }
+    }
+    if (spatial_sharded(o)) {
+        const SpatialLayout l = spatial_layout(cfg, o, max_frames);
+        const int64_t w = dim / o.shard.size, rows = l.scratch_blocks() * l.block;
+        a.sk = p.bf16(rows * w, "spatial scratch K");
+        a.sv = p.bf16(rows * w, "spatial scratch V");
+        if (o.rope == RopePositions::kWindowRelative) {
+            a.sk_rot = p.bf16(rows * w, "spatial scratch K (rotated)");
+            a.s_positions = p.i32(3 * rows, "spatial scratch positions");
+        }
+        a.s_block_len = p.i32(l.scratch_blocks(), "spatial scratch block_len");
+        a.s_table_rows = ceil_div(F * l.my_rpf(), kQBlock);
+        a.s_table_cols = max_frames * l.nb;
+        a.s_tables = p.i32(spatial_table_ints(cfg, o, max_frames), "spatial tables");
+        a.s_gather = p.f32(l.S * F * l.max_rpf * head_out, "spatial head gather");
     }
 }
 

@@ -26,6 +26,11 @@ CudaModelOptions CudaRollout::model_options(const RolloutOptions& opts, const Ro
     o.max_frames = opts.local_attn_size == -1 ? shape.frames : opts.local_attn_size;
     o.rope = opts.rope;
     o.shard = opts.shard;  // Ulysses: this rank's heads of the KV cache, the exchange through shard.comm
+    if (opts.spatial.comm) {
+        // Spatial: this rank's blocks of every frame; its tiles are the KV cache's blocks.
+        o.spatial = opts.spatial;
+        o.kv_block_size = opts.spatial.block_size;
+    }
     const int64_t fpc = std::max<int64_t>(1, opts.frames_per_chunk);
     o.max_forward_frames = std::min(fpc, std::max<int64_t>(1, shape.frames));
     if (prompt_switches) {
@@ -60,8 +65,11 @@ CudaRollout::CudaRollout(CudaWanModel& model, const RolloutOptions& opts, const 
       channels_(model.config().dims.in_dim),
       scheduler_(opts.timestep_shift, opts.num_train_timesteps) {
     const WanDims& d = model.config().dims;
-    LR_CHECK(opts.spatial.size == 1, "CUDA rollout: spatial sharding (", opts.spatial.size,
-             " ranks) runs on the CPU path only for now; the GPU path shards heads (Ulysses) only");
+    LR_CHECK(model.options().spatial.size == opts.spatial.size && model.options().spatial.rank == opts.spatial.rank &&
+                 model.options().spatial.comm == opts.spatial.comm,
+             "CUDA rollout: the model was planned for spatial rank ", model.options().spatial.rank, " of ",
+             model.options().spatial.size, "; this rollout is spatial rank ", opts.spatial.rank, " of ",
+             opts.spatial.size, " (build the model with CudaRollout::model_options)");
     LR_CHECK(model.options().shard.size == opts.shard.size && model.options().shard.rank == opts.shard.rank &&
                  model.options().shard.comm == opts.shard.comm,
              "CUDA rollout: the model was planned for head shard ", model.options().shard.rank, " of ",

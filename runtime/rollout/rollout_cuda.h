@@ -9,8 +9,8 @@
 //
 // The step observer gets each forward's GPU time (CUDA events), reported one forward late so that the host
 // keeps a forward queued ahead; the calls keep Rollout's order (every step of a chunk before its callback, the
-// clean pass after it). Head sharding (Ulysses, opts.shard) runs in the model: every rank of the group runs this
-// rollout and gets the whole chunk; spatial sharding is a CPU-path feature for now.
+// clean pass after it). Head sharding (Ulysses, opts.shard) and spatial sharding (opts.spatial) run in the model:
+// every rank of the group runs this rollout and gets the whole chunk.
 #pragma once
 
 #include <cstddef>
@@ -34,7 +34,8 @@ class CudaRollout {
 
     // The CudaModelOptions a rollout of this shape needs; with prompt_switches the largest forward includes
     // the re-cache of the window (up to local_attn_size frames, or every earlier frame without a window). The
-    // head shard is opts.shard (a device-buffer communicator also needs the result's comm_stream set).
+    // head shard is opts.shard, the spatial one opts.spatial (a device-buffer communicator also needs the
+    // result's comm_stream / spatial_comm_stream set).
     static CudaModelOptions model_options(const RolloutOptions& opts, const RolloutShape& shape, bool prompt_switches);
 
     void set_step_observer(StepObserver observer) { step_observer_ = std::move(observer); }

@@ -236,6 +236,56 @@ TEST(DitElementwiseGpu, PatchifyAndUnpatchifyMatchCpu) {
 #endif
 }
 
+// copy_rows gathers (src_row), scatters (dst_row) or both, with strided rows and skipped (negative) entries: the
+// device copy equals copy_rows_cpu byte for byte, and rows never named keep their previous contents.
+TEST(DitElementwiseGpu, CopyRowsMatchesCpu) {
+    LR_REQUIRE_GPU();
+#ifdef LONGROLL_HAS_CUDA
+    constexpr int64_t kSrcRows = 37, kDstRows = 41, kRowBytes = 132, kSrcStride = 140, kDstStride = 148;
+    std::mt19937 rng(17);
+    std::vector<uint8_t> src(static_cast<size_t>(kSrcRows * kSrcStride)),
+        dst0(static_cast<size_t>(kDstRows * kDstStride));
+    for (auto& b : src) b = static_cast<uint8_t>(rng());
+    for (auto& b : dst0) b = static_cast<uint8_t>(rng());
+    const int64_t rows = 29;
+    std::vector<int32_t> src_row(rows), dst_row(rows);
+    std::vector<int32_t> perm(kDstRows);
+    for (int64_t i = 0; i < kDstRows; ++i) perm[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    std::shuffle(perm.begin(), perm.end(), rng);  // distinct destinations: the result does not depend on order
+    for (int64_t r = 0; r < rows; ++r) {
+        src_row[static_cast<size_t>(r)] = r % 7 == 3 ? -1 : static_cast<int32_t>(rng() % kSrcRows);
+        dst_row[static_cast<size_t>(r)] = r % 11 == 5 ? -1 : perm[static_cast<size_t>(r)];
+    }
+    DeviceBuffer d_src = test::to_device(src.data(), src.size());
+    DeviceBuffer d_srow = test::to_device(src_row.data(), src_row.size() * 4);
+    DeviceBuffer d_drow = test::to_device(dst_row.data(), dst_row.size() * 4);
+    for (int mode = 0; mode < 3; ++mode) {  // gather, scatter, both
+        SCOPED_TRACE(testing::Message() << "mode " << mode);
+        CopyRowsParams p;
+        p.rows = rows;
+        p.row_bytes = kRowBytes;
+        p.src_stride = kSrcStride;
+        p.dst_stride = kDstStride;
+        std::vector<uint8_t> want = dst0;
+        p.src = src.data();
+        p.dst = want.data();
+        p.src_row = mode != 1 ? src_row.data() : nullptr;
+        p.dst_row = mode != 0 ? dst_row.data() : nullptr;
+        copy_rows_cpu(p);
+        DeviceBuffer d_dst = test::to_device(dst0.data(), dst0.size());
+        p.src = d_src.data();
+        p.dst = d_dst.data();
+        p.src_row = mode != 1 ? static_cast<const int32_t*>(d_srow.data()) : nullptr;
+        p.dst_row = mode != 0 ? static_cast<const int32_t*>(d_drow.data()) : nullptr;
+        launch_copy_rows(p, nullptr);
+        LR_CUDA_CHECK(cudaDeviceSynchronize());
+        const auto got = test::to_host<uint8_t>(d_dst, dst0.size());
+        EXPECT_TRUE(got == want);
+        EXPECT_FALSE(want == dst0);  // the case copies something
+    }
+#endif
+}
+
 TEST(DitElementwiseGpu, FlowMatchStepMatchesScheduler) {
     LR_REQUIRE_GPU();
 #ifdef LONGROLL_HAS_CUDA

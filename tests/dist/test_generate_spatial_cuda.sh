@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Spatial sharding on the GPU path: `mpirun -np N longroll generate --device cuda --set parallel.spatial=S`
+# (every rank on the one GPU; the KV blocks and the head's rows staged through pinned host memory over MPI) gives
+# the 1-rank `--device cuda` latents to bf16 accuracy (relative error < 1e-2: the tiles run GEMMs of other row
+# counts) and a video with every frame. Cases: S = 2 over a 240x128 video (120 tokens per latent frame in blocks
+# of 32: 4 blocks, the last short, 2 per rank), S = 3 (ranks of 2, 1 and 1 blocks), and U = 2 x S = 2 with a
+# window, a sink and window-relative RoPE. Exit 77 (skipped) without mpirun, python3 or a GPU.
+# Usage: test_generate_spatial_cuda.sh LONGROLL
+set -u
+bin=$1
+here=$(cd "$(dirname "$0")" && pwd)
+command -v mpirun >/dev/null 2>&1 || { echo "mpirun not found: skipping"; exit 77; }
+command -v python3 >/dev/null 2>&1 || { echo "python3 not found: skipping"; exit 77; }
+if "$bin" version | grep -qE "cuda: no| 0 devices visible"; then echo "no CUDA device: skipping"; exit 77; fi
+source "$here/compare_lib.sh"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+args=(generate --device cuda --latent-frames 9 --seed 7 --metrics-port off --set video.width=240
+      --set video.height=128 --set attention.block_size=32)
+win=(--set rollout.local_attn_size=6 --set rollout.sink_size=1 --set rollout.rope_mode=WINDOW_RELATIVE)
+fails=0
+
+"$bin" "${args[@]}" --out "$dir/one.y4m" --save-latents "$dir/one.safetensors" >"$dir/one.log" 2>&1 \
+    || { echo "FAIL: 1-rank run failed"; cat "$dir/one.log"; exit 1; }
+"$bin" "${args[@]}" "${win[@]}" --out "$dir/one_win.y4m" --save-latents "$dir/one_win.safetensors" \
+    >"$dir/one_win.log" 2>&1 || { echo "FAIL: 1-rank window run failed"; cat "$dir/one_win.log"; exit 1; }
+
+# compare NAME RANKS REFERENCE EXTRA_ARGS...: an N-rank run against a 1-rank run's latents.
+compare() {
+  local name=$1 ranks=$2 ref=$3
+  shift 3
+  timeout 300 "$here/mpirun.sh" "$ranks" "$bin" "${args[@]}" "$@" --out "$dir/$name.y4m" \
+      --save-latents "$dir/$name.safetensors" >"$dir/$name.log" 2>&1 \
+      || { echo "FAIL: $name: the $ranks-rank run failed"; cat "$dir/$name.log"; fails=1; return; }
+  grep -q "frame tiles split over" "$dir/$name.log" \
+      || { echo "FAIL: $name: the run did not report the GPU tile split"; cat "$dir/$name.log"; fails=1; }
+  local err frames
+  err=$(rel_err "$dir/$name.safetensors" "$dir/$ref.safetensors")
+  frames=$(y4m_frames "$dir/$name.y4m")
+  echo "[ measured ] $name: latents of $ranks ranks on one GPU vs 1 rank: relative error $err (bound 1e-2)"
+  if lt "$err" 1e-2; then echo "ok: $name latents within 1e-2 ($err)"; else echo "FAIL: $name latents ($err)"; fails=1; fi
+  if [ "$frames" = 33 ]; then echo "ok: $name video has 33 frames"; else echo "FAIL: $name video has $frames frames"; fails=1; fi
+}
+compare spatial2 2 one --set parallel.spatial=2
+compare spatial3 3 one --set parallel.spatial=3
+compare u2s2_window 4 one_win "${win[@]}" --set parallel.ulysses=2 --set parallel.spatial=2
+exit $fails
