@@ -183,6 +183,8 @@ void bench_model(const Options& o, const std::string& model_name, const bench::R
             .add("kv_cache_bytes", static_cast<uint64_t>(m.kv_bytes()))
             .add("activation_bytes", static_cast<uint64_t>(m.activation_bytes()))
             .add("planned_bytes", static_cast<uint64_t>(CudaWanModel::device_bytes(cfg, mo)))
+            .add("cuda_graph_replays", static_cast<uint64_t>(m.graph_stats().replayed))
+            .add("eager_forwards", static_cast<uint64_t>(m.graph_stats().eager))
             .add("peak_bytes", static_cast<uint64_t>(used_peak - used0));
         const std::string key = prefix + "." + item + "." + r.name;
         std::fprintf(stderr, "  %-36s %10.1f ms  peak %7.2f GiB\n", key.c_str(), bench::median(samples),

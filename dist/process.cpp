@@ -3,9 +3,15 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
 #include <string_view>
 
+#include "dist/communicator.h"
 #include "runtime/core/check.h"
 
 namespace lr {
@@ -50,6 +56,59 @@ ProcessInfo process_info_from_env() {
 int pick_cuda_device(const ProcessInfo& info, int device_count) {
     if (device_count <= 0) return -1;
     return info.local_rank % device_count;
+}
+
+namespace {
+
+// RankDevice on the wire: fixed size, so one all_gather moves everyone's. Strings are NUL-terminated (cut to fit).
+struct RankDeviceRecord {
+    int32_t rank = 0;
+    int32_t takes_part = 0;
+    char host[256] = {};
+    char gpu[64] = {};
+};
+
+void copy_cut(char* dst, size_t size, const std::string& src) {
+    const size_t n = std::min(src.size(), size - 1);
+    std::memcpy(dst, src.data(), n);
+    dst[n] = '\0';
+}
+
+}  // namespace
+
+std::vector<RankDevice> gather_rank_devices(Communicator& world, const RankDevice& mine) {
+    RankDeviceRecord rec;
+    rec.rank = mine.rank;
+    rec.takes_part = mine.takes_part ? 1 : 0;
+    copy_cut(rec.host, sizeof rec.host, mine.host);
+    copy_cut(rec.gpu, sizeof rec.gpu, mine.gpu);
+    std::vector<RankDeviceRecord> all(static_cast<size_t>(world.size()));
+    world.all_gather(&rec, all.data(), sizeof rec);
+    std::vector<RankDevice> out;
+    out.reserve(all.size());
+    for (RankDeviceRecord& r : all) {
+        r.host[sizeof r.host - 1] = '\0';  // a peer's record is trusted for its content, not its terminator
+        r.gpu[sizeof r.gpu - 1] = '\0';
+        out.push_back(RankDevice{r.rank, r.host, r.takes_part != 0, r.gpu});
+    }
+    return out;
+}
+
+std::optional<SharedGpus> find_shared_gpus(const std::vector<RankDevice>& ranks) {
+    std::vector<std::string> hosts;  // in order of first appearance, so the answer does not depend on sorting
+    std::map<std::string, std::pair<int, std::set<std::string>>> per_host;
+    for (const RankDevice& r : ranks) {
+        if (!r.takes_part || r.gpu.empty()) continue;
+        auto [it, added] = per_host.try_emplace(r.host);
+        if (added) hosts.push_back(r.host);
+        it->second.first += 1;
+        it->second.second.insert(r.gpu);
+    }
+    for (const std::string& h : hosts) {
+        const auto& [count, gpus] = per_host.at(h);
+        if (static_cast<size_t>(count) > gpus.size()) return SharedGpus{h, count, static_cast<int>(gpus.size())};
+    }
+    return std::nullopt;
 }
 
 MpiSession::MpiSession() : info_(process_info_from_env()) {

@@ -39,7 +39,7 @@ __global__ void denorm_latent_kernel(VaeDenormLatentParams p) {
     bf16* y = static_cast<bf16*>(p.y);
     for (int64_t i = global_thread(); i < n; i += grid_threads()) {
         const int64_t pix = i / p.channels, c = i - pix * p.channels;
-        y[i] = __float2bfloat16_rn(p.z[c * p.pixels + pix] / p.inv_std[c] + p.mean[c]);
+        y[i] = __float2bfloat16_rn(p.z[c * p.z_stride + pix] / p.inv_std[c] + p.mean[c]);
     }
 }
 
@@ -294,7 +294,7 @@ __global__ void rgb_out_kernel(VaeRgbOutParams p, int64_t stride) {
         const int64_t pix = i / 3, ch = i - pix * 3;
         const float v = clamp_like_std(p.rgb[pix * stride + ch], -1.0f, 1.0f);
         if (p.planar) {
-            p.planar[ch * p.pixels + pix] = v;
+            p.planar[ch * p.planar_stride + pix] = v;
         } else {
             // vae_rgb_to_u8: v * 0.5 is exact, so a fused multiply-add rounds like the CPU's two operations.
             const float scaled = clamp_like_std(v * 0.5f + 0.5f, 0.0f, 1.0f) * 255.0f;
@@ -329,8 +329,11 @@ __global__ void fill_uniform_kernel(VaeFillUniformParams p) {
 
 }  // namespace
 
-void launch_vae_denorm_latent(const VaeDenormLatentParams& p, Stream stream) {
-    LR_ASSERT(p.z && p.mean && p.inv_std && p.y && p.pixels >= 0 && p.channels > 0, "vae_denorm_latent: bad arguments");
+void launch_vae_denorm_latent(const VaeDenormLatentParams& params, Stream stream) {
+    VaeDenormLatentParams p = params;
+    if (p.z_stride == 0) p.z_stride = p.pixels;
+    LR_ASSERT(p.z && p.mean && p.inv_std && p.y && p.pixels >= 0 && p.channels > 0 && p.z_stride >= p.pixels,
+              "vae_denorm_latent: bad arguments");
     if (p.pixels == 0) return;
     denorm_latent_kernel<<<grid_for(p.pixels * p.channels), kThreads, 0, stream>>>(p);
     LR_CUDA_LAUNCH_CHECK();
@@ -428,9 +431,12 @@ void launch_vae_transpose(const VaeTransposeParams& p, Stream stream) {
     LR_CUDA_LAUNCH_CHECK();
 }
 
-void launch_vae_rgb_out(const VaeRgbOutParams& p, Stream stream) {
+void launch_vae_rgb_out(const VaeRgbOutParams& params, Stream stream) {
+    VaeRgbOutParams p = params;
+    if (p.planar_stride == 0) p.planar_stride = p.pixels;
     const int64_t stride = p.rgb_stride > 0 ? p.rgb_stride : 3;
-    LR_ASSERT(p.rgb && p.pixels >= 0 && stride >= 3 && ((p.u8 != nullptr) != (p.planar != nullptr)),
+    LR_ASSERT(p.rgb && p.pixels >= 0 && stride >= 3 && ((p.u8 != nullptr) != (p.planar != nullptr)) &&
+                  p.planar_stride >= p.pixels,
               "vae_rgb_out: bad arguments");
     if (p.pixels == 0) return;
     rgb_out_kernel<<<grid_for(p.pixels * 3), kThreads, 0, stream>>>(p, stride);

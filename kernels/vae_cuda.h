@@ -20,14 +20,16 @@
 namespace lr {
 
 // y[p, c] = z[c, p] / inv_std[c] + mean[c]: the rollout's planar latent frame -> a channels-last bf16 frame.
-// Divides by 1 / std (not multiplies by std) because that is what the reference computes in fp32.
+// Divides by 1 / std (not multiplies by std) because that is what the reference computes in fp32. A row split
+// reads its rows of the whole frame: z at the rank's first pixel, z_stride the frame's pixels.
 struct VaeDenormLatentParams {
-    const float* z = nullptr;        // f32 [channels, pixels]
+    const float* z = nullptr;        // f32 [channels, pixels], channel planes z_stride elements apart
     const float* mean = nullptr;     // f32 [channels]
     const float* inv_std = nullptr;  // f32 [channels]
     void* y = nullptr;               // bf16 [pixels, channels]
     int64_t pixels = 0;
     int64_t channels = 0;
+    int64_t z_stride = 0;  // 0: pixels
 };
 void launch_vae_denorm_latent(const VaeDenormLatentParams& p, Stream stream);
 
@@ -139,13 +141,15 @@ struct VaeTransposeParams {
 void launch_vae_transpose(const VaeTransposeParams& p, Stream stream);
 
 // The RGB head's output to a frame: clamp to [-1, 1], then either planar f32 [3, pixels] or rgb24 exactly as
-// vae_rgb_to_u8 (x * 0.5 + 0.5, clamp to [0, 1], * 255, truncated; NaN -> 0). Exactly one of u8 / planar.
+// vae_rgb_to_u8 (x * 0.5 + 0.5, clamp to [0, 1], * 255, truncated; NaN -> 0). Exactly one of u8 / planar. A
+// row split's rank 0 writes its rows into the whole planar frame: planar_stride the frame's pixels.
 struct VaeRgbOutParams {
     const float* rgb = nullptr;  // f32 [pixels, 3], pixels rgb_stride elements apart (0: 3)
     int64_t pixels = 0;
     int64_t rgb_stride = 0;
-    uint8_t* u8 = nullptr;    // [pixels, 3]
-    float* planar = nullptr;  // [3, pixels]
+    uint8_t* u8 = nullptr;      // [pixels, 3]
+    float* planar = nullptr;    // [3, pixels], channel planes planar_stride elements apart
+    int64_t planar_stride = 0;  // 0: pixels
 };
 void launch_vae_rgb_out(const VaeRgbOutParams& p, Stream stream);
 

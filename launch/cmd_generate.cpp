@@ -24,6 +24,9 @@
 #include "dist/mesh.h"
 #include "dist/mpi_communicator.h"
 #include "dist/process.h"
+#ifdef LONGROLL_HAS_NCCL
+#include "dist/nccl_communicator.h"
+#endif
 #include "launch/cli.h"
 #include "launch/cli_args.h"
 #include "launch/config.h"
@@ -36,6 +39,7 @@
 #include "runtime/core/check.h"
 #include "runtime/core/device.h"
 #include "runtime/core/progress.h"
+#include "runtime/core/stream.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/model/wan_model_cuda.h"
 #include "runtime/rollout/rollout_cuda.h"
@@ -109,36 +113,124 @@ void apply_flags(const ParsedArgs& a, Config& cfg) {
     if (auto b = a.get("metrics-bind")) cfg.monitoring.bind = *b;
 }
 
-// Where the DiT runs. --device cuda needs a CUDA build, a visible GPU and no spatial sharding (head sharding,
-// parallel.ulysses > 1, runs on the GPU: each rank its heads, the exchange staged through pinned host memory over
-// MPI); auto picks the GPU when all three hold. The VAE then decodes on the same GPU, on its own thread and stream
-// behind the DiT (dedicated VAE ranks stay on the CPU).
-std::string device_summary(Config& cfg, const MeshLayout& layout) {
+// Where the DiT runs. --device cuda needs a CUDA build and a visible GPU (head and spatial sharding run on the GPU:
+// each rank its heads and its tiles, the exchanges over NCCL or staged through pinned host memory over MPI, see
+// parallel.transport); auto picks the GPU when both hold. The VAE then decodes on the same GPU, on its own thread
+// and stream behind the DiT, or on the dedicated VAE ranks' GPUs.
+void resolve_device(Config& cfg) {
     const int gpus = cuda_device_count();
-    const bool spatial = layout.spatial > 1;
     if (cfg.runtime.device == DeviceChoice::kCuda) {
 #ifndef LONGROLL_HAS_CUDA
         LR_CHECK(false, "--device cuda: this build has no CUDA backend (configure with -DLONGROLL_CUDA=ON)");
 #endif
         LR_CHECK(gpus > 0, "--device cuda: no CUDA device is visible to this process");
-        LR_CHECK(!spatial, "--device cuda: spatial sharding (parallel.spatial = ", layout.spatial,
-                 ") runs on the CPU path only in this version; use --device cpu or parallel.spatial = 1");
     } else if (cfg.runtime.device == DeviceChoice::kAuto) {
 #ifdef LONGROLL_HAS_CUDA
-        cfg.runtime.device = gpus > 0 && !spatial ? DeviceChoice::kCuda : DeviceChoice::kCpu;
+        cfg.runtime.device = gpus > 0 ? DeviceChoice::kCuda : DeviceChoice::kCpu;
 #else
         cfg.runtime.device = DeviceChoice::kCpu;
 #endif
     }
+}
+
+// The summary's device line, after resolve_device and plan_transport.
+std::string device_summary(const Config& cfg, const MeshLayout& layout, Transport transport) {
+    const int gpus = cuda_device_count();
     if (cfg.runtime.device == DeviceChoice::kCuda) {
+        const char* how = transport == Transport::kNccl ? "NCCL, device buffers" : "MPI, host-staged";
         const std::string heads =
-            layout.ulysses > 1 ? str_cat(", heads split over ", layout.ulysses, " ranks (MPI, host-staged)") : "";
-        return str_cat("cuda (DiT and VAE, the VAE on its own thread and stream", heads, ")");
+            layout.ulysses > 1 ? str_cat(", heads split over ", layout.ulysses, " ranks (", how, ")") : "";
+        const std::string tiles =
+            layout.spatial > 1 ? str_cat(", frame tiles split over ", layout.spatial, " ranks (", how, ")") : "";
+        const std::string vae = layout.vae_ranks > 0 ? str_cat("the VAE on ", layout.vae_ranks, " dedicated GPU rank",
+                                                               layout.vae_ranks == 1 ? "" : "s")
+                                                     : std::string("the VAE on its own thread and stream");
+        return str_cat("cuda (DiT and VAE, ", vae, heads, tiles, ")");
     }
-    if (gpus > 0)
-        return str_cat("cpu (", gpus, " GPU", gpus == 1 ? "" : "s",
-                       " visible; the CUDA path does not split frames spatially)");
+    if (gpus > 0) return str_cat("cpu (", gpus, " GPU", gpus == 1 ? "" : "s", " visible)");
     return "cpu";
+}
+
+#ifdef LONGROLL_HAS_NCCL
+constexpr bool kNcclBuilt = true;
+#else
+constexpr bool kNcclBuilt = false;
+#endif
+
+// parallel.transport, decided at start-up and the same on every rank: each rank says where its DiT runs (host,
+// GPU), the world gathers it, and every rank applies plan_transport to the same list. The world is asked only
+// where the answer can matter, by a condition on values every rank shares (so all ranks call the gather, or
+// none); the world communicator made for it is kept for the mesh. An impossible NCCL request ends every rank
+// with exit code 2 and the same message.
+TransportPlan resolve_transport(const Config& cfg, const MeshLayout& layout, const ProcessInfo& who,
+                                const MpiSession& mpi, int gpu, std::unique_ptr<MpiCommunicator>& world_comm) {
+    TransportFacts facts;
+    facts.requested = cfg.parallel.transport;
+    facts.nccl_built = kNcclBuilt;
+    facts.sequence_parallel = layout.sequence_parallel();
+    const bool dit = mesh_coord(layout, who.rank).role == MeshRole::kDit;
+    RankDevice mine{who.rank, who.host, dit, ""};
+    if (cfg.runtime.device == DeviceChoice::kCuda && dit) {
+        mine.gpu = cuda_device_uuid(gpu);
+        if (mine.gpu.empty()) mine.gpu = str_cat("GPU ", gpu);
+    }
+    std::vector<RankDevice> ranks{mine};
+    const bool ask = facts.nccl_built && facts.requested != Transport::kMpi &&
+                     (facts.requested == Transport::kNccl || facts.sequence_parallel > 1);
+    if (ask && mpi.active() && who.world_size > 1) {
+        if (!world_comm) world_comm = MpiCommunicator::world();
+        ranks = gather_rank_devices(*world_comm, mine);
+    }
+    for (const RankDevice& r : ranks) {
+        if (r.takes_part && r.gpu.empty()) {
+            facts.cpu_rank = r.rank;
+            break;
+        }
+    }
+    facts.shared = find_shared_gpus(ranks);
+    try {
+        return plan_transport(facts);
+    } catch (const InputError& e) {
+        throw CollectiveInputError(e.what());
+    }
+}
+
+// The communicators a DiT rank exchanges over (ropts.shard.comm for Ulysses, ropts.spatial.comm for spatial):
+// the mesh's MPI ones, or with NCCL their twins on this rank's GPU (one per group of more than one rank,
+// bootstrapped over the MPI one). The DiT -> VAE latents (mesh.group()) and the VAE's rows (mesh.vae()) stay on
+// MPI: host data.
+struct DitComms {
+    Communicator* ulysses = nullptr;
+    Communicator* spatial = nullptr;
+    // An NCCL twin's stream, for the model's comm_stream (CudaModelOptions); null with MPI.
+    Stream ulysses_stream = nullptr;
+    Stream spatial_stream = nullptr;
+    std::vector<std::unique_ptr<Communicator>> twins;  // the NCCL communicators, owned here
+};
+
+DitComms dit_communicators(const Mesh& mesh, Transport transport, int gpu) {
+    DitComms c;
+    c.ulysses = mesh.ulysses();
+    c.spatial = mesh.spatial();
+    if (transport != Transport::kNccl || !mesh.is_dit()) return c;
+#ifdef LONGROLL_HAS_NCCL
+    LR_ASSERT(gpu >= 0, "NCCL transport without a GPU");
+    // Each creation is collective over its MPI group; every DiT rank makes them in the same order (Ulysses, then
+    // spatial), so no group waits for a rank busy in another.
+    const auto twin = [&](Communicator* host_comm, Communicator** use, Stream* stream) {
+        if (host_comm == nullptr || host_comm->size() < 2) return;
+        std::unique_ptr<NcclCommunicator> nccl = NcclCommunicator::create(*host_comm, gpu);
+        *use = nccl.get();
+        *stream = nccl->stream();
+        c.twins.push_back(std::move(nccl));
+    };
+    twin(mesh.ulysses(), &c.ulysses, &c.ulysses_stream);
+    twin(mesh.spatial(), &c.spatial, &c.spatial_stream);
+#else
+    (void)gpu;
+    LR_ASSERT(false, "NCCL transport in a build without NCCL");
+#endif
+    return c;
 }
 
 // The mesh request of this job, from parallel.* and the latent frame size.
@@ -319,9 +411,12 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
 
     // ---- Metrics: started before the inputs load, so that a busy port fails before any work and the time to
     // first frame counts the whole start-up.
-    const std::string device = device_summary(cfg, layout);
+    resolve_device(cfg);
     const int gpu = cfg.runtime.device == DeviceChoice::kCuda ? pick_cuda_device(who, cuda_device_count()) : -1;
     if (gpu >= 0) cuda_use_device(gpu);
+    std::unique_ptr<MpiCommunicator> world_comm;
+    const TransportPlan transport = resolve_transport(cfg, layout, who, mpi, gpu, world_comm);
+    const std::string device = device_summary(cfg, layout, transport.transport);
     const std::unique_ptr<Metrics> metrics = Metrics::start(
         MetricsOptions{cfg.monitoring.enabled, cfg.monitoring.port, cfg.monitoring.bind, cfg.monitoring.file_sd_path},
         who, gpu >= 0 ? cuda_device_uuid(gpu) : "",
@@ -340,28 +435,30 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     RolloutOptions ropts = rollout_options(cfg.rollout);
     // Head and/or spatial parallelism: the U x S ranks of a sequence-parallel group run the same rollout, each
     // with its share of the heads and of the spatial blocks (and of the KV cache); the group's first rank writes.
-    std::unique_ptr<MpiCommunicator> world_comm;
+    // Declared before the model, which enqueues on the NCCL twins' streams, so that they outlive it.
     std::optional<Mesh> mesh;
+    DitComms dit_comms;
     if (layout.sequence_parallel() > 1 || dedicated_vae) {
-        world_comm = MpiCommunicator::world();
+        if (!world_comm) world_comm = MpiCommunicator::world();
         const auto [request, mesh_shape] = mesh_request(cfg);
         mesh.emplace(Mesh::create(*world_comm, request, mesh_shape));
+        dit_comms = dit_communicators(*mesh, transport.transport, gpu);
         if (layout.ulysses > 1 && !vae_rank) {
-            ropts.shard = AttentionShard{coord.ulysses_index, layout.ulysses, mesh->ulysses()};
+            ropts.shard = AttentionShard{coord.ulysses_index, layout.ulysses, dit_comms.ulysses};
         }
         if (layout.spatial > 1 && !vae_rank) {
             ropts.spatial =
-                SpatialShard{coord.spatial_index, layout.spatial, mesh->spatial(), cfg.attention.block_size};
+                SpatialShard{coord.spatial_index, layout.spatial, dit_comms.spatial, cfg.attention.block_size};
         }
     }
     // The communicators' byte counters, reported to longroll_exchanged_bytes_total after every DiT forward and
-    // every chunk a VAE rank decodes.
+    // every chunk a VAE rank decodes: those that carry the bytes (the NCCL twins when the DiT exchanges over NCCL).
     ExchangeMeter exchange;
     if (mesh) {
-        exchange.watch(mesh->ulysses(), CommOp::kAllToAll, ExchangeOp::kAllToAll);
-        exchange.watch(mesh->ulysses(), CommOp::kAllGather, ExchangeOp::kAllGather);
-        exchange.watch(mesh->spatial(), CommOp::kSendRecv, ExchangeOp::kKvBlocks);
-        exchange.watch(mesh->spatial(), CommOp::kAllGather, ExchangeOp::kAllGather);
+        exchange.watch(dit_comms.ulysses, CommOp::kAllToAll, ExchangeOp::kAllToAll);
+        exchange.watch(dit_comms.ulysses, CommOp::kAllGather, ExchangeOp::kAllGather);
+        exchange.watch(dit_comms.spatial, CommOp::kSendRecv, ExchangeOp::kKvBlocks);
+        exchange.watch(dit_comms.spatial, CommOp::kAllGather, ExchangeOp::kAllGather);
         if (dedicated_vae && latents_rank) exchange.watch(&mesh->group(), CommOp::kSendRecv, ExchangeOp::kVaeLatents);
         exchange.watch(mesh->vae(), CommOp::kSendRecv, ExchangeOp::kVaeHalo);
         exchange.watch(mesh->vae(), CommOp::kAllGather, ExchangeOp::kAllGather);
@@ -393,7 +490,12 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     if (on_gpu) {
         const bool switches =
             std::any_of(prompts.begin(), prompts.end(), [](const Prompts& p) { return p.segments.size() > 1; });
-        gpu_model = std::make_unique<CudaWanModel>(*model.model, CudaRollout::model_options(ropts, shape, switches));
+        CudaModelOptions model_opts = CudaRollout::model_options(ropts, shape, switches);
+        // An NCCL twin takes device buffers on its own stream, which the model orders its stream against; with MPI
+        // (host-staged) there is none. shard.comm is ropts.shard.comm either way, as CudaRollout checks.
+        model_opts.comm_stream = dit_comms.ulysses_stream;
+        model_opts.spatial_comm_stream = dit_comms.spatial_stream;
+        gpu_model = std::make_unique<CudaWanModel>(*model.model, model_opts);
         cache_bytes = gpu_model->kv_bytes();
         metrics->gpu_memory_reserved(
             static_cast<int64_t>(gpu_model->weight_bytes() + gpu_model->kv_bytes() + gpu_model->activation_bytes()));
@@ -421,7 +523,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             "  vae      %s\n"
             "  video    %dx%d at %d fps: %lld latent frames in %lld chunks -> %lld frames (%.2f s)\n"
             "  rollout  %zu steps, window %s, sink %d, %s RoPE; KV cache %s\n"
-            "  device   %s; %s\n",
+            "  device   %s; %s\n"
+            "  transport  %s (%s)\n",
             kVersion, kGitSha, static_cast<long long>(cfg.model.dim), static_cast<long long>(cfg.model.num_layers),
             static_cast<long long>(cfg.model.num_heads), model.description.c_str(), load_seconds,
             jobs.size() == 1 ? prompts[0].description.c_str()
@@ -431,7 +534,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             static_cast<long long>(plan.video_frames), plan.seconds, ropts.denoising_steps.size(),
             cfg.rollout.local_attn_size < 0 ? "the whole run" : str_cat(cfg.rollout.local_attn_size, " frames").c_str(),
             cfg.rollout.sink_size, std::string(rope_mode_name(cfg.rollout.rope_mode)).c_str(),
-            format_bytes(cache_bytes).c_str(), device.c_str(), describe(layout).c_str());
+            format_bytes(cache_bytes).c_str(), device.c_str(), describe(layout).c_str(),
+            transport.transport == Transport::kNccl ? "nccl" : "mpi", transport.why.c_str());
     }
 
     VideoSpec spec;
@@ -497,11 +601,13 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
                 chunk_frames.push_back(std::min<int64_t>(cfg.rollout.frames_per_chunk, plan.latent_frames - start));
             }
             try {
-                run_vae_rank(mesh->group(), *mesh->vae(), *vae.decoder, writer.get(), latent_frame, chunk_frames,
-                             [&](const ChunkVideo& v) {
-                                 report_video(v, delivers, frames_done, progress);
-                                 exchange.report(*metrics);
-                             });
+                run_vae_rank(
+                    mesh->group(), *mesh->vae(), *vae.decoder, writer.get(), latent_frame, chunk_frames,
+                    [&](const ChunkVideo& v) {
+                        report_video(v, delivers, frames_done, progress);
+                        exchange.report(*metrics);
+                    },
+                    gpu);
                 LR_ASSERT(frames_done == plan.video_frames, "frame accounting: ", frames_done, " of ",
                           plan.video_frames);
                 job_done(delivers ? str_cat("; wrote ", *job.out) : std::string());

@@ -334,4 +334,16 @@ std::string_view rope_mode_name(RopeMode mode) {
     config_detail::bad_enum("rope mode", static_cast<int>(mode));
 }
 
+std::string_view transport_name(Transport transport) {
+    switch (transport) {
+        case Transport::kAuto:
+            return "AUTO";
+        case Transport::kMpi:
+            return "MPI";
+        case Transport::kNccl:
+            return "NCCL";
+    }
+    config_detail::bad_enum("transport", static_cast<int>(transport));
+}
+
 }  // namespace lr

@@ -38,6 +38,8 @@ enum class AttentionPolicy {
 };
 
 enum class VaePlacement { kSameRanks, kDedicatedRanks };
+// How a video's DiT ranks exchange device data: kAuto picks NCCL where it can run (launch/cmd_generate.cpp).
+enum class Transport { kAuto, kMpi, kNccl };
 enum class VideoCodec { kH264 };
 enum class DeviceChoice { kAuto, kCpu, kCuda };
 
@@ -134,6 +136,7 @@ struct ParallelConfig {
     int data_parallel = 0;  // 0 = all the ranks ulysses x spatial (and the VAE ranks) leave
     VaePlacement vae = VaePlacement::kSameRanks;
     int vae_ranks = 0;  // ranks per VAE group with kDedicatedRanks (a file's default: 1); 0 otherwise
+    Transport transport = Transport::kAuto;
 
     friend bool operator==(const ParallelConfig&, const ParallelConfig&) = default;
 };
@@ -215,5 +218,6 @@ void validate_config(const Config& cfg);
 // Stable names for logs and metrics: "SINK_WINDOW", "WINDOW_RELATIVE", ... (the schema's enum names).
 std::string_view attention_policy_name(AttentionPolicy policy);
 std::string_view rope_mode_name(RopeMode mode);
+std::string_view transport_name(Transport transport);
 
 }  // namespace lr

@@ -152,6 +152,21 @@ ParallelConfig parallel_from_proto(const pb::Parallel& m, std::vector<Issue>* is
     }
     // One decoder rank per group unless told otherwise; no VAE ranks of their own when the VAE shares.
     c.vae_ranks = m.has_vae_ranks() ? m.vae_ranks() : (c.vae == VaePlacement::kDedicatedRanks ? 1 : 0);
+    if (m.has_transport()) {
+        switch (m.transport()) {
+            case pb::Parallel::AUTO:
+                c.transport = Transport::kAuto;
+                break;
+            case pb::Parallel::MPI:
+                c.transport = Transport::kMpi;
+                break;
+            case pb::Parallel::NCCL:
+                c.transport = Transport::kNccl;
+                break;
+            default:
+                unknown_enum("parallel.transport", *pb::Parallel::Transport_descriptor(), m.transport(), issues);
+        }
+    }
     return c;
 }
 
@@ -255,6 +270,18 @@ pb::Parallel::VaePlacement to_proto(VaePlacement v) {
             return pb::Parallel::DEDICATED_RANKS;
     }
     bad_enum("VAE placement", static_cast<int>(v));
+}
+
+pb::Parallel::Transport to_proto(Transport v) {
+    switch (v) {
+        case Transport::kAuto:
+            return pb::Parallel::AUTO;
+        case Transport::kMpi:
+            return pb::Parallel::MPI;
+        case Transport::kNccl:
+            return pb::Parallel::NCCL;
+    }
+    bad_enum("transport", static_cast<int>(v));
 }
 
 pb::Output::Codec to_proto(VideoCodec v) {
@@ -373,6 +400,7 @@ pb::Config config_to_proto(const Config& cfg) {
     p->set_data_parallel(cfg.parallel.data_parallel);
     p->set_vae(to_proto(cfg.parallel.vae));
     p->set_vae_ranks(cfg.parallel.vae_ranks);
+    p->set_transport(to_proto(cfg.parallel.transport));
 
     pb::Output* o = msg.mutable_output();
     o->set_codec(to_proto(cfg.output.codec));

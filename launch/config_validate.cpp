@@ -183,6 +183,10 @@ void check_parallel(const Config& cfg, bool model_ok, bool video_ok, Checker& c)
     } else {
         c.at_least(p.vae_ranks, 0, "parallel.vae_ranks");
     }
+    // The rest of what NCCL needs (a build with it, a GPU of its own per rank) is known at start-up only.
+    c.check(!(p.transport == Transport::kNccl && cfg.runtime.device == DeviceChoice::kCpu), "parallel.transport",
+            "expected MPI or AUTO with runtime.device CPU (NCCL moves GPU buffers; the DiT would run on the CPU), "
+            "found NCCL");
 }
 
 }  // namespace

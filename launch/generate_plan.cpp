@@ -48,4 +48,46 @@ int64_t video_frames_between(int64_t begin, int64_t end) {
     return video_frames_for_latents(end) - video_frames_for_latents(begin);
 }
 
+namespace {
+
+// Why NCCL cannot run: the error's words (`detail`) or the summary's; "" when it can.
+std::string nccl_obstacle(const TransportFacts& f, bool detail) {
+    if (!f.nccl_built) {
+        return detail ? "this build has no NCCL (configure with -DLONGROLL_CUDA=ON where NCCL is installed)"
+                      : "this build has no NCCL";
+    }
+    if (f.cpu_rank >= 0) {
+        return detail ? str_cat("rank ", f.cpu_rank,
+                                " runs the DiT on the CPU (--device cpu, or no usable GPU with runtime.device AUTO) "
+                                "and NCCL moves GPU buffers")
+                      : "the DiT runs on the CPU";
+    }
+    if (f.shared) {
+        return str_cat(f.shared->ranks, " ranks on host ", f.shared->host, " share ", f.shared->gpus, " GPU",
+                       f.shared->gpus == 1 ? "" : "s");
+    }
+    return "";
+}
+
+}  // namespace
+
+TransportPlan plan_transport(const TransportFacts& f) {
+    if (f.requested == Transport::kMpi) return {Transport::kMpi, "parallel.transport=MPI"};
+    if (f.requested == Transport::kNccl) {
+        const std::string obstacle = nccl_obstacle(f, true);
+        // The remedy of the obstacle found (the first of nccl_obstacle's checks that fails).
+        const bool gpus_shared = f.nccl_built && f.cpu_rank < 0 && f.shared;
+        LR_CHECK(obstacle.empty(), "parallel.transport=NCCL: ", obstacle,
+                 gpus_shared ? "; NCCL needs one GPU per rank (use parallel.transport=MPI or more GPUs)"
+                             : "; use parallel.transport=MPI or AUTO");
+        return {Transport::kNccl, f.sequence_parallel > 1
+                                      ? "one GPU per rank"
+                                      : "one GPU per rank; one DiT rank per video exchanges nothing"};
+    }
+    if (f.sequence_parallel <= 1) return {Transport::kMpi, "one DiT rank per video: nothing to exchange"};
+    const std::string obstacle = nccl_obstacle(f, false);
+    if (!obstacle.empty()) return {Transport::kMpi, obstacle};
+    return {Transport::kNccl, "one GPU per rank"};
+}
+
 }  // namespace lr

@@ -76,10 +76,20 @@ void DitVideoSink::finish() {
 }
 
 int64_t run_vae_rank(Communicator& group, Communicator& rows, const WanVaeDecoder& vae, VideoWriter* writer,
-                     const LatentFrameShape& shape, const std::vector<int64_t>& chunk_frames,
-                     const ChunkVideoFn& done) {
+                     const LatentFrameShape& shape, const std::vector<int64_t>& chunk_frames, const ChunkVideoFn& done,
+                     int gpu, Stream rows_stream) {
     LR_ASSERT((writer != nullptr) == (rows.rank() == 0), "VAE rank ", rows.rank(), ": only the first one writes");
-    VaeStream stream(vae, VaeFrameFormat::kRgb24, &rows);
+    // One of the two decoders; both emit the frames on rows' rank 0 only and count them on every rank.
+    std::optional<VaeStream> cpu;
+    std::unique_ptr<CudaVaeStream> cuda;
+    if (gpu >= 0) {
+        cuda_use_device(gpu);
+        cuda = std::make_unique<CudaVaeStream>(vae, shape.height, shape.width, VaeFrameFormat::kRgb24, nullptr, &rows,
+                                               rows_stream);
+    } else {
+        cpu.emplace(vae, VaeFrameFormat::kRgb24, &rows);
+    }
+    const auto frames_emitted = [&] { return cuda ? cuda->frames_emitted() : cpu->frames_emitted(); };
     std::vector<float> latents;
     double encode_s = 0;
     const auto emit = [&](const VaeFrame& f) {
@@ -96,13 +106,17 @@ int64_t run_vae_rank(Communicator& group, Communicator& rows, const WanVaeDecode
         group.send_recv({}, {&recv, 1});
         const double wait_s = seconds_since(t0);
         const auto t1 = Clock::now();
-        const int64_t before = stream.frames_emitted();
+        const int64_t before = frames_emitted();
         encode_s = 0;
-        stream.decode(latents.data(), n, shape.height, shape.width, emit);
+        if (cuda) {
+            cuda->decode(latents.data(), n, emit);
+        } else {
+            cpu->decode(latents.data(), n, shape.height, shape.width, emit);
+        }
         ChunkVideo v;
         v.index = static_cast<int64_t>(i);
         v.latent_frames = n;
-        v.frames = stream.frames_emitted() - before;
+        v.frames = frames_emitted() - before;
         v.wait_seconds = wait_s;
         v.encode_seconds = encode_s;
         v.decode_seconds = seconds_since(t1) - encode_s;
@@ -110,7 +124,7 @@ int64_t run_vae_rank(Communicator& group, Communicator& rows, const WanVaeDecode
         last_done = Clock::now();
         if (done) done(v);
     }
-    return stream.frames_emitted();
+    return frames_emitted();
 }
 
 }  // namespace lr

@@ -6,9 +6,10 @@
 //   asynchronous); the group's other DiT ranks drop the chunks.
 //
 //   Dedicated VAE ranks (DEDICATED_RANKS): the group's first DiT rank sends every chunk to each VAE rank over the
-//   group communicator, in chunk order; the VAE ranks decode it split by rows (VaeStream over the VAE
-//   communicator: halo exchange, bit-identical frames) and the first VAE rank writes them. The send returns once
-//   the VAE ranks have taken the chunk, i.e. after they decoded the one before: the DiT runs one chunk ahead.
+//   group communicator, in chunk order; the VAE ranks decode it split by rows (VaeStream, or CudaVaeStream on a
+//   GPU, over the VAE communicator: halo exchange; on the CPU bit-identical frames) and the first VAE rank writes
+//   them. The send returns once the VAE ranks have taken the chunk, i.e. after they decoded the one before: the
+//   DiT runs one chunk ahead.
 #pragma once
 
 #include <chrono>
@@ -82,7 +83,11 @@ class DitVideoSink {
 // On a dedicated VAE rank, for one video: receives the chunks (`chunk_frames` latent frames each, in order) from
 // rank 0 of `group`, decodes them split by rows over `rows` (every VAE rank of the group) and, where `writer` is
 // given (rank 0 of `rows`), writes the frames. `done` after each chunk. Returns the video frames decoded.
+// gpu >= 0: the CUDA decoder on that device, on a stream of its own (`rows` on host buffers is staged through
+// pinned memory; on device buffers, NCCL, it needs its stream as `rows_stream`); -1: the CPU decoder (host
+// buffers only). Every rank of `rows` must make the same choice.
 int64_t run_vae_rank(Communicator& group, Communicator& rows, const WanVaeDecoder& vae, VideoWriter* writer,
-                     const LatentFrameShape& shape, const std::vector<int64_t>& chunk_frames, const ChunkVideoFn& done);
+                     const LatentFrameShape& shape, const std::vector<int64_t>& chunk_frames, const ChunkVideoFn& done,
+                     int gpu = -1, Stream rows_stream = nullptr);
 
 }  // namespace lr

@@ -17,6 +17,7 @@
 #include "runtime/core/check.h"
 #include "runtime/core/det_random.h"
 #include "runtime/core/tensor.h"
+#include "runtime/vae/wan_vae_cuda_state.h"
 
 #ifdef LONGROLL_HAS_CUDA
 #include <cuda_runtime_api.h>
@@ -27,244 +28,21 @@
 #endif
 
 namespace lr {
-namespace {
 
-constexpr size_t kAlign = 256;                            // every buffer starts 256-byte aligned (cuBLASLt, TMA)
-constexpr int64_t kIm2colBudget = int64_t{256} << 20;     // bytes of one im2col band
-constexpr int64_t kAttentionBudget = int64_t{256} << 20;  // bytes of one query band's f32 scores + bf16 weights
-constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
-// Band starts stay multiples of 128 pixels, so that every band's GEMM operands stay 256-byte aligned.
-constexpr int64_t kBandAlign = 128;
-constexpr int64_t kQueryBandAlign = 64;
-// The RGB head's 3 output channels are padded to 8 (zero weights): even, 32-byte rows for both conv paths.
-constexpr int64_t kHeadOutPad = 8;
-constexpr uintptr_t kCountingBase = 4096;  // non-null fake pointers while only counting bytes
-
-int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-
-// Hands out aligned pieces of one allocation starting at `base`; `used` is the size the allocation needs.
-struct Carver {
-    uintptr_t base = 0;
-    size_t used = 0;
-
-    template <typename T>
-    T* take(int64_t count) {
-        used = (used + kAlign - 1) / kAlign * kAlign;
-        T* p = reinterpret_cast<T*>(base + used);
-        used += static_cast<size_t>(count) * sizeof(T);
-        return p;
-    }
-};
-
-struct ConvDev {
-    uint16_t* w = nullptr;  // bf16 [out_pad, k()], columns ordered (dt, dy, dx, in) like the CPU's packed weight
-    float* b = nullptr;     // f32 [out_pad]
-    int64_t in = 0, out = 0, out_pad = 0, kt = 1, kh = 1, kw = 1;
-
-    int64_t k() const { return kt * kh * kw * in; }
-    bool pointwise() const { return kt * kh * kw == 1; }
-};
-
-// Where one host tensor (or a range of its output channels) lives on the device. The host tensor is read as
-// [k, out_total] (the decoder's packed conv layout [kt, kh, kw, in, out]; vectors are k = 1) and stored as
-// [out_pad, k] (bf16 matrix, the GEMM's weight operand) or [out_pad] (f32 vector), zero beyond out_count.
-struct WeightSlot {
-    std::string name;  // original Wan name
-    bool matrix = false;
-    void* dst = nullptr;
-    int64_t out_total = 0;
-    int64_t out_begin = 0;
-    int64_t out_count = 0;
-    int64_t out_pad = 0;
-    int64_t k = 1;
-};
-
-// One block of wan_vae_decoder_blocks with its device weights and cache slots (BlockW of wan_vae.cpp).
-struct BlockDev {
-    VaeBlockKind kind = VaeBlockKind::kResidual;
-    int level = 0;
-    int64_t in = 0, out = 0;
-    const float* gamma1 = nullptr;  // residual.0, attention norm
-    const float* gamma2 = nullptr;  // residual.3
-    ConvDev conv1, conv2;           // residual.2 / residual.6; resample.1 (conv1)
-    ConvDev shortcut, time_conv;
-    ConvDev q, k, v, proj;       // attention: to_qkv split by output rows, so that q, k and v are separate frames
-    int ring1 = -1, ring2 = -1;  // residual conv1 / conv2 caches; time_conv (ring1)
-    int resample = -1;
-};
-
-// The causal cache of one conv: its last two input frames (nullptr until pushed: the zero padding).
-struct Ring {
-    int pool = -1;
-    uint16_t* older = nullptr;
-    uint16_t* newer = nullptr;
-};
-
-// Spare frames of one size. Holds 2 per ring of that size + 1: the one being written for the next conv.
-struct Pool {
-    int64_t elems = 0;
-    int rings = 0;
-    std::vector<uint16_t*> free;
-};
-
-// One resolution level: latent size * 2^level. Channel capacities, then the buffers.
-struct LevelDev {
-    int64_t height = 0, width = 0;
-    int64_t cx = 0;         // x: the f32 residual stream [pixels, channels]
-    int64_t ct = 0;         // t: f32 conv1 output inside a residual block; the RGB head's output
-    int64_t cxs = 0;        // xs: bf16 copy of x for a 1x1 shortcut conv
-    int64_t cup = 0;        // up: bf16 upsampled frame before the resample conv
-    int64_t ctc = 0;        // tc: bf16 time conv output, two frames side by side in channels
-    bool shortcut = false;  // a block changes channels here: x2 holds shortcut(x) + conv2, then swaps with x
-    float* x = nullptr;
-    float* x2 = nullptr;
-    float* t = nullptr;
-    uint16_t* xs = nullptr;
-    uint16_t* up = nullptr;
-    uint16_t* tc = nullptr;
-
-    int64_t pixels() const { return height * width; }
-};
-
-// Pixels per im2col band for a conv with k columns: as many as kIm2colBudget holds, a multiple of kBandAlign.
-int64_t band_pixels(int64_t pixels, int64_t k) {
-    const int64_t fit = kIm2colBudget / (2 * k) / kBandAlign * kBandAlign;
-    return std::min(pixels, std::max(fit, kBandAlign));
-}
-
+using vae_cuda::band_pixels;
+using vae_cuda::Carver;
+using vae_cuda::kAttentionBudget;
+using vae_cuda::kCountingBase;
+using vae_cuda::kGemmWorkspaceBytes;
+using vae_cuda::kHeadOutPad;
+using vae_cuda::kQueryBandAlign;
+using vae_cuda::Pool;
+using vae_cuda::Ring;
+using vae_cuda::round_up;
+using vae_cuda::WeightSlot;
 #ifdef LONGROLL_HAS_CUDA
-class PinnedBuffer {
-  public:
-    PinnedBuffer() = default;
-    explicit PinnedBuffer(size_t bytes) : bytes_(bytes) { LR_CUDA_CHECK(cudaMallocHost(&data_, bytes)); }
-    ~PinnedBuffer() {
-        if (data_) cudaFreeHost(data_);
-    }
-    PinnedBuffer(PinnedBuffer&& o) noexcept
-        : data_(std::exchange(o.data_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
-    PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
-        std::swap(data_, o.data_);
-        std::swap(bytes_, o.bytes_);
-        return *this;
-    }
-    PinnedBuffer(const PinnedBuffer&) = delete;
-    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-    void* data() const { return data_; }
-    size_t size() const { return bytes_; }
-
-  private:
-    void* data_ = nullptr;
-    size_t bytes_ = 0;
-};
+using vae_cuda::PinnedBuffer;
 #endif
-
-}  // namespace
-
-struct CudaVaeStream::State {
-    WanVaeConfig cfg;
-    int64_t height = 0, width = 0;  // latent size
-    VaeFrameFormat format = VaeFrameFormat::kRgb24;
-    Stream stream = nullptr;
-    // Without a caller's stream: one of our own at the lowest priority, so that a DiT sharing the GPU (whose
-    // stream has the highest) is scheduled first and the decode fills the gaps behind it.
-    Stream owned_stream = nullptr;
-
-    void use_stream(Stream given) {
-        stream = given;
-#ifdef LONGROLL_HAS_CUDA
-        if (given) return;
-        int least = 0, greatest = 0;
-        LR_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-        LR_CUDA_CHECK(cudaStreamCreateWithPriority(&owned_stream, cudaStreamNonBlocking, least));
-        stream = owned_stream;
-#endif
-    }
-    State() = default;
-    State(const State&) = delete;
-    State& operator=(const State&) = delete;
-    ~State() {
-#ifdef LONGROLL_HAS_CUDA
-        if (owned_stream) {
-            cudaStreamSynchronize(owned_stream);
-            cudaStreamDestroy(owned_stream);
-        }
-#endif
-    }
-    VaeConvAlgo algo = VaeConvAlgo::kImplicitGemm;
-
-    // ---- the plan: pointers into `memory` ----
-    std::vector<WeightSlot> slots;
-    ConvDev conv2, conv1, head_conv;
-    const float* head_gamma = nullptr;
-    float* mean = nullptr;     // f32 [z_dim]
-    float* inv_std = nullptr;  // f32 [z_dim]: 1 / std in fp32, as WanVAEWrapper passes it
-    std::vector<BlockDev> blocks;
-    std::vector<LevelDev> levels;
-    std::vector<Ring> rings;
-    std::vector<std::pair<int, int64_t>> ring_specs;  // (level, channels) per ring, while planning
-    std::vector<Pool> pools;
-    int ring_conv1 = -1, ring_head = -1;
-    int resamples = 0;
-    float* z_in = nullptr;       // f32 [z_dim, pixels]: a host latent frame, uploaded
-    uint16_t* latent = nullptr;  // bf16 [pixels, z_dim]: z * std + mean
-    // The attention block's level: normed input, q, k, v and output [pixels, c], v^T [c, ldp], and one query
-    // band's scores (f32) and weights (bf16) [q_band, ldp]. ldp pads rows to 16 bytes.
-    int attn_level = -1;
-    int64_t attn_c = 0, q_band = 0, ldp = 0;
-    uint16_t *an = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *ao = nullptr, *vt = nullptr;
-    uint16_t* probs = nullptr;
-    float* scores = nullptr;
-    uint16_t* col = nullptr;  // im2col band, bf16
-    uint8_t* out_u8 = nullptr;
-    float* out_planar = nullptr;
-    size_t weight_bytes = 0;
-    size_t planned_bytes = 0;
-
-    // ---- run time ----
-    DeviceBuffer memory;
-#ifdef LONGROLL_HAS_CUDA
-    std::unique_ptr<GemmRunner> gemm;
-    PinnedBuffer host_frame;
-#endif
-    std::vector<bool> started;  // per resample: has it seen its first frame (upsample3d skips the time conv then)
-    int64_t latents_done = 0, frames_done = 0;
-
-    int64_t out_pixels() const { return levels.back().pixels(); }
-    size_t frame_bytes() const {
-        return static_cast<size_t>(out_pixels()) * 3 * (format == VaeFrameFormat::kRgb24 ? 1 : sizeof(float));
-    }
-
-    void plan(Carver& c);
-    void plan_weights(Carver& c);
-    void plan_buffers(Carver& c);
-
-#ifdef LONGROLL_HAS_CUDA
-    void allocate();
-    void upload(const WanVaeDecoder& host);
-    void randomize(uint64_t seed);
-    void upload_latent_stats();
-    void reset_caches();
-
-    uint16_t* take(int ring);
-    void commit(int ring, uint16_t* frame);
-    void gemm_run(const CudaGemmParams& g) { gemm->run(g, stream); }
-    void conv_pointwise(const ConvDev& c, const uint16_t* x, int64_t pixels, void* y, DType y_dtype, bool accumulate);
-    using Frames = std::array<const uint16_t*, 3>;  // a conv's input window, oldest first; nullptr = zeros
-    void conv_frames(const ConvDev& c, const Frames& frames, const LevelDev& L, void* y, DType y_dtype,
-                     bool accumulate);
-    void conv_causal(const ConvDev& c, int ring, uint16_t* in, const LevelDev& L, void* y, DType y_dtype,
-                     bool accumulate);
-    void norm(const float* gamma, const float* x, uint16_t* y, int64_t rows, int64_t dim, bool silu,
-              uint16_t* x_copy = nullptr);
-    void residual(const BlockDev& b, LevelDev& L);
-    void attention(const BlockDev& b, LevelDev& L);
-    void resample_and_continue(const BlockDev& b, size_t next, const void* src, DType src_dtype, int64_t stride,
-                               const VaeFrameFn& emit);
-    void run(size_t first, const VaeFrameFn& emit);
-    void head(const VaeFrameFn& emit);
-    void decode_latent(const float* z, const VaeFrameFn& emit);
-#endif
-};
 
 // ------------------------------------------------------------------------------------------------------------------
 // Planning (no CUDA needed)
@@ -386,31 +164,36 @@ void CudaVaeStream::State::plan_buffers(Carver& c) {
     const int64_t z = cfg.z_dim;
     mean = c.take<float>(z);
     inv_std = c.take<float>(z);
+    const auto [first, rows_here] = split() ? latent_rows[static_cast<size_t>(rank)] : std::pair{int64_t{0}, height};
     for (size_t l = 0; l < levels.size(); ++l) {
         LevelDev& L = levels[l];
-        L.height = height << l;
+        L.height = rows_here << l;
+        L.full_height = height << l;
+        L.row0 = first << l;
         L.width = width << l;
-        const int64_t n = L.pixels();
+        L.halo = split() ? 1 : 0;
+        const int64_t n = L.padded_pixels();
         L.x = c.take<float>(n * L.cx);
         if (L.shortcut) L.x2 = c.take<float>(n * L.cx);
         if (L.ct) L.t = c.take<float>(n * L.ct);
-        if (L.cxs) L.xs = c.take<uint16_t>(n * L.cxs);
+        if (L.cxs) L.xs = c.take<uint16_t>(L.pixels() * L.cxs);
         if (L.cup) L.up = c.take<uint16_t>(n * L.cup);
         if (L.ctc) L.tc = c.take<uint16_t>(n * L.ctc);
     }
-    const int64_t n0 = levels[0].pixels();
-    z_in = c.take<float>(z * n0);
-    latent = c.take<uint16_t>(n0 * z);
+    z_in = c.take<float>(z * levels[0].full_pixels());
+    latent = c.take<uint16_t>(levels[0].pixels() * z);
 
     if (attn_level >= 0) {
-        const int64_t n = levels[static_cast<size_t>(attn_level)].pixels(), ch = attn_c;
-        ldp = round_up(n, 8);
+        // Queries are the rank's pixels, keys and values the whole frame's.
+        const LevelDev& A = levels[static_cast<size_t>(attn_level)];
+        const int64_t n = A.pixels(), keys = A.full_pixels(), ch = attn_c;
+        ldp = round_up(keys, 8);
         const int64_t fit = kAttentionBudget / (6 * ldp) / kQueryBandAlign * kQueryBandAlign;
         q_band = std::min(n, std::max(fit, kQueryBandAlign));
         an = c.take<uint16_t>(n * ch);
         q = c.take<uint16_t>(n * ch);
-        k = c.take<uint16_t>(n * ch);
-        v = c.take<uint16_t>(n * ch);
+        k = c.take<uint16_t>(keys * ch);
+        v = c.take<uint16_t>(keys * ch);
         ao = c.take<uint16_t>(n * ch);
         vt = c.take<uint16_t>(ch * ldp);
         scores = c.take<float>(q_band * ldp);
@@ -421,7 +204,7 @@ void CudaVaeStream::State::plan_buffers(Carver& c) {
     int64_t col_elems = 0;
     auto band_need = [&](const ConvDev& cv, int level) {
         if (cv.w == nullptr || cv.pointwise()) return;
-        const int64_t n = levels[static_cast<size_t>(level)].pixels();
+        const int64_t n = levels[static_cast<size_t>(level)].padded_pixels();
         col_elems = std::max(col_elems, band_pixels(n, cv.k()) * cv.k());
     };
     band_need(conv1, 0);
@@ -437,7 +220,7 @@ void CudaVaeStream::State::plan_buffers(Carver& c) {
     rings.assign(ring_specs.size(), Ring{});
     for (size_t r = 0; r < ring_specs.size(); ++r) {
         const auto [level, ch] = ring_specs[r];
-        const int64_t elems = levels[static_cast<size_t>(level)].pixels() * ch;
+        const int64_t elems = levels[static_cast<size_t>(level)].padded_pixels() * ch;
         auto it = std::find_if(pools.begin(), pools.end(), [&](const Pool& p) { return p.elems == elems; });
         if (it == pools.end()) it = pools.insert(pools.end(), Pool{elems, 0, {}});
         ++it->rings;
@@ -448,12 +231,13 @@ void CudaVaeStream::State::plan_buffers(Carver& c) {
     }
 
     // Sized for planar f32 in either format, so that device_bytes() needs no format.
-    float* out = c.take<float>(levels.back().pixels() * 3);
+    float* out = c.take<float>(out_pixels() * 3);
     if (format == VaeFrameFormat::kRgb24) {
         out_u8 = reinterpret_cast<uint8_t*>(out);
     } else {
         out_planar = out;
     }
+    plan_rows(c);
 }
 
 namespace {
@@ -465,13 +249,15 @@ void check_latent_size(int64_t h, int64_t w) {
 
 }  // namespace
 
-size_t CudaVaeStream::device_bytes(const WanVaeConfig& cfg, int64_t latent_height, int64_t latent_width) {
+size_t CudaVaeStream::device_bytes(const WanVaeConfig& cfg, int64_t latent_height, int64_t latent_width, int row_ranks,
+                                   int row_rank) {
     cfg.validate();
     check_latent_size(latent_height, latent_width);
     State s;
     s.cfg = cfg;
     s.height = latent_height;
     s.width = latent_width;
+    s.set_rows(nullptr, nullptr, row_ranks, row_rank);
     Carver counter{kCountingBase, 0};
     s.plan(counter);
     return counter.used + kGemmWorkspaceBytes;
@@ -489,8 +275,9 @@ int64_t CudaVaeStream::frames_for(int64_t latent_frames) const {
 }
 int64_t CudaVaeStream::latent_frames_decoded() const { return s_->latents_done; }
 int64_t CudaVaeStream::frames_emitted() const { return s_->frames_done; }
+bool CudaVaeStream::emits() const { return s_->emits(); }
 size_t CudaVaeStream::state_bytes() const {
-    return s_->planned_bytes - s_->weight_bytes + kGemmWorkspaceBytes + s_->frame_bytes();
+    return s_->planned_bytes - s_->weight_bytes + kGemmWorkspaceBytes + s_->frame_bytes() + s_->staging_bytes();
 }
 size_t CudaVaeStream::weight_bytes() const { return s_->weight_bytes; }
 Stream CudaVaeStream::stream() const { return s_->stream; }
@@ -501,11 +288,14 @@ VaeConvAlgo CudaVaeStream::conv_algo() const { return s_->algo; }
 
 #ifndef LONGROLL_HAS_CUDA
 
-CudaVaeStream::CudaVaeStream(const WanVaeDecoder&, int64_t, int64_t, VaeFrameFormat, Stream) {
+CudaVaeStream::State::~State() = default;
+void CudaVaeStream::State::use_stream(Stream given) { stream = given; }
+
+CudaVaeStream::CudaVaeStream(const WanVaeDecoder&, int64_t, int64_t, VaeFrameFormat, Stream, Communicator*, Stream) {
     LR_RUNTIME(false, "CUDA VAE decoder: this longroll was built without CUDA");
 }
 CudaVaeStream CudaVaeStream::with_random_weights(const WanVaeConfig&, int64_t, int64_t, uint64_t, VaeFrameFormat,
-                                                 Stream) {
+                                                 Stream, Communicator*, Stream) {
     LR_RUNTIME(false, "CUDA VAE decoder: this longroll was built without CUDA");
     return CudaVaeStream(nullptr);
 }
@@ -520,6 +310,31 @@ void CudaVaeStream::decode(const float*, int64_t, const VaeFrameFn&, bool) {
 // Set-up
 // ------------------------------------------------------------------------------------------------------------------
 
+CudaVaeStream::State::~State() {
+    if (owned_stream) {
+        cudaStreamSynchronize(owned_stream);
+        cudaStreamDestroy(owned_stream);
+    }
+    if (comm_ready) cudaEventDestroy(comm_ready);
+    if (comm_done) cudaEventDestroy(comm_done);
+}
+
+void CudaVaeStream::State::use_stream(Stream given) {
+    stream = given;
+    if (given) return;
+    int least = 0, greatest = 0;
+    LR_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    LR_CUDA_CHECK(cudaStreamCreateWithPriority(&owned_stream, cudaStreamNonBlocking, least));
+    stream = owned_stream;
+}
+
+PinnedBuffer::PinnedBuffer(size_t bytes) : bytes_(bytes) {
+    if (bytes > 0) LR_CUDA_CHECK(cudaMallocHost(&data_, bytes));
+}
+PinnedBuffer::~PinnedBuffer() {
+    if (data_) cudaFreeHost(data_);
+}
+
 // Plans, checks the plan against the free device memory, then allocates and plans again over the allocation.
 void CudaVaeStream::State::allocate() {
     Carver counter{kCountingBase, 0};
@@ -528,7 +343,8 @@ void CudaVaeStream::State::allocate() {
     size_t free_bytes = 0, total_bytes = 0;
     LR_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     LR_CHECK(needed <= free_bytes, "CUDA VAE decoder for latent ", height, "x", width, " (frames ", height << 3, "x",
-             width << 3, ") needs ", format_bytes(needed), " (", needed, " bytes) of device memory, but only ",
+             width << 3, split() ? str_cat(", rank ", rank, " of a ", ranks, "-rank row split") : std::string(),
+             ") needs ", format_bytes(needed), " (", needed, " bytes) of device memory, but only ",
              format_bytes(free_bytes), " (", free_bytes, " bytes) of ", format_bytes(total_bytes),
              " are free; decode a smaller size or free device memory");
     memory = DeviceBuffer(counter.used);
@@ -537,8 +353,10 @@ void CudaVaeStream::State::allocate() {
     LR_ASSERT(carver.used == counter.used, "VAE plan changed between passes");
     gemm = std::make_unique<GemmRunner>(kGemmWorkspaceBytes);
     host_frame = PinnedBuffer(frame_bytes());
+    allocate_rows();
     started.assign(static_cast<size_t>(resamples), false);
-    LR_CUDA_CHECK(cudaMemsetAsync(memory.data(), 0, weight_bytes, stream));  // padded weight rows stay zero
+    // Padded weight rows stay zero; the halo rows of conv outputs (computed, never read) start finite.
+    LR_CUDA_CHECK(cudaMemsetAsync(memory.data(), 0, counter.used, stream));
 }
 
 void CudaVaeStream::State::upload_latent_stats() {
@@ -613,20 +431,22 @@ void CudaVaeStream::State::reset_caches() {
 }
 
 CudaVaeStream::CudaVaeStream(const WanVaeDecoder& host, int64_t latent_height, int64_t latent_width,
-                             VaeFrameFormat format, Stream stream)
+                             VaeFrameFormat format, Stream stream, Communicator* rows, Stream comm_stream)
     : s_(std::make_unique<State>()) {
     check_latent_size(latent_height, latent_width);
     s_->cfg = host.config();
     s_->height = latent_height;
     s_->width = latent_width;
     s_->format = format;
+    s_->set_rows(rows, comm_stream, 1, 0);
     s_->use_stream(stream);
     s_->allocate();
     s_->upload(host);
 }
 
 CudaVaeStream CudaVaeStream::with_random_weights(const WanVaeConfig& cfg, int64_t latent_height, int64_t latent_width,
-                                                 uint64_t seed, VaeFrameFormat format, Stream stream) {
+                                                 uint64_t seed, VaeFrameFormat format, Stream stream,
+                                                 Communicator* rows, Stream comm_stream) {
     cfg.validate();
     check_latent_size(latent_height, latent_width);
     auto s = std::make_unique<State>();
@@ -634,6 +454,7 @@ CudaVaeStream CudaVaeStream::with_random_weights(const WanVaeConfig& cfg, int64_
     s->height = latent_height;
     s->width = latent_width;
     s->format = format;
+    s->set_rows(rows, comm_stream, 1, 0);
     s->use_stream(stream);
     s->allocate();
     s->randomize(seed);
@@ -678,11 +499,21 @@ void CudaVaeStream::State::conv_pointwise(const ConvDev& c, const uint16_t* x, i
               .accumulate = accumulate});
 }
 
-// y [pixels, out_pad] (+)= conv over `frames` (the first c.kt; nullptr = zeros) of level L.
-void CudaVaeStream::State::conv_frames(const ConvDev& c, const Frames& frames, const LevelDev& L, void* y,
+// y (+)= conv over `frames` (the first c.kt; nullptr = zeros) of level L; frames and y are frame buffers of the
+// level, [padded rows, width, channels] (out_pad channels for y). A conv with a spatial kernel runs over all the
+// padded rows: with a row split, launch_vae_conv's 'same' zero padding then only touches the halo rows' outputs,
+// which are never read, and the rank's rows see their neighbours through the exchanged halo rows. A conv without
+// (the time conv) runs on the rank's rows only.
+void CudaVaeStream::State::conv_frames(const ConvDev& c, const Frames& padded, const LevelDev& L, void* y,
                                        DType y_dtype, bool accumulate) {
+    const int64_t skip = c.spatial() ? 0 : L.halo;  // rows left out at the top of every buffer
+    const int64_t height = c.spatial() ? L.padded_rows() : L.height;
+    const size_t y_bytes = y_dtype == DType::kF32 ? sizeof(float) : sizeof(uint16_t);
+    Frames frames{};
+    for (size_t i = 0; i < frames.size(); ++i) frames[i] = padded[i] ? padded[i] + skip * L.width * c.in : nullptr;
+    y = static_cast<char*>(y) + static_cast<size_t>(skip * L.width * c.out_pad) * y_bytes;
     if (c.pointwise()) {
-        conv_pointwise(c, frames[0], L.pixels(), y, y_dtype, accumulate);
+        conv_pointwise(c, frames[0], height * L.width, y, y_dtype, accumulate);
         return;
     }
     if (algo == VaeConvAlgo::kImplicitGemm && c.in % 8 == 0) {
@@ -693,7 +524,7 @@ void CudaVaeStream::State::conv_frames(const ConvDev& c, const Frames& frames, c
                          .y_dtype = y_dtype,
                          .ldy = c.out_pad,
                          .accumulate = accumulate,
-                         .height = L.height,
+                         .height = height,
                          .width = L.width,
                          .in_ch = c.in,
                          .out_ch = c.out_pad,
@@ -703,13 +534,12 @@ void CudaVaeStream::State::conv_frames(const ConvDev& c, const Frames& frames, c
                         stream);
         return;
     }
-    const int64_t pixels = L.pixels(), k = c.k(), band = band_pixels(pixels, k);
-    const size_t y_bytes = y_dtype == DType::kF32 ? sizeof(float) : sizeof(uint16_t);
+    const int64_t pixels = height * L.width, k = c.k(), band = band_pixels(pixels, k);
     for (int64_t p0 = 0; p0 < pixels; p0 += band) {
         const int64_t n = std::min(band, pixels - p0);
         launch_vae_im2col({.frames = {frames[0], frames[1], frames[2]},
                            .col = col,
-                           .height = L.height,
+                           .height = height,
                            .width = L.width,
                            .channels = c.in,
                            .kt = c.kt,
@@ -732,7 +562,8 @@ void CudaVaeStream::State::conv_frames(const ConvDev& c, const Frames& frames, c
 }
 
 // The causal conv of `ring` over its two cached frames and `in` (taken from the ring's pool), which then joins
-// the cache: the reference's CausalConv3d with feat_cache.
+// the cache: the reference's CausalConv3d with feat_cache. With a row split the cache keeps the rank's
+// halo-padded input frames, halos included.
 void CudaVaeStream::State::conv_causal(const ConvDev& c, int ring, uint16_t* in, const LevelDev& L, void* y,
                                        DType y_dtype, bool accumulate) {
     LR_ASSERT(c.kt == 3, "causal conv with kt = ", c.kt);
@@ -752,37 +583,48 @@ void CudaVaeStream::State::residual(const BlockDev& b, LevelDev& L) {
     const int64_t n = L.pixels();
     const bool shortcut = b.shortcut.w != nullptr;
     uint16_t* a = take(b.ring1);
-    norm(b.gamma1, L.x, a, n, b.in, true, shortcut ? L.xs : nullptr);  // a = silu(norm1(x)), xs = bf16(x)
-    conv_causal(b.conv1, b.ring1, a, L, L.t, DType::kF32, false);      // t = conv1(a)
+    // a = silu(norm1(x)), xs = bf16(x)
+    norm(b.gamma1, L.mid(L.x, b.in), L.mid(a, b.in), n, b.in, true, shortcut ? L.xs : nullptr);
+    exchange_halo(L, a, b.in);
+    conv_causal(b.conv1, b.ring1, a, L, L.t, DType::kF32, false);  // t = conv1(a)
     uint16_t* t2 = take(b.ring2);
-    norm(b.gamma2, L.t, t2, n, b.out, true);  // t2 = silu(norm2(t))
+    norm(b.gamma2, L.mid(L.t, b.out), L.mid(t2, b.out), n, b.out, true);  // t2 = silu(norm2(t))
+    exchange_halo(L, t2, b.out);
     if (shortcut) {
-        conv_pointwise(b.shortcut, L.xs, n, L.x2, DType::kF32, false);  // x2 = shortcut(x)
-        conv_causal(b.conv2, b.ring2, t2, L, L.x2, DType::kF32, true);  // x2 += conv2(t2)
+        conv_pointwise(b.shortcut, L.xs, n, L.mid(L.x2, b.out), DType::kF32, false);  // x2 = shortcut(x)
+        conv_causal(b.conv2, b.ring2, t2, L, L.x2, DType::kF32, true);                // x2 += conv2(t2)
         std::swap(L.x, L.x2);
     } else {
         conv_causal(b.conv2, b.ring2, t2, L, L.x, DType::kF32, true);  // x += conv2(t2)
     }
 }
 
-// x <- x + proj(softmax(q k^T / sqrt(c)) v), one head over the pixels of the frame, in bands of queries.
+// x <- x + proj(softmax(q k^T / sqrt(c)) v), one head over the pixels of the frame, in bands of queries. With a
+// row split the queries are the rank's pixels and k, v are all-gathered: the whole frame's keys.
 void CudaVaeStream::State::attention(const BlockDev& b, LevelDev& L) {
-    const int64_t n = L.pixels(), c = b.in;
-    norm(b.gamma1, L.x, an, n, c, false);
+    const int64_t n = L.pixels(), keys = L.full_pixels(), c = b.in;
+    norm(b.gamma1, L.mid(L.x, c), an, n, c, false);
     conv_pointwise(b.q, an, n, q, DType::kBF16, false);
-    conv_pointwise(b.k, an, n, k, DType::kBF16, false);
-    conv_pointwise(b.v, an, n, v, DType::kBF16, false);
+    if (split()) {
+        conv_pointwise(b.k, an, n, kv_send, DType::kBF16, false);
+        conv_pointwise(b.v, an, n, kv_send + kv_px * c, DType::kBF16, false);
+        gather_kv(L, c);
+    } else {
+        conv_pointwise(b.k, an, n, k, DType::kBF16, false);
+        conv_pointwise(b.v, an, n, v, DType::kBF16, false);
+    }
     // v^T [c, ldp]: the weight operand of probs . v
-    launch_vae_transpose({.x = v, .y = vt, .rows = n, .cols = c, .y_stride = ldp}, stream);
+    launch_vae_transpose({.x = v, .y = vt, .rows = keys, .cols = c, .y_stride = ldp}, stream);
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c)));
     for (int64_t q0 = 0; q0 < n; q0 += q_band) {
         const int64_t rows = std::min(q_band, n - q0);
-        // scores [rows, n] = q[q0 : q0 + rows] . k^T; softmax; ao[q0 : q0 + rows] = probs . v
-        gemm_run({.x = q + q0 * c, .w = k, .y = scores, .y_dtype = DType::kF32, .m = rows, .n = n, .k = c, .ldy = ldp});
+        // scores [rows, keys] = q[q0 : q0 + rows] . k^T; softmax; ao[q0 : q0 + rows] = probs . v
+        gemm_run(
+            {.x = q + q0 * c, .w = k, .y = scores, .y_dtype = DType::kF32, .m = rows, .n = keys, .k = c, .ldy = ldp});
         launch_vae_softmax_rows({.scores = scores,
                                  .probs = probs,
                                  .rows = rows,
-                                 .cols = n,
+                                 .cols = keys,
                                  .scores_stride = ldp,
                                  .probs_stride = ldp,
                                  .scale = scale},
@@ -793,27 +635,29 @@ void CudaVaeStream::State::attention(const BlockDev& b, LevelDev& L) {
                   .y_dtype = DType::kBF16,
                   .m = rows,
                   .n = c,
-                  .k = n,
+                  .k = keys,
                   .ldx = ldp,
                   .ldw = ldp});
     }
-    conv_pointwise(b.proj, ao, n, L.x, DType::kF32, true);  // x += proj(ao)
+    conv_pointwise(b.proj, ao, n, L.mid(L.x, c), DType::kF32, true);  // x += proj(ao)
 }
 
-// x2 nearest + conv of one frame of level b.level (channels b.in, pixels `stride` apart) into level b.level + 1's
-// x, then the rest of the network from block `next`.
+// x2 nearest + conv of one frame of level b.level (channels b.in, pixels `stride` apart in the frame buffer `src`)
+// into level b.level + 1's x, then the rest of the network from block `next`.
 void CudaVaeStream::State::resample_and_continue(const BlockDev& b, size_t next, const void* src, DType src_dtype,
                                                  int64_t stride, const VaeFrameFn& emit) {
     const LevelDev& L = levels[static_cast<size_t>(b.level)];
     LevelDev& N = levels[static_cast<size_t>(b.level) + 1];
-    launch_vae_upsample_nearest2x({.x = src,
+    const size_t src_bytes = src_dtype == DType::kF32 ? sizeof(float) : sizeof(uint16_t);
+    launch_vae_upsample_nearest2x({.x = L.mid(static_cast<const char*>(src), stride * static_cast<int64_t>(src_bytes)),
                                    .x_dtype = src_dtype,
-                                   .y = N.up,
+                                   .y = N.mid(N.up, b.in),
                                    .height = L.height,
                                    .width = L.width,
                                    .channels = b.in,
                                    .x_pixel_stride = stride},
                                   stream);
+    exchange_halo(N, N.up, b.in);
     conv_frames(b.conv1, {N.up, nullptr, nullptr}, N, N.x, DType::kF32, false);
     run(next, emit);
 }
@@ -842,8 +686,9 @@ void CudaVaeStream::State::run(size_t first, const VaeFrameFn& emit) {
                     return;
                 }
                 uint16_t* in = take(b.ring1);
-                launch_cast({L.x, in, DType::kF32, DType::kBF16, L.pixels() * b.in}, stream);
-                // tc [pixels, 2 in]: channels [0, in) are the earlier frame, [in, 2 in) the later one.
+                launch_cast({L.mid(L.x, b.in), L.mid(in, b.in), DType::kF32, DType::kBF16, L.pixels() * b.in}, stream);
+                // tc [pixels, 2 in]: channels [0, in) are the earlier frame, [in, 2 in) the later one. A 3x1x1
+                // conv: the rank's rows only, no halo.
                 conv_causal(b.time_conv, b.ring1, in, L, L.tc, DType::kBF16, false);
                 for (int64_t j = 0; j < 2; ++j) {
                     resample_and_continue(b, i + 1, L.tc + j * b.in, DType::kBF16, 2 * b.in, emit);
@@ -855,37 +700,53 @@ void CudaVaeStream::State::run(size_t first, const VaeFrameFn& emit) {
     head(emit);
 }
 
-// RMS_norm, SiLU, causal conv to RGB, clamp, copy to the host, emit.
+// RMS_norm, SiLU, causal conv to RGB, clamp, copy to the host (with a row split: gathered on rank 0), emit.
 void CudaVaeStream::State::head(const VaeFrameFn& emit) {
     LevelDev& L = levels.back();
-    const int64_t n = L.pixels();
+    const int64_t n = L.pixels(), c = head_conv.in;
     uint16_t* a = take(ring_head);
-    norm(head_gamma, L.x, a, n, head_conv.in, true);
-    conv_causal(head_conv, ring_head, a, L, L.t, DType::kF32, false);  // [n, kHeadOutPad], channels 0..2 are RGB
-    launch_vae_rgb_out({.rgb = L.t, .pixels = n, .rgb_stride = kHeadOutPad, .u8 = out_u8, .planar = out_planar},
-                       stream);
-    const void* dev = out_u8 ? static_cast<const void*>(out_u8) : static_cast<const void*>(out_planar);
-    LR_CUDA_CHECK(cudaMemcpyAsync(host_frame.data(), dev, frame_bytes(), cudaMemcpyDeviceToHost, stream));
+    norm(head_gamma, L.mid(L.x, c), L.mid(a, c), n, c, true);
+    exchange_halo(L, a, c);
+    conv_causal(head_conv, ring_head, a, L, L.t, DType::kF32, false);  // [pixels, kHeadOutPad], channels 0..2: RGB
+    const float* rgb = L.mid(L.t, kHeadOutPad);
+    const int64_t index = frames_done++;
+    if (split()) {
+        gather_frame(L, rgb);
+        if (!emits()) return;
+    } else {
+        launch_vae_rgb_out({.rgb = rgb, .pixels = n, .rgb_stride = kHeadOutPad, .u8 = out_u8, .planar = out_planar},
+                           stream);
+        const void* dev = out_u8 ? static_cast<const void*>(out_u8) : static_cast<const void*>(out_planar);
+        LR_CUDA_CHECK(cudaMemcpyAsync(host_frame.data(), dev, frame_bytes(), cudaMemcpyDeviceToHost, stream));
+    }
     LR_CUDA_CHECK(cudaStreamSynchronize(stream));
     VaeFrame f;
-    f.index = frames_done++;
-    f.height = L.height;
+    f.index = index;
+    f.height = L.full_height;
     f.width = L.width;
     if (format == VaeFrameFormat::kRgb24) {
-        f.rgb24 = static_cast<const uint8_t*>(host_frame.data());
+        f.rgb24 = reinterpret_cast<const uint8_t*>(host_frame.data());
     } else {
-        f.planar = static_cast<const float*>(host_frame.data());
+        f.planar = reinterpret_cast<const float*>(host_frame.data());
     }
     emit(f);
 }
 
-// One latent frame [z_dim, h, w] (device memory) through z * std + mean, conv2, conv1 and the decoder.
+// One latent frame [z_dim, h, w] (device memory, the whole frame) through z * std + mean, conv2, conv1 and the
+// decoder; a row split reads its rows.
 void CudaVaeStream::State::decode_latent(const float* z, const VaeFrameFn& emit) {
     const LevelDev& L = levels[0];
-    launch_vae_denorm_latent(
-        {.z = z, .mean = mean, .inv_std = inv_std, .y = latent, .pixels = L.pixels(), .channels = cfg.z_dim}, stream);
+    launch_vae_denorm_latent({.z = z + L.row0 * L.width,
+                              .mean = mean,
+                              .inv_std = inv_std,
+                              .y = latent,
+                              .pixels = L.pixels(),
+                              .channels = cfg.z_dim,
+                              .z_stride = L.full_pixels()},
+                             stream);
     uint16_t* in = take(ring_conv1);
-    conv_pointwise(conv2, latent, L.pixels(), in, DType::kBF16, false);  // conv1's input
+    conv_pointwise(conv2, latent, L.pixels(), L.mid(in, cfg.z_dim), DType::kBF16, false);  // conv1's input
+    exchange_halo(L, in, cfg.z_dim);
     conv_causal(conv1, ring_conv1, in, L, L.x, DType::kF32, false);
     run(0, emit);
     ++latents_done;
@@ -907,6 +768,8 @@ void CudaVaeStream::decode(const float* latents, int64_t frames, const VaeFrameF
         }
         s.decode_latent(z, emit);
     }
+    // A rank that does not emit never waits for its frames; a device-buffer exchange leaves them in flight.
+    if (!s.emits()) LR_CUDA_CHECK(cudaStreamSynchronize(s.stream));
 }
 
 #endif  // LONGROLL_HAS_CUDA

@@ -19,6 +19,19 @@
 // bands of pixels plus a cuBLASLt GEMM (GemmRunner); 1x1 convs and the attention's projections are GEMMs.
 // Everything runs on `stream`; emitting a frame copies it into pinned host memory and synchronises the stream.
 //
+// Row split (DESIGN.md sections 5 and 7), as VaeStream's (wan_vae.h): with `rows` of R > 1 ranks, every rank
+// makes the same calls with the same latents and decodes only its latent rows (vae_row_range) at every
+// resolution, each frame buffer holding the rank's rows plus one halo row above and below. Before every conv with
+// a 3x3 spatial kernel the halo rows of its input are exchanged with the ranks above and below (zeros at the
+// frame's top and bottom); the causal caches keep the rank's halo-padded input frames; the middle attention
+// all-gathers k and v; rank 0 gathers the rows of every output frame and alone calls `emit`. Every conv kernel,
+// norm and softmax computes each row of the rank exactly as the whole-frame decode does; the 1x1 convs and the
+// attention's GEMMs run through cuBLASLt on fewer rows, whose algorithm choice may differ with the row count, so
+// the frames match the whole-frame decode to fp32 summation order (tests/dist/dist_vae_rows_gpu_test.cpp).
+// Transport: a communicator on host buffers (MPI) is staged through pinned memory, the stream synchronised
+// before each exchange; one on device buffers (NCCL) exchanges the frame rows in place on `comm_stream` (its
+// stream, NcclCommunicator::stream()), ordered against the decode's stream by events, without blocking the host.
+//
 // Typical use:
 //   CudaVaeStream vae(decoder, latent_h, latent_w);
 //   vae.decode(chunk.latents, chunk.num_frames, [&](const VaeFrame& f) { writer->write_frame(f.rgb24, f.width * 3); });
@@ -34,6 +47,8 @@
 
 namespace lr {
 
+class Communicator;
+
 enum class VaeConvAlgo {
     kImplicitGemm,  // launch_vae_conv (needs input channels % 8 == 0; others fall back to kIm2colGemm)
     kIm2colGemm,    // launch_vae_im2col in pixel bands + GemmRunner
@@ -46,16 +61,24 @@ class CudaVaeStream {
     // the bytes needed and the bytes free when the plan does not fit on the current device. RuntimeError in a
     // build without CUDA. All work goes on `stream`; nullptr gives the decoder a stream of its own at the lowest
     // priority, so that a DiT on the same GPU (highest priority) goes first.
+    // With `rows` of more than one rank: the row split (collective over `rows`: every rank builds its stream with
+    // the same sizes). More ranks than latent rows is an InputError on every rank alike; a communicator on device
+    // buffers needs its stream as `comm_stream`.
     CudaVaeStream(const WanVaeDecoder& host, int64_t latent_height, int64_t latent_width,
-                  VaeFrameFormat format = VaeFrameFormat::kRgb24, Stream stream = nullptr);
+                  VaeFrameFormat format = VaeFrameFormat::kRgb24, Stream stream = nullptr, Communicator* rows = nullptr,
+                  Stream comm_stream = nullptr);
     // Real channel counts with weights drawn on the device (no host copy exists): for benchmarks. The
-    // distribution follows make_default_wan_vae_weights, not its exact values.
+    // distribution follows make_default_wan_vae_weights, not its exact values (and does not depend on the split).
     static CudaVaeStream with_random_weights(const WanVaeConfig& cfg, int64_t latent_height, int64_t latent_width,
                                              uint64_t seed, VaeFrameFormat format = VaeFrameFormat::kRgb24,
-                                             Stream stream = nullptr);
+                                             Stream stream = nullptr, Communicator* rows = nullptr,
+                                             Stream comm_stream = nullptr);
     // Device bytes a stream of this config and latent size needs: weights, caches, activations, workspaces and
-    // the GEMM workspace. Pure arithmetic; works without a GPU.
-    static size_t device_bytes(const WanVaeConfig& cfg, int64_t latent_height, int64_t latent_width);
+    // the GEMM workspace; for rank `row_rank` of a row split over `row_ranks` ranks, its rows with their halos,
+    // the whole frame's k and v for the attention, the all-gather's buffers and (rank 0) the whole output frame.
+    // Pure arithmetic; works without a GPU. InputError for more ranks than latent rows.
+    static size_t device_bytes(const WanVaeConfig& cfg, int64_t latent_height, int64_t latent_width, int row_ranks = 1,
+                               int row_rank = 0);
 
     CudaVaeStream(CudaVaeStream&&) noexcept;
     CudaVaeStream& operator=(CudaVaeStream&&) noexcept;
@@ -67,14 +90,18 @@ class CudaVaeStream {
     // Decodes the next `frames` latent frames, [frames, z_dim, latent_height, latent_width] f32 (the rollout's
     // layout), in host memory or, with latents_on_device, in device memory. Emits frames_for(frames) frames of
     // [8 latent_height, 8 latent_width] in order through `emit`, in host memory valid during the callback, before
-    // it returns (like VaeStream::decode).
+    // it returns (like VaeStream::decode). With a row split every rank passes the whole latents and only rank 0
+    // of `rows` emits; the decode's work on every rank is complete when it returns.
     void decode(const float* latents, int64_t frames, const VaeFrameFn& emit, bool latents_on_device = false);
 
     // Frames that decoding `latent_frames` more latent frames emits: 1 + 4 (n - 1) at the start of a stream, 4 n after.
     int64_t frames_for(int64_t latent_frames) const;
     int64_t latent_frames_decoded() const;
-    int64_t frames_emitted() const;
-    // Device bytes of the caches, activations and workspaces (weights excluded), plus the pinned host frame.
+    int64_t frames_emitted() const;  // frames decoded, on every rank of a row split
+    // Whether this rank emits the frames: always without a row split, rank 0 of `rows` with one.
+    bool emits() const;
+    // Device bytes of the caches, activations and workspaces (weights excluded), plus the pinned host frame and
+    // the pinned staging of a row split over host buffers.
     size_t state_bytes() const;
     // Device bytes of the weights.
     size_t weight_bytes() const;

@@ -106,6 +106,23 @@ TEST(VaeGpuOps, DenormLatentIsExactAgainstCpuLoop) {
             ASSERT_EQ(got[p * c + ch], f32_to_bf16_bits(want)) << "pixel " << p << " channel " << ch;
         }
     }
+    // A row split's rows of the whole frame: pixels [first, first + count) of the planes, z_stride = n apart.
+    const int64_t first = 13, count = 29;
+    launch_vae_denorm_latent({.z = static_cast<const float*>(dz.data()) + first,
+                              .mean = static_cast<const float*>(dmean.data()),
+                              .inv_std = static_cast<const float*>(dinv.data()),
+                              .y = dy.data(),
+                              .pixels = count,
+                              .channels = c,
+                              .z_stride = n},
+                             nullptr);
+    LR_CUDA_CHECK(cudaDeviceSynchronize());
+    const auto rows = test::to_host<uint16_t>(dy, static_cast<size_t>(count * c));
+    for (int64_t p = 0; p < count; ++p) {
+        for (int64_t ch = 0; ch < c; ++ch) {
+            ASSERT_EQ(rows[p * c + ch], got[(first + p) * c + ch]) << "pixel " << first + p << " channel " << ch;
+        }
+    }
 }
 
 TEST(VaeGpuOps, RmsNormMatchesCpu) {
@@ -486,6 +503,24 @@ TEST(VaeGpuOps, RgbOutMatchesCpuConversionExactly) {
     for (int64_t p = 0; p < pixels; ++p) {
         for (int64_t c = 0; c < 3; ++c) {
             const float want = std::clamp(packed[p * 3 + c], -1.0f, 1.0f), got = planar[c * pixels + p];
+            ASSERT_TRUE(got == want || (std::isnan(got) && std::isnan(want))) << p << ", " << c;
+        }
+    }
+    // A row split's rank 0 writes its first `rows_px` pixels into planes of the whole frame (planar_stride).
+    const int64_t rows_px = 377;
+    DeviceBuffer dwhole(packed.size() * 4);
+    LR_CUDA_CHECK(cudaMemset(dwhole.data(), 0, packed.size() * 4));
+    launch_vae_rgb_out({.rgb = static_cast<const float*>(drgb.data()),
+                        .pixels = rows_px,
+                        .rgb_stride = stride,
+                        .planar = static_cast<float*>(dwhole.data()),
+                        .planar_stride = pixels},
+                       nullptr);
+    LR_CUDA_CHECK(cudaDeviceSynchronize());
+    const auto whole = test::to_host<float>(dwhole, packed.size());
+    for (int64_t c = 0; c < 3; ++c) {
+        for (int64_t p = 0; p < pixels; ++p) {
+            const float got = whole[c * pixels + p], want = p < rows_px ? planar[c * pixels + p] : 0.0f;
             ASSERT_TRUE(got == want || (std::isnan(got) && std::isnan(want))) << p << ", " << c;
         }
     }

@@ -87,6 +87,8 @@ const std::vector<SemanticCase> kSemanticCases = {
     {"video { width: 128 height: 64 }\nparallel {\n  vae: DEDICATED_RANKS\n  vae_ranks: 9\n}\n",
      "10:3: parallel.vae_ranks: expected at most 8 ranks: the VAE ranks split a latent frame's 8 rows", "found 9"},
     {"parallel {\n  data_parallel: -1\n}\n", "8:3: parallel.data_parallel: expected at least 0", "found -1"},
+    {"runtime { device: CPU }\nparallel {\n  transport: NCCL\n}\n",
+     "9:3: parallel.transport: expected MPI or AUTO with runtime.device CPU (NCCL moves GPU buffers", "found NCCL"},
     {"output {\n  crf: 52\n}\n", "8:3: output.crf: expected 0 (lossless) to 51", "found 52"},
     {"output {\n  preset: \"fastest\"\n}\n", "8:3: output.preset: expected an x264 preset", "found \"fastest\""},
     {"monitoring {\n  port: 70000\n}\n", "8:3: monitoring.port: expected a port in [0, 65535]", "found 70000"},
@@ -186,6 +188,9 @@ TEST(ConfigErrors, UnknownEnumValueListsTheValidOnes) {
         input_error([] { parse_config_text(std::string(kModel) + "attention {\n  policy: 9\n}\n", "num.textproto"); });
     EXPECT_STARTS_WITH(num, "num.textproto:8:3: attention.policy: expected one of DENSE, SINK_WINDOW");
     EXPECT_CONTAINS(num, "found 9");
+    const std::string transport =
+        input_error([] { parse_config_text(std::string(kModel) + "parallel {\n  transport: 5\n}\n", "t.textproto"); });
+    EXPECT_STARTS_WITH(transport, "t.textproto:8:3: parallel.transport: expected one of AUTO, MPI, NCCL, found 5");
 }
 
 TEST(ConfigErrors, RepeatedScalarField) {
@@ -209,6 +214,14 @@ TEST(ConfigErrors, ValidateConfigNamesTheField) {
     c = default_config();
     c.parallel.vae = VaePlacement::kDedicatedRanks;  // set in code without vae_ranks
     EXPECT_STARTS_WITH(input_error([&] { validate_config(c); }), "parallel.vae_ranks: expected at least 1, found 0");
+    c = default_config();
+    c.parallel.transport = Transport::kNccl;
+    EXPECT_NO_THROW(validate_config(c));  // runtime.device AUTO: whether NCCL can run is decided at start-up
+    c.runtime.device = DeviceChoice::kCpu;
+    EXPECT_STARTS_WITH(input_error([&] { validate_config(c); }),
+                       "parallel.transport: expected MPI or AUTO with runtime.device CPU");
+    c.parallel.transport = Transport::kMpi;
+    EXPECT_NO_THROW(validate_config(c));
     c = default_config();
     c.model.num_heads = 0;  // no division by zero on the way to the message
     EXPECT_STARTS_WITH(input_error([&] { validate_config(c); }), "model.num_heads: expected a positive number");

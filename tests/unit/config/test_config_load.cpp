@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config_test_util.h"
@@ -146,6 +147,7 @@ TEST(ConfigDefaults, AbsentFieldsGetTheDocumentedDefaults) {
     EXPECT_EQ(c.parallel.data_parallel, 0);
     EXPECT_EQ(c.parallel.vae, VaePlacement::kSameRanks);
     EXPECT_EQ(c.parallel.vae_ranks, 0);
+    EXPECT_EQ(c.parallel.transport, Transport::kAuto);
 
     EXPECT_EQ(c.output.codec, VideoCodec::kH264);
     EXPECT_EQ(c.output.crf, 18);
@@ -192,6 +194,19 @@ TEST(ConfigDefaults, VaeRanksDefaultDependsOnPlacement) {
     EXPECT_EQ(two.parallel.vae_ranks, 2);
     const Config same = parse_config_text(std::string(kModel) + "parallel { vae: SAME_RANKS }", "v");
     EXPECT_EQ(same.parallel.vae_ranks, 0);
+}
+
+TEST(ConfigDefaults, TransportByName) {
+    for (const auto& [name, want] : {std::pair{"AUTO", Transport::kAuto}, std::pair{"MPI", Transport::kMpi},
+                                     std::pair{"NCCL", Transport::kNccl}}) {
+        const Config c =
+            parse_config_text(std::string(kModel) + "parallel { ulysses: 2 transport: " + name + " }", "t");
+        EXPECT_EQ(c.parallel.transport, want) << name;
+        EXPECT_EQ(transport_name(want), name);
+        // Written back by name, and read back to the same value.
+        EXPECT_CONTAINS(config_to_text(c), std::string("transport: ") + name);
+        EXPECT_EQ(parse_config_text(config_to_text(c), "again").parallel.transport, want);
+    }
 }
 
 TEST(ConfigDefaults, PolicyAliasesAndSubMessages) {

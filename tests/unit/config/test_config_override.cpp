@@ -63,6 +63,9 @@ TEST(ConfigOverride, EnumsByNameIgnoringCase) {
     EXPECT_EQ(with({"rollout.rope_mode=window_relative"}, text).rollout.rope_mode, RopeMode::kWindowRelative);
     EXPECT_EQ(with({"runtime.device=cpu"}, text).runtime.device, DeviceChoice::kCpu);
     EXPECT_EQ(with({"runtime.dtype=f32"}, text).runtime.dtype, DType::kF32);
+    EXPECT_EQ(with({"parallel.transport=NCCL"}, text).parallel.transport, Transport::kNccl);
+    EXPECT_EQ(with({"parallel.transport=mpi"}, text).parallel.transport, Transport::kMpi);
+    EXPECT_EQ(with({"parallel.transport=nccl", "parallel.transport=Auto"}, text).parallel.transport, Transport::kAuto);
 }
 
 TEST(ConfigOverride, RepeatedFieldsTakeLists) {
@@ -136,10 +139,18 @@ TEST(ConfigOverride, BadValuesNameTheTypeExpected) {
     EXPECT_CONTAINS(set_error("attention.policy=sparse"),
                     "--set attention.policy=sparse: expected one of DENSE, SINK_WINDOW, SPARSE_FORCING, PBSA, "
                     "LIGHT_FORCING, FORCING_KV, LVSA, found 'sparse'");
+    EXPECT_CONTAINS(set_error("parallel.transport=gloo"),
+                    "--set parallel.transport=gloo: expected one of AUTO, MPI, NCCL, found 'gloo'");
     EXPECT_CONTAINS(set_error("rollout.denoising_steps="), "expected a comma-separated list of an integer (int32)");
     EXPECT_CONTAINS(set_error("rollout.denoising_steps=1000,x,500"),
                     "expected an integer (int32) per element, found 'x'");
     EXPECT_CONTAINS(set_error("monitoring.port=on"), "expected an integer (int32), found 'on'");
+}
+
+TEST(ConfigOverride, NcclOnTheCpuPointsAtTheOverride) {
+    const std::string msg = input_error([] { with({"runtime.device=cpu", "parallel.transport=NCCL"}); });
+    EXPECT_STARTS_WITH(msg, "--set parallel.transport=NCCL: expected MPI or AUTO with runtime.device CPU");
+    EXPECT_CONTAINS(msg, "found NCCL");
 }
 
 TEST(ConfigOverride, SemanticErrorsPointAtTheOverride) {
