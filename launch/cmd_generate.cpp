@@ -355,12 +355,14 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     try {
         std::vector<ConfigOverride> overrides;
         for (const auto& s : a.get_all("set")) overrides.push_back(parse_override(s));
+        // The flags go in before validation, so that checks relating fields see them (--size with
+        // parallel.spatial: the frame's blocks).
+        const ConfigAdjust flags = [&](Config& c) { apply_flags(a, c); };
         if (auto path = a.get("config")) {
-            cfg = load_config(*path, overrides);
+            cfg = load_config(*path, overrides, flags);
         } else {
-            cfg = parse_config_text(config_to_text(default_config()), "<embedded default config>", overrides);
+            cfg = parse_config_text(config_to_text(default_config()), "<embedded default config>", overrides, flags);
         }
-        apply_flags(a, cfg);
         validate_config(cfg);
         LR_CHECK(!a.has("resume"), "--resume: rollout checkpoints are not implemented in this version");
         layout = check_parallel_layout(cfg, who);

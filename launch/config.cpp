@@ -259,7 +259,8 @@ constexpr std::string_view kTinyConfig = R"pb(
 
 }  // namespace
 
-Config parse_config_text(std::string_view text, std::string_view name, const std::vector<ConfigOverride>& overrides) {
+Config parse_config_text(std::string_view text, std::string_view name, const std::vector<ConfigOverride>& overrides,
+                         const ConfigAdjust& adjust) {
     pb::Config msg;
     TextFormat::ParseInfoTree tree;
     const std::string text_copy(text);
@@ -275,6 +276,7 @@ Config parse_config_text(std::string_view text, std::string_view name, const std
 
     std::vector<Issue> issues;
     Config cfg = config_detail::config_from_proto(msg, &issues);
+    if (adjust) adjust(cfg);
     // A value the struct could not take (a missing required field) already has its message: skip the checks
     // that would complain about the placeholder left in its place.
     const std::vector<Issue> conversion = issues;
@@ -289,8 +291,8 @@ Config parse_config_text(std::string_view text, std::string_view name, const std
     return cfg;
 }
 
-Config load_config(const std::string& path, const std::vector<ConfigOverride>& overrides) {
-    return parse_config_text(read_config_file(path), path, overrides);
+Config load_config(const std::string& path, const std::vector<ConfigOverride>& overrides, const ConfigAdjust& adjust) {
+    return parse_config_text(read_config_file(path), path, overrides, adjust);
 }
 
 Config default_config() { return parse_config_text(kTinyConfig, "<built-in tiny config>"); }

@@ -15,6 +15,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -194,16 +195,21 @@ struct ConfigOverride {
 // when the override is applied.
 ConfigOverride parse_override(std::string_view arg);
 
-// Reads a textproto file, applies defaults, then the overrides in order, then validates.
+// Adjusts the parsed config before validation: the CLI's flags that set fields (--size, --device, ...), so that
+// the checks that relate fields (spatial ranks vs the frame's blocks, ...) see their values.
+using ConfigAdjust = std::function<void(Config&)>;
+
+// Reads a textproto file, applies defaults, then the overrides in order, then `adjust`, then validates.
 // Override paths name fields (rollout.local_attn_size, attention.policy); enum values are matched by
 // name without regard to case; repeated fields take comma-separated lists (rollout.denoising_steps=
 // 1000,750,500); monitoring.port also takes "off" (monitoring.enabled=false), and a number turns
 // monitoring on.
-Config load_config(const std::string& path, const std::vector<ConfigOverride>& overrides = {});
+Config load_config(const std::string& path, const std::vector<ConfigOverride>& overrides = {},
+                   const ConfigAdjust& adjust = {});
 
 // The same from text (tests, embedded presets); `name` plays the role of the file name in messages.
 Config parse_config_text(std::string_view text, std::string_view name,
-                         const std::vector<ConfigOverride>& overrides = {});
+                         const std::vector<ConfigOverride>& overrides = {}, const ConfigAdjust& adjust = {});
 
 // The built-in default when no --config is given: the tiny test model (same as configs/tiny.textproto).
 Config default_config();

@@ -2,8 +2,8 @@
 # Spatial sharding on the GPU path: `mpirun -np N longroll generate --device cuda --set parallel.spatial=S`
 # (every rank on the one GPU; the KV blocks and the head's rows staged through pinned host memory over MPI) gives
 # the 1-rank `--device cuda` latents to bf16 accuracy (relative error < 1e-2: the tiles run GEMMs of other row
-# counts) and a video with every frame. Cases: S = 2 over a 240x128 video (120 tokens per latent frame in blocks
-# of 32: 4 blocks, the last short, 2 per rank), S = 3 (ranks of 2, 1 and 1 blocks), and U = 2 x S = 2 with a
+# counts) and a video with every frame. Cases: S = 2 over a 368x128 video (184 tokens per latent frame in blocks
+# of 64: 3 blocks, the last short; ranks of 2 and 1 blocks), S = 3 (a block each), and U = 2 x S = 2 with a
 # window, a sink and window-relative RoPE. Exit 77 (skipped) without mpirun, python3 or a GPU.
 # Usage: test_generate_spatial_cuda.sh LONGROLL
 set -u
@@ -15,8 +15,8 @@ if "$bin" version | grep -qE "cuda: no| 0 devices visible"; then echo "no CUDA d
 source "$here/compare_lib.sh"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-args=(generate --device cuda --latent-frames 9 --seed 7 --metrics-port off --set video.width=240
-      --set video.height=128 --set attention.block_size=32)
+args=(generate --device cuda --latent-frames 9 --seed 7 --metrics-port off --set video.width=368
+      --set video.height=128 --set attention.block_size=64)
 win=(--set rollout.local_attn_size=6 --set rollout.sink_size=1 --set rollout.rope_mode=WINDOW_RELATIVE)
 fails=0
 

@@ -173,5 +173,26 @@ TEST(ConfigOverride, FixingAFileErrorWithAnOverride) {
     EXPECT_EQ(with({"video.width=112"}, text).video.width, 112);
 }
 
+// The CLI's flags (--size, ...) adjust the parsed config before validation: a check that relates fields sees the
+// adjusted values (two spatial ranks need two blocks of 128 tokens in a frame).
+TEST(ConfigOverride, AdjustRunsBeforeValidation) {
+    const std::vector<ConfigOverride> spatial{parse_override("parallel.spatial=2")};
+    const auto size = [](int64_t w, int64_t h) {
+        return [w, h](Config& c) {
+            c.video.width = w;
+            c.video.height = h;
+        };
+    };
+    const std::string msg = input_error([&] { parse_config_text(kModel, "base.textproto", spatial, size(128, 64)); });
+    EXPECT_CONTAINS(msg, "parallel.spatial");
+    EXPECT_CONTAINS(msg, "a 128x64 frame");
+    const Config cfg = parse_config_text(kModel, "base.textproto", spatial, size(512, 256));
+    EXPECT_EQ(cfg.parallel.spatial, 2);
+    EXPECT_EQ(cfg.video.width, 512);
+    // An adjusted value that is wrong is reported like any other.
+    EXPECT_CONTAINS(input_error([&] { parse_config_text(kModel, "base.textproto", {}, size(100, 64)); }),
+                    "video.width");
+}
+
 }  // namespace
 }  // namespace lr
