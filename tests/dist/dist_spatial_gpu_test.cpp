@@ -14,6 +14,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
@@ -98,6 +99,7 @@ CudaModelOptions options(const ModelCase& mc, RopePositions rope) {
 struct Run {
     std::vector<std::vector<float>> flows;
     std::vector<int64_t> slot_end;  // key slots of each forward
+    double ms = 0;                  // mean wall time of a forward after the first (uploads and sync included)
 };
 
 Run run_forwards(const WanModel& m, const CudaModelOptions& o, const HostTensor& ctx) {
@@ -108,7 +110,9 @@ Run run_forwards(const WanModel& m, const CudaModelOptions& o, const HostTensor&
     const size_t out_n = static_cast<size_t>(kFrames * d.out_dim * o.height * o.width);
     DeviceBuffer dx(numel * sizeof(float)), dout(out_n * sizeof(float));
     Run run;
+    auto t_first = std::chrono::steady_clock::now();
     for (size_t i = 0; i < std::size(kStarts); ++i) {
+        if (i == 1) t_first = std::chrono::steady_clock::now();
         const auto x = gaussian(static_cast<int64_t>(numel), static_cast<uint32_t>(10 + i));
         const std::vector<float> t(kFrames, 1000.0f - 150.0f * static_cast<float>(i));
         LR_CUDA_CHECK(cudaMemcpyAsync(dx.data(), x.data(), numel * sizeof(float), cudaMemcpyHostToDevice, g.stream()));
@@ -126,14 +130,18 @@ Run run_forwards(const WanModel& m, const CudaModelOptions& o, const HostTensor&
         run.flows.push_back(std::move(out));
         run.slot_end.push_back(g.cache().last_plan().write.slot_end);
     }
+    run.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_first).count() /
+             static_cast<double>(std::size(kStarts) - 1);
     return run;
 }
 
 void compare(const std::string& what, const Run& got, const Run& want, double bound, int rank, Errors& e) {
     double worst = 0;
     for (size_t i = 0; i < want.flows.size(); ++i) worst = std::max(worst, rel_error(got.flows[i], want.flows[i]));
-    std::printf("[ measured ] rank %d, %s: worst relative error vs unsharded %.3e (bound %.0e)\n", rank, what.c_str(),
-                worst, bound);
+    std::printf(
+        "[ measured ] rank %d, %s: worst relative error vs unsharded %.3e (bound %.0e); %.2f ms per forward "
+        "(unsharded %.2f)\n",
+        rank, what.c_str(), worst, bound, got.ms, want.ms);
     std::fflush(stdout);
     e.expect(worst < bound, what + ": relative error " + std::to_string(worst));
     e.expect(got.slot_end == want.slot_end, what + ": the key slots differ from the unsharded cache's");

@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
@@ -76,6 +77,9 @@ CudaModelOptions options() {
     return o;
 }
 
+// Mean wall time of the forwards after the first (uploads and sync included), for the notes.
+double g_forward_ms = 0;
+
 std::vector<std::vector<float>> run_forwards(const WanModel& m, const CudaModelOptions& o, const HostTensor& ctx) {
     CudaWanModel g(m, o);
     const CudaPrompt prompt = g.encode_prompt(ctx.view);
@@ -84,7 +88,9 @@ std::vector<std::vector<float>> run_forwards(const WanModel& m, const CudaModelO
     const size_t out_n = static_cast<size_t>(kFrames * d.out_dim * o.height * o.width);
     DeviceBuffer dx(numel * sizeof(float)), dout(out_n * sizeof(float));
     std::vector<std::vector<float>> flows;
+    auto t_first = std::chrono::steady_clock::now();
     for (size_t i = 0; i < std::size(kStarts); ++i) {
+        if (i == 1) t_first = std::chrono::steady_clock::now();
         const auto x = gaussian(static_cast<int64_t>(numel), static_cast<uint32_t>(10 + i));
         const std::vector<float> t(kFrames, 1000.0f - 150.0f * static_cast<float>(i));
         LR_CUDA_CHECK(cudaMemcpyAsync(dx.data(), x.data(), numel * sizeof(float), cudaMemcpyHostToDevice, g.stream()));
@@ -101,6 +107,8 @@ std::vector<std::vector<float>> run_forwards(const WanModel& m, const CudaModelO
         LR_CUDA_CHECK(cudaMemcpy(out.data(), dout.data(), out_n * sizeof(float), cudaMemcpyDeviceToHost));
         flows.push_back(std::move(out));
     }
+    g_forward_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_first).count() /
+                   static_cast<double>(std::size(kStarts) - 1);
     return flows;
 }
 
@@ -108,8 +116,8 @@ void compare(const std::string& what, const std::vector<std::vector<float>>& got
              const std::vector<std::vector<float>>& want, double bound, int rank, Errors& e) {
     double worst = 0;
     for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, rel_error(got[i], want[i]));
-    std::printf("[ measured ] rank %d, %s: worst relative error vs unsharded %.3e (bound %.0e)\n", rank, what.c_str(),
-                worst, bound);
+    std::printf("[ measured ] rank %d, %s: worst relative error vs unsharded %.3e (bound %.0e); %.2f ms per forward\n",
+                rank, what.c_str(), worst, bound, g_forward_ms);
     std::fflush(stdout);
     e.expect(worst < bound, what + ": relative error " + std::to_string(worst));
 }
@@ -134,6 +142,7 @@ int run(const MpiSession& mpi) {
     std::copy(cv.begin(), cv.end(), ctx.as<float>());
     Errors e(world->rank());
     const auto want = run_forwards(m, options(), ctx);
+    if (world->rank() == 0) std::printf("[ measured ] unsharded: %.2f ms per forward\n", g_forward_ms);
 
     const int U = world->size();
     CudaModelOptions o = options();
