@@ -38,8 +38,8 @@ refused() {
   fi
 }
 nccl=(--set parallel.transport=NCCL)
-refused cpu_np1 1 "parallel.transport: expected MPI or AUTO with runtime.device CPU" --device cpu "${nccl[@]}"
-refused cpu_np2 2 "parallel.transport: expected MPI or AUTO with runtime.device CPU" --device cpu "${nccl[@]}" \
+refused cpu_np1 1 "parallel.transport=NCCL: expected MPI or AUTO with runtime.device CPU" --device cpu "${nccl[@]}"
+refused cpu_np2 2 "parallel.transport=NCCL: expected MPI or AUTO with runtime.device CPU" --device cpu "${nccl[@]}" \
   --set parallel.ulysses=2
 # runtime.device AUTO on a machine without a GPU: the DiT lands on the CPU, which start-up finds out (or the build
 # has no NCCL at all); either way every rank says why.
