@@ -11,15 +11,10 @@
 // counts). Every rank must return the whole chunk, and the bytes the spatial communicator sends must be what
 // the dense table needs: per layer and forward, K and V of this rank's blocks of every key slot, to each of the
 // other S - 1 ranks. Exit 77 (skipped) when a rank sees no GPU. Prints each measured error ("[ measured ]").
-#include <cuda_runtime_api.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cinttypes>
-#include <cmath>
 #include <cstdio>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -27,6 +22,7 @@
 #include "dist/mpi_communicator.h"
 #include "dist/process.h"
 #include "dist_test_harness.h"
+#include "gpu_forwards.h"
 #include "runtime/core/check.h"
 #include "runtime/core/cuda_check.h"
 #include "runtime/model/wan_model.h"
@@ -40,8 +36,7 @@ namespace {
 
 using disttest::Errors;
 
-constexpr int64_t kFrames = 3;
-const int64_t kStarts[] = {0, 3, 3, 6, 9};  // window 7, sink 1: the forwards at 6 and 9 evict
+using disttest::ForwardRun;
 
 struct ModelCase {
     const char* name;
@@ -66,78 +61,15 @@ std::vector<ModelCase> cases() {
     return {{"heads32", a, 8, 20, 16}, {"hd128", b, 26, 20, 64}};
 }
 
-std::vector<float> gaussian(int64_t n, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(0.0f, 1.0f);
-    std::vector<float> v(static_cast<size_t>(n));
-    for (float& x : v) x = dist(rng);
-    return v;
-}
-
-double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-        den += static_cast<double>(b[i]) * b[i];
-    }
-    return std::sqrt(num / std::max(den, 1e-30));
-}
-
 CudaModelOptions options(const ModelCase& mc, RopePositions rope) {
-    CudaModelOptions o;
-    o.height = mc.height;
-    o.width = mc.width;
-    o.max_forward_frames = kFrames;
-    o.window_frames = 7;
-    o.sink_frames = 1;
-    o.max_frames = 7;
+    CudaModelOptions o = disttest::forward_options(mc.height, mc.width, rope);
     o.kv_block_size = mc.block;
-    o.rope = rope;
     return o;
 }
 
-struct Run {
-    std::vector<std::vector<float>> flows;
-    std::vector<int64_t> slot_end;  // key slots of each forward
-    double ms = 0;                  // mean wall time of a forward after the first (uploads and sync included)
-};
-
-Run run_forwards(const WanModel& m, const CudaModelOptions& o, const HostTensor& ctx) {
-    CudaWanModel g(m, o);
-    const CudaPrompt prompt = g.encode_prompt(ctx.view);
-    const WanDims& d = m.config().dims;
-    const size_t numel = static_cast<size_t>(kFrames * d.in_dim * o.height * o.width);
-    const size_t out_n = static_cast<size_t>(kFrames * d.out_dim * o.height * o.width);
-    DeviceBuffer dx(numel * sizeof(float)), dout(out_n * sizeof(float));
-    Run run;
-    auto t_first = std::chrono::steady_clock::now();
-    for (size_t i = 0; i < std::size(kStarts); ++i) {
-        if (i == 1) t_first = std::chrono::steady_clock::now();
-        const auto x = gaussian(static_cast<int64_t>(numel), static_cast<uint32_t>(10 + i));
-        const std::vector<float> t(kFrames, 1000.0f - 150.0f * static_cast<float>(i));
-        LR_CUDA_CHECK(cudaMemcpyAsync(dx.data(), x.data(), numel * sizeof(float), cudaMemcpyHostToDevice, g.stream()));
-        CudaForwardArgs a;
-        a.x = static_cast<const float*>(dx.data());
-        a.t = t.data();
-        a.frames = kFrames;
-        a.start_frame = kStarts[i];
-        a.prompt = &prompt;
-        a.out = static_cast<float*>(dout.data());
-        g.forward(a);
-        std::vector<float> out(out_n);
-        LR_CUDA_CHECK(cudaStreamSynchronize(g.stream()));
-        LR_CUDA_CHECK(cudaMemcpy(out.data(), dout.data(), out_n * sizeof(float), cudaMemcpyDeviceToHost));
-        run.flows.push_back(std::move(out));
-        run.slot_end.push_back(g.cache().last_plan().write.slot_end);
-    }
-    run.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_first).count() /
-             static_cast<double>(std::size(kStarts) - 1);
-    return run;
-}
-
-void compare(const std::string& what, const Run& got, const Run& want, double bound, int rank, Errors& e) {
-    double worst = 0;
-    for (size_t i = 0; i < want.flows.size(); ++i) worst = std::max(worst, rel_error(got.flows[i], want.flows[i]));
+void compare(const std::string& what, const ForwardRun& got, const ForwardRun& want, double bound, int rank,
+             Errors& e) {
+    const double worst = disttest::worst_error(got, want);
     std::printf(
         "[ measured ] rank %d, %s: worst relative error vs unsharded %.3e (bound %.0e); %.2f ms per forward "
         "(unsharded %.2f)\n",
@@ -149,7 +81,7 @@ void compare(const std::string& what, const Run& got, const Run& want, double bo
 
 // Bytes the dense table makes spatial rank s send over a run: per forward and layer, K and V (bf16, width
 // dim / U) of its blocks of every key slot, to each of the other S - 1 ranks.
-uint64_t expected_kv_bytes(const ModelCase& mc, int U, int S, int s, const Run& run) {
+uint64_t expected_kv_bytes(const ModelCase& mc, int U, int S, int s, const ForwardRun& run) {
     const int64_t tpf = (mc.height / 2) * (mc.width / 2), nb = (tpf + mc.block - 1) / mc.block;
     int64_t mine = 0;
     for (int64_t b = s; b < nb; b += S) ++mine;
@@ -162,17 +94,8 @@ uint64_t expected_kv_bytes(const ModelCase& mc, int U, int S, int s, const Run& 
 
 int run(const MpiSession& mpi) {
     auto world = MpiCommunicator::world();
-    int devices = 0;
-    if (cudaGetDeviceCount(&devices) != cudaSuccess) devices = 0;
-    int64_t without_gpu = devices > 0 ? 0 : 1;
-    world->all_reduce_sum(&without_gpu, 1);
-    if (without_gpu > 0) {
-        if (world->rank() == 0)
-            std::printf("dist_spatial_gpu_test: %" PRId64 " ranks see no GPU: skipping\n", without_gpu);
-        return 77;
-    }
-    const int device = pick_cuda_device(mpi.info(), devices);
-    LR_CUDA_CHECK(cudaSetDevice(device));
+    const int device = disttest::gpu_or_skip(mpi.info(), *world, "dist_spatial_gpu_test");
+    if (device < 0) return 77;
     const int N = world->size();
     LR_CHECK(N >= 1 && N <= 4, "dist_spatial_gpu_test runs on 1 to 4 ranks, not ", N);
     const int U = N == 4 ? 2 : 1, S = N / U;
@@ -182,32 +105,24 @@ int run(const MpiSession& mpi) {
 
     for (const ModelCase& mc : cases()) {
         const WanModel m = WanModel::from_weights(make_default_wan_weights(mc.cfg.dims, 5), mc.cfg);
-        HostTensor ctx(DType::kF32, Shape{mc.cfg.text_len - 3, mc.cfg.dims.text_dim});
-        const auto cv = gaussian(ctx.view.numel(), 1);
-        std::copy(cv.begin(), cv.end(), ctx.as<float>());
+        const HostTensor ctx = disttest::test_context(mc.cfg);
         for (const RopePositions rope : {RopePositions::kAbsolute, RopePositions::kWindowRelative}) {
             const std::string name =
                 str_cat(mc.name, rope == RopePositions::kAbsolute ? " absolute" : " relative", ", U = ", U, " S = ", S);
-            const Run want = run_forwards(m, options(mc, rope), ctx);
+            const ForwardRun want = disttest::run_forwards(m, options(mc, rope), ctx);
 
             CudaModelOptions o = options(mc, rope);
             if (U > 1) o.shard = AttentionShard{u, U, heads.get()};
             o.spatial = SpatialShard{s, S, tiles.get(), mc.block};
             tiles->reset_byte_counters();
-            const Run got = run_forwards(m, o, ctx);
+            const ForwardRun got = disttest::run_forwards(m, o, ctx);
             compare(name + " (MPI, host-staged)", got, want, S == 1 && U == 1 ? 1e-6 : 1e-2, world->rank(), e);
             const uint64_t sent = tiles->bytes_sent(CommOp::kSendRecv);
             const uint64_t expected = expected_kv_bytes(mc, U, S, s, got);
             std::printf("[ measured ] rank %d, %s: KV blocks sent %" PRIu64 " bytes, the table needs %" PRIu64 "\n",
                         world->rank(), name.c_str(), sent, expected);
             e.expect(sent == expected, str_cat(name, ": sent ", sent, " KV bytes, the table needs ", expected));
-            // Every rank holds the whole chunk: the same bytes as rank 0's.
-            for (size_t i = 0; i < got.flows.size(); ++i) {
-                std::vector<float> first = got.flows[i];
-                world->broadcast(first.data(), first.size() * sizeof(float), 0);
-                e.expect(first == got.flows[i],
-                         str_cat(name, ", forward ", i, ": rank ", world->rank(), " differs from rank 0"));
-            }
+            disttest::expect_same_on_every_rank(*world, got, name, e);
 
 #ifdef LONGROLL_HAS_NCCL
             if (N == 1) {
@@ -215,7 +130,7 @@ int run(const MpiSession& mpi) {
                 CudaModelOptions no = options(mc, rope);
                 no.spatial = SpatialShard{0, 1, nccl.get(), mc.block};
                 no.spatial_comm_stream = nccl->stream();
-                const Run via_nccl = run_forwards(m, no, ctx);
+                const ForwardRun via_nccl = disttest::run_forwards(m, no, ctx);
                 compare(name + " (NCCL, device buffers)", via_nccl, want, 1e-6, world->rank(), e);
                 e.expect(nccl->bytes_sent_total() == 0, "NCCL of one rank sends nothing to other ranks");
             }
@@ -224,8 +139,8 @@ int run(const MpiSession& mpi) {
     }
     const int64_t total = disttest::agree(*world, e);
     if (world->rank() == 0)
-        std::printf("dist_spatial_gpu_test: %d ranks (U = %d, S = %d) on %d GPU(s), %" PRId64 " errors: %s\n", N, U, S,
-                    devices, total, total ? "FAILED" : "ok");
+        std::printf("dist_spatial_gpu_test: %d ranks (U = %d, S = %d), %" PRId64 " errors: %s\n", N, U, S, total,
+                    total ? "FAILED" : "ok");
     return total == 0 ? 0 : 1;
 }
 

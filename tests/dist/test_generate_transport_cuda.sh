@@ -28,25 +28,7 @@ args=(generate --device cuda --latent-frames 9 --seed 7 --metrics-port off)
 u2=(--set parallel.ulysses=2)
 fails=0
 
-# Relative L2 error of two F32 'latents' tensors; "identical" when their bytes are equal.
-rel_err() {
-  python3 - "$1" "$2" <<'PY'
-import json, struct, sys, array, math
-def load(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        meta = json.loads(f.read(n))["latents"]
-        assert meta["dtype"] == "F32", meta
-        f.seek(8 + n + meta["data_offsets"][0])
-        return f.read(meta["data_offsets"][1] - meta["data_offsets"][0])
-ra, rb = load(sys.argv[1]), load(sys.argv[2])
-a, b = array.array("f", ra), array.array("f", rb)
-assert len(a) == len(b) and len(a) > 0
-err = math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b))) / math.sqrt(sum(y * y for y in b))
-print(f"{err:.3e}" + (" identical" if ra == rb else ""))
-PY
-}
-lt() { python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$1" "$2"; }
+source "$here/compare_lib.sh"
 expect_line() {  # expect_line NAME LOG REGEX: the log has a line matching REGEX
   grep -qE "$3" "$2" || { echo "FAIL: $1: no line matching '$3'"; cat "$2"; fails=1; return 1; }
   echo "ok: $1: $(grep -m1 -oE "$3" "$2")"
