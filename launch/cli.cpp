@@ -24,6 +24,7 @@ constexpr const char* kTopHelp =
     "  generate          generate a video (or latents) from a config, weights and prompt embeddings\n"
     "  validate-config   parse and check a config file; exit 2 with file:line:col on an error\n"
     "  inspect           list the tensors of a safetensors file or sharded index; exit 2 if malformed\n"
+    "  profile-heads     profile a model's heads for attention.policy FORCING_KV (a short dense CPU rollout)\n"
     "  version           version, git commit and what this build supports\n"
     "\n"
     "`longroll <command> --help` describes each command's flags.\n"
@@ -65,6 +66,7 @@ int run_cli(int argc, char** argv) {
         if (command == "version") return cmd_version(args);
         if (command == "validate-config") return cmd_validate_config(args);
         if (command == "inspect") return cmd_inspect(args);
+        if (command == "profile-heads") return cmd_profile_heads(args);
         if (command == "generate") {
             // MPI starts only for the command that uses it, and only under an MPI launcher. One rank failing
             // must not leave the others waiting: run_rank_guarded aborts the job naming the rank and host.
@@ -74,7 +76,7 @@ int run_cli(int argc, char** argv) {
             return run_rank_guarded(mpi, [&] { return cmd_generate(args, mpi); });
         }
         LR_FAIL("unknown command '", command,
-                "' (commands: generate, validate-config, inspect, version; see longroll --help)");
+                "' (commands: generate, validate-config, inspect, profile-heads, version; see longroll --help)");
     } catch (const Error& e) {
         if (who.world_size > 1) {
             std::fprintf(stderr, "longroll: error on rank %d (host %s): %s\n", who.rank, who.host.c_str(), e.what());

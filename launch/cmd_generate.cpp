@@ -10,6 +10,9 @@
 // few chunks at a time whatever the length of the video.
 #include <unistd.h>
 
+#include "cache/tile_layout.h"
+#include "runtime/model/head_profile.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -466,6 +469,10 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         exchange.watch(mesh->vae(), CommOp::kAllGather, ExchangeOp::kAllGather);
     }
     const RolloutShape shape{plan.latent_frames, cfg.video.height / 8, cfg.video.width / 8};
+    if (!vae_rank) {
+        ropts.policy = block_policy_config(cfg, model.model->config(), shape.height, shape.width, shape.frames);
+        ropts.block_size = cfg.attention.block_size;
+    }
     const int64_t channels = cfg.model.in_dim;
     const LatentFrameShape latent_frame{channels, shape.height, shape.width};
     const int64_t steps = static_cast<int64_t>(ropts.denoising_steps.size());
@@ -490,6 +497,9 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     std::unique_ptr<CudaWanModel> gpu_model;
     size_t cache_bytes = 0;
     if (on_gpu) {
+        LR_CHECK(ropts.policy.kind == BlockPolicyKind::kDense || ropts.policy.kind == BlockPolicyKind::kSinkWindow,
+                 "attention.policy ", block_policy_name(ropts.policy.kind),
+                 " runs on the CPU (--device cpu) in this build; its CUDA step is not built yet");
         const bool switches =
             std::any_of(prompts.begin(), prompts.end(), [](const Prompts& p) { return p.segments.size() > 1; });
         CudaModelOptions model_opts = CudaRollout::model_options(ropts, shape, switches);
@@ -525,6 +535,7 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             "  vae      %s\n"
             "  video    %dx%d at %d fps: %lld latent frames in %lld chunks -> %lld frames (%.2f s)\n"
             "  rollout  %zu steps, window %s, sink %d, %s RoPE; KV cache %s\n"
+            "  attention  %s, KV blocks of %d tokens (%lldx%lld-patch tiles)\n"
             "  device   %s; %s\n"
             "  transport  %s (%s)\n",
             kVersion, kGitSha, static_cast<long long>(cfg.model.dim), static_cast<long long>(cfg.model.num_layers),
@@ -536,7 +547,9 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             static_cast<long long>(plan.video_frames), plan.seconds, ropts.denoising_steps.size(),
             cfg.rollout.local_attn_size < 0 ? "the whole run" : str_cat(cfg.rollout.local_attn_size, " frames").c_str(),
             cfg.rollout.sink_size, std::string(rope_mode_name(cfg.rollout.rope_mode)).c_str(),
-            format_bytes(cache_bytes).c_str(), device.c_str(), describe(layout).c_str(),
+            format_bytes(cache_bytes).c_str(), block_policy_name(ropts.policy.kind), cfg.attention.block_size,
+            static_cast<long long>(tile_shape_for_block(cfg.attention.block_size).rows),
+            static_cast<long long>(tile_shape_for_block(cfg.attention.block_size).cols), device.c_str(), describe(layout).c_str(),
             transport.transport == Transport::kNccl ? "nccl" : "mpi", transport.why.c_str());
     }
 
@@ -677,12 +690,21 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         } else {
             cpu_rollout.emplace(*model.model, ropts, shape);
             cpu_rollout->set_step_observer([&](int64_t, int64_t step, double seconds) {
+                if (const CpuAttentionStep* st = cpu_rollout->step()) {
+                    // One rank: what the tables read and the K/V bytes actually held (window + retained blocks).
+                    if (step < steps) metrics->denoise_step(seconds);
+                    metrics->kv_cache(st->stats().kv_bytes_held, static_cast<int64_t>(cache_bytes));
+                    metrics->attention_sparsity(1.0 - st->stats().density());
+                    exchange.report(*metrics);
+                    return;
+                }
                 const KvCache& kv = cpu_rollout->cache();
                 observe(step, seconds, kv.frames(), kv.config().max_frames);
             });
         }
         metrics->kv_cache(0, static_cast<int64_t>(cache_bytes));
-        // Dense / window attention reads every cached block: nothing is skipped until a sparse policy is in.
+        // Updated after every forward on one CPU rank (the share of the window's keys the tables skip); the GPU and
+        // sharded paths read every block (DENSE, SINK_WINDOW).
         metrics->attention_sparsity(0.0);
         const auto run_rollout = [&](const ChunkCallback& on_chunk) {
             if (gpu_rollout) {

@@ -91,23 +91,23 @@ struct VideoConfig {
 
 struct SparseForcingConfig {
     int persistent_blocks = 64;
-    int topk_blocks = 64;
+    int topk_blocks = -1;  // -1: auto (a quarter of the window's blocks outside the chunk)
     friend bool operator==(const SparseForcingConfig&, const SparseForcingConfig&) = default;
 };
 
 struct LightForcingConfig {
     bool chunk_aware_growth = true;
     int near_frames = 3;
-    int topk_frames = 3;
-    int topk_blocks = 64;
+    int topk_frames = -1;  // -1: auto (half the middle frames)
+    int topk_blocks = -1;  // -1: auto (half the blocks the frame stage leaves)
     friend bool operator==(const LightForcingConfig&, const LightForcingConfig&) = default;
 };
 
 struct ForcingKvConfig {
     double static_head_threshold = 0.8;
-    int recent_frames = 4;
-    double dynamic_keep_ratio = 0.5;
-    std::string head_profile;  // empty: heads are classified on the first chunk
+    int recent_frames = 1;             // Forcing-KV's ring (spatial_context_length 1)
+    double dynamic_keep_ratio = 0.33;  // Forcing-KV's sim_retention_ratio
+    std::string head_profile;          // required by FORCING_KV: longroll profile-heads
     friend bool operator==(const ForcingKvConfig&, const ForcingKvConfig&) = default;
 };
 

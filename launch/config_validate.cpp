@@ -141,10 +141,25 @@ void check_attention(const AttentionConfig& a, const RolloutConfig& r, Checker& 
                 "whole run, which is DENSE)");
     }
     c.at_least(a.sparse_forcing.persistent_blocks, 0, "attention.sparse_forcing.persistent_blocks");
-    c.at_least(a.sparse_forcing.topk_blocks, 1, "attention.sparse_forcing.topk_blocks");
+    const auto budget = [&](int v, const char* field) {
+        c.check(v == -1 || v >= 1, field, "expected -1 (auto) or a budget >= 1, found ", v);
+    };
+    budget(a.sparse_forcing.topk_blocks, "attention.sparse_forcing.topk_blocks");
     c.at_least(a.light_forcing.near_frames, 0, "attention.light_forcing.near_frames");
-    c.at_least(a.light_forcing.topk_frames, 0, "attention.light_forcing.topk_frames");
-    c.at_least(a.light_forcing.topk_blocks, 1, "attention.light_forcing.topk_blocks");
+    budget(a.light_forcing.topk_frames, "attention.light_forcing.topk_frames");
+    budget(a.light_forcing.topk_blocks, "attention.light_forcing.topk_blocks");
+    if (a.policy == AttentionPolicy::kForcingKv) {
+        c.check(!a.forcing_kv.head_profile.empty(), "attention.forcing_kv.head_profile",
+                "FORCING_KV needs a head profile of the model: make one with `longroll profile-heads --out FILE`");
+        c.check(r.local_attn_size == -1, "rollout.local_attn_size",
+                "FORCING_KV sets the window itself (sink_size + forcing_kv.recent_frames + frames_per_chunk, plus the "
+                "dynamic heads' segments): expected -1, found ", r.local_attn_size);
+    }
+    if (a.policy == AttentionPolicy::kSparseForcing) {
+        c.check(r.local_attn_size != -1, "rollout.local_attn_size",
+                "SPARSE_FORCING keeps persistent blocks when frames leave the window: expected a window (e.g. 21), "
+                "found -1");
+    }
     const ForcingKvConfig& f = a.forcing_kv;
     c.check(f.static_head_threshold > 0 && f.static_head_threshold <= 1, "attention.forcing_kv.static_head_threshold",
             "expected a share of attention in (0, 1], found ", f.static_head_threshold);
@@ -152,7 +167,7 @@ void check_attention(const AttentionConfig& a, const RolloutConfig& r, Checker& 
     c.check(f.dynamic_keep_ratio > 0 && f.dynamic_keep_ratio <= 1, "attention.forcing_kv.dynamic_keep_ratio",
             "expected a ratio in (0, 1], found ", f.dynamic_keep_ratio);
     c.at_least(a.lvsa.window_frames, 0, "attention.lvsa.window_frames");
-    c.at_least(a.lvsa.anchor_interval, 1, "attention.lvsa.anchor_interval");
+    c.at_least(a.lvsa.anchor_interval, 2, "attention.lvsa.anchor_interval");
 }
 
 void check_parallel(const Config& cfg, bool model_ok, bool video_ok, Checker& c) {

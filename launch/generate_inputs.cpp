@@ -1,5 +1,8 @@
 #include "launch/generate_inputs.h"
 
+#include "cache/tile_layout.h"
+#include "runtime/model/head_profile.h"
+
 #include <algorithm>
 #include <charconv>
 
@@ -174,6 +177,63 @@ LoadedVae load_vae(const std::optional<std::string>& path, bool model_embedded, 
     v.description = str_cat("embedded default (", v.decoder->parameter_count() / 1000,
                             "K parameters, deterministic random weights: NOT the trained VAE)");
     return v;
+}
+
+BlockPolicyConfig block_policy_config(const Config& cfg, const WanModelConfig& model, int64_t latent_height,
+                                      int64_t latent_width, int64_t run_frames) {
+    const AttentionConfig& a = cfg.attention;
+    const RolloutConfig& r = cfg.rollout;
+    BlockPolicyConfig p;
+    switch (a.policy) {
+        case AttentionPolicy::kDense:
+            p.kind = BlockPolicyKind::kDense;
+            break;
+        case AttentionPolicy::kSinkWindow:
+            p.kind = BlockPolicyKind::kSinkWindow;
+            break;
+        case AttentionPolicy::kSparseForcing:
+            p.kind = BlockPolicyKind::kSparseForcing;
+            break;
+        case AttentionPolicy::kLightForcing:
+            p.kind = BlockPolicyKind::kLightForcing;
+            break;
+        case AttentionPolicy::kForcingKv:
+            p.kind = BlockPolicyKind::kForcingKv;
+            break;
+        case AttentionPolicy::kLvsa:
+            p.kind = BlockPolicyKind::kLvsa;
+            break;
+    }
+    const TileLayout tiles(latent_height / model.dims.patch[1], latent_width / model.dims.patch[2],
+                           tile_shape_for_block(a.block_size));
+    const int64_t tpf = tiles.tiles_per_frame();
+    const int64_t fpc = r.frames_per_chunk;
+    const int64_t past = (r.local_attn_size == -1 ? run_frames : r.local_attn_size) - fpc;  // frames before a chunk
+    // Sparse Forcing: auto budget a quarter of the window's blocks outside the chunk.
+    p.persistent_blocks = a.sparse_forcing.persistent_blocks;
+    p.sf_topk_blocks = a.sparse_forcing.topk_blocks != -1 ? a.sparse_forcing.topk_blocks
+                                                          : std::max<int64_t>(1, past * tpf / 4);
+    // Light Forcing: auto frames half the middle frames, auto blocks half of what the frame stage leaves.
+    p.chunk_aware_growth = a.light_forcing.chunk_aware_growth;
+    p.near_frames = a.light_forcing.near_frames;
+    const int64_t middle = past - r.sink_size - p.near_frames;
+    p.topk_frames = a.light_forcing.topk_frames != -1 ? a.light_forcing.topk_frames : std::max<int64_t>(1, middle / 2);
+    p.lf_topk_blocks = a.light_forcing.topk_blocks != -1
+                           ? a.light_forcing.topk_blocks
+                           : std::max<int64_t>(1, (r.sink_size + p.near_frames + p.topk_frames) * tpf / 2);
+    p.recent_frames = a.forcing_kv.recent_frames;
+    p.dynamic_keep_ratio = a.forcing_kv.dynamic_keep_ratio;
+    p.static_head_threshold = a.forcing_kv.static_head_threshold;
+    if (p.kind == BlockPolicyKind::kForcingKv) {
+        LR_CHECK(!a.forcing_kv.head_profile.empty(), "attention.forcing_kv.head_profile: FORCING_KV needs a head ",
+                 "profile of this model; make one with `longroll profile-heads --out heads.json` (same --config and ",
+                 "--weights) and pass --set attention.forcing_kv.head_profile=heads.json");
+        const HeadProfile prof = read_head_profile(a.forcing_kv.head_profile);
+        p.static_head = static_heads(prof, model, p.static_head_threshold, a.forcing_kv.head_profile);
+    }
+    p.lvsa_window_frames = a.lvsa.window_frames;
+    p.anchor_interval = a.lvsa.anchor_interval;
+    return p;
 }
 
 RolloutOptions rollout_options(const RolloutConfig& r) {

@@ -55,5 +55,10 @@ LoadedVae load_vae(const std::optional<std::string>& path, bool model_embedded, 
 
 // The rollout's knobs from the config.
 RolloutOptions rollout_options(const RolloutConfig& r);
+// The attention policy of a run (DESIGN.md section 6) for a model and latent frame: budgets left at -1 (auto)
+// resolved for the window, the Forcing-KV head profile read and matched against the model (InputError naming
+// the file or field).
+BlockPolicyConfig block_policy_config(const Config& cfg, const WanModelConfig& model, int64_t latent_height,
+                                      int64_t latent_width, int64_t run_frames);
 
 }  // namespace lr

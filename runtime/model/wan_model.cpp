@@ -408,7 +408,15 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
 
     // ---- Positions (frame, row, col) of the chunk's tokens. In window-relative mode the frame is the slot.
     KvWrite plan;
-    if (a.cache) {
+    LR_CHECK(!(a.step && (a.cache || sharded || spatial)), "forward: an attention step runs one rank's attention ",
+             "over its own cache (no KvCache, no Ulysses or spatial shard)");
+    if (a.step) {
+        AttentionForward af = a.attn;
+        af.start_frame = a.start_frame;
+        af.num_frames = F;
+        af.protect_sink = a.protect_sink;
+        plan = a.step->begin(af);
+    } else if (a.cache) {
         const KvCacheConfig& cc = a.cache->config();
         LR_CHECK(cc.num_layers == d.num_layers && cc.width == w && cc.tokens_per_frame == rpf,
                  "forward: the KV cache is shaped for ", cc.num_layers, " layers, width ", cc.width, ", ",
@@ -416,7 +424,7 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
                  ", ", rpf);
         plan = a.cache->plan(a.start_frame, F, a.protect_sink);
     }
-    const bool relative = a.cache && a.rope == RopePositions::kWindowRelative;
+    const bool relative = (a.cache || a.step) && a.rope == RopePositions::kWindowRelative;
     std::vector<int64_t> pos(static_cast<size_t>(3 * L));
     for (int64_t f = 0; f < F; ++f) {
         for (int64_t r = 0; r < gh; ++r) {
@@ -575,6 +583,9 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
             dump(name + "self_attn.k", ak, Shape{ns, lh, hd});
             dump(name + "self_attn.v", av, Shape{ns, lh, hd});
         }
+        if (a.step) {
+            a.step->attend(l, aq, ak, av, ao);
+        } else {
         AttentionParams ap;
         ap.q = aq;
         ap.out = ao;
@@ -608,6 +619,7 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
             ap.kv_end = kv_end.empty() ? nullptr : kv_end.data();
         }
         attention_cpu(ap);
+        }
         if (sharded) to_tokens();  // back to the rank's tokens, all heads
         if (n > 0) {
             run_linear(b.self_o, o.data(), n, y.data());
@@ -650,6 +662,7 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         }
         if (dump_) dump(str_cat("blocks.", l), x.data(), Shape{n, dim});
     }
+    if (a.step) a.step->end();
     if (a.cache) a.cache->commit(plan);
 
     // ---- Head: (head.modulation + e) per frame (shift, scale) -- e, not the projected e0.

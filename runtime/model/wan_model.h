@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cache/kv_cache.h"
+#include "runtime/model/attention_step.h"
 #include "runtime/core/tensor.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/model/wan_weights.h"
@@ -100,6 +101,10 @@ struct WanForwardArgs {
     // With a cache: the chunk attends to the cached frames plus itself and is written into the cache.
     KvCache* cache = nullptr;
     bool protect_sink = false;  // LongLive re-cache: rewriting cached frames leaves the sink slots alone
+    // Or, on one rank: the attention step owns the cache, the block policy and the kernel (attention_step.h);
+    // attn says where the rollout is (its frames and protect_sink are taken from the fields above).
+    AttentionStep* step = nullptr;
+    AttentionForward attn;
     RopePositions rope = RopePositions::kAbsolute;
     // Without a cache: attention within x only, block-causal over blocks of this many frames (0: bidirectional).
     // This is the reference's training-time path, used to check the cached path.

@@ -27,7 +27,35 @@ Rollout::Rollout(const WanModel& model, const RolloutOptions& opts, const Rollou
              "rollout: local_attn_size ", opts.local_attn_size, " must be -1 or hold the sink (", opts.sink_size,
              ") plus a chunk (", opts.frames_per_chunk, ")");
     timesteps_ = scheduler_.warp(opts.denoising_steps);
-    cache_ = KvCache(cache_config(model, opts, shape));
+    if (single_rank(opts)) {
+        step_ = std::make_unique<CpuAttentionStep>(step_config(model, opts, shape));
+    } else {
+        LR_CHECK(opts.policy.kind == BlockPolicyKind::kDense || opts.policy.kind == BlockPolicyKind::kSinkWindow,
+                 "attention.policy ", block_policy_name(opts.policy.kind),
+                 " with parallel.ulysses or parallel.spatial > 1 is not built yet: the sharded attention steps read ",
+                 "every block (use DENSE or SINK_WINDOW, or one rank)");
+        cache_ = KvCache(cache_config(model, opts, shape));
+    }
+}
+
+AttentionStepConfig Rollout::step_config(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape) {
+    const WanDims& d = model.config().dims;
+    AttentionStepConfig c;
+    c.num_layers = d.num_layers;
+    c.num_heads = d.num_heads;
+    c.head_dim = model.head_dim();
+    c.grid_rows = shape.height / d.patch[1];
+    c.grid_cols = shape.width / d.patch[2];
+    c.block_size = opts.block_size;
+    c.frames_per_chunk = opts.frames_per_chunk;
+    c.window_frames = opts.local_attn_size;
+    c.sink_frames = opts.sink_size;
+    c.run_frames = shape.frames;
+    // The largest forward: a chunk, or a prompt switch's re-cache of the window.
+    c.max_write_frames = std::max(opts.frames_per_chunk, opts.local_attn_size == -1 ? shape.frames : opts.local_attn_size);
+    c.rope = opts.rope;
+    c.policy = opts.policy;
+    return c;
 }
 
 KvCacheConfig Rollout::cache_config(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape) {
@@ -37,13 +65,14 @@ KvCacheConfig Rollout::cache_config(const WanModel& model, const RolloutOptions&
 }
 
 size_t Rollout::kv_cache_bytes(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape) {
+    if (single_rank(opts)) return CpuAttentionStep::kv_bytes_for(step_config(model, opts, shape));
     return KvCache::bytes_for(cache_config(model, opts, shape));
 }
 
 int64_t Rollout::num_chunks() const { return (shape_.frames + opts_.frames_per_chunk - 1) / opts_.frames_per_chunk; }
 
 void Rollout::forward(const float* x, int64_t start_frame, int64_t frames, float t, const WanPrompt& prompt,
-                      bool protect_sink, float* out) {
+                      bool protect_sink, float* out, int64_t chunk, int64_t step) {
     const std::vector<float> ts(static_cast<size_t>(frames), t);
     WanForwardArgs a;
     a.x = x;
@@ -53,7 +82,14 @@ void Rollout::forward(const float* x, int64_t start_frame, int64_t frames, float
     a.width = shape_.width;
     a.start_frame = start_frame;
     a.prompt = &prompt;
-    a.cache = &cache_;
+    if (step_) {
+        a.step = step_.get();
+        a.attn.chunk = chunk;
+        a.attn.step = step;
+        a.attn.num_steps = static_cast<int64_t>(timesteps_.size());
+    } else {
+        a.cache = &cache_;
+    }
     a.protect_sink = protect_sink;
     a.rope = opts_.rope;
     a.shard = opts_.shard;
@@ -95,7 +131,9 @@ void Rollout::recache(int64_t start_frame, const WanPrompt& prompt) {
     const int64_t n = start_frame - first;
     const float* x = history_.data() + (first - history_begin_) * frame_numel();
     std::vector<float> discard(static_cast<size_t>(n * frame_numel()));
-    forward(x, first, n, static_cast<float>(opts_.context_noise), prompt, /*protect_sink=*/true, discard.data());
+    const int64_t steps = static_cast<int64_t>(timesteps_.size());
+    forward(x, first, n, static_cast<float>(opts_.context_noise), prompt, /*protect_sink=*/true, discard.data(),
+            start_frame / opts_.frames_per_chunk, steps);
 }
 
 void Rollout::run(const std::vector<PromptSegment>& prompts, const NoiseSource& noise, const ChunkCallback& on_chunk,
@@ -109,7 +147,11 @@ void Rollout::run(const std::vector<PromptSegment>& prompts, const NoiseSource& 
     }
     LR_CHECK(resume_chunks >= 0 && resume_chunks <= num_chunks() && (resume_chunks == 0 || resume_latents),
              "rollout: cannot resume after ", resume_chunks, " of ", num_chunks(), " chunks");
-    cache_.reset();
+    if (step_) {
+        step_->reset();
+    } else {
+        cache_.reset();
+    }
     history_begin_ = 0;
     history_frames_ = 0;
     const int64_t kept = opts_.local_attn_size == -1 ? shape_.frames : opts_.local_attn_size;
@@ -134,7 +176,7 @@ void Rollout::run(const std::vector<PromptSegment>& prompts, const NoiseSource& 
         if (c < resume_chunks) {
             // Replay: only the clean pass, which is all that the cache keeps of a chunk.
             const float* latents = resume_latents + start * fn;
-            forward(latents, start, n, static_cast<float>(opts_.context_noise), prompt, false, flow.data());
+            forward(latents, start, n, static_cast<float>(opts_.context_noise), prompt, false, flow.data(), c, steps);
             remember(start, n, latents);
             continue;
         }
@@ -149,7 +191,7 @@ void Rollout::run(const std::vector<PromptSegment>& prompts, const NoiseSource& 
         for (int64_t i = 0; i < steps; ++i) {
             const float t = timesteps_[static_cast<size_t>(i)];
             step_start = std::chrono::steady_clock::now();
-            forward(x.data(), start, n, t, prompt, false, flow.data());
+            forward(x.data(), start, n, t, prompt, false, flow.data(), c, i);
             observe(i);
             scheduler_.flow_to_x0(flow.data(), x.data(), t, x0.data(), numel);
             if (i + 1 < steps) {
@@ -161,7 +203,7 @@ void Rollout::run(const std::vector<PromptSegment>& prompts, const NoiseSource& 
         remember(start, n, x0.data());
         // The clean pass: the chunk's K/V in the cache become those of x0 at t = context_noise.
         step_start = std::chrono::steady_clock::now();
-        forward(x0.data(), start, n, static_cast<float>(opts_.context_noise), prompt, false, flow.data());
+        forward(x0.data(), start, n, static_cast<float>(opts_.context_noise), prompt, false, flow.data(), c, steps);
         observe(steps);
     }
 }

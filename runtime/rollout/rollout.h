@@ -21,7 +21,9 @@
 #include <memory>
 #include <vector>
 
+#include "cache/block_policy.h"
 #include "cache/kv_cache.h"
+#include "runtime/model/attention_step_cpu.h"
 #include "runtime/core/tensor.h"
 #include "runtime/model/wan_model.h"
 #include "runtime/rollout/noise.h"
@@ -45,6 +47,11 @@ struct RolloutOptions {
     // Spatial parallelism (DESIGN.md section 7, see SpatialShard): each rank holds its blocks of every frame.
     // Both set: a U x S group, each rank holding its heads of its blocks.
     SpatialShard spatial;
+    // Which cached blocks each query block reads (DESIGN.md section 6) and the KV block size (a tile of that many
+    // tokens). On one rank the attention step runs any policy; the sharded forwards read every block (DENSE,
+    // SINK_WINDOW) until their steps move behind the seam.
+    BlockPolicyConfig policy;
+    int64_t block_size = 128;
 };
 
 // The latent video: frames of `channels` x height x width (latent pixels: video / 8).
@@ -85,7 +92,10 @@ class Rollout {
     int64_t channels() const { return channels_; }
     const FlowMatchScheduler& scheduler() const { return scheduler_; }
     const std::vector<float>& timesteps() const { return timesteps_; }  // the warped denoising list
-    const KvCache& cache() const { return cache_; }
+    const KvCache& cache() const { return step_ ? step_->cache() : cache_; }
+    // The single-rank attention step (null when sharded): its policy, tables and stats.
+    const CpuAttentionStep* step() const { return step_.get(); }
+    CpuAttentionStep* mutable_step() { return step_.get(); }
 
     // Generates the whole video, calling on_chunk after every chunk. prompts: sorted by start_frame, the first
     // at frame 0. To resume, pass the latents of the first resume_chunks chunks ([resume_chunks *
@@ -98,9 +108,11 @@ class Rollout {
 
   private:
     static KvCacheConfig cache_config(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape);
+    static AttentionStepConfig step_config(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape);
+    static bool single_rank(const RolloutOptions& opts) { return opts.shard.size == 1 && opts.spatial.size == 1; }
     int64_t frame_numel() const { return channels_ * shape_.height * shape_.width; }
     void forward(const float* x, int64_t start_frame, int64_t frames, float t, const WanPrompt& prompt,
-                 bool protect_sink, float* out);
+                 bool protect_sink, float* out, int64_t chunk, int64_t step);
     void remember(int64_t start_frame, int64_t frames, const float* latents);
     void recache(int64_t start_frame, const WanPrompt& prompt);
 
@@ -111,7 +123,8 @@ class Rollout {
     int64_t channels_ = 0;
     FlowMatchScheduler scheduler_;
     std::vector<float> timesteps_;
-    KvCache cache_;
+    KvCache cache_;                            // sharded forwards
+    std::unique_ptr<CpuAttentionStep> step_;  // one rank
     // Clean latents of the frames a prompt switch re-caches: the last local_attn_size frames (all without a window).
     std::vector<float> history_;
     int64_t history_begin_ = 0;  // absolute frame of history_[0]
