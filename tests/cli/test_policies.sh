@@ -53,7 +53,7 @@ def load(p):
 a, d = load(sys.argv[1]), load(sys.argv[2])
 err = np.linalg.norm(a - d) / np.linalg.norm(d)
 print(sys.argv[1], 'relative difference to dense', err)
-sys.exit(0 if 1e-6 < err < 1.0 else 1)
+sys.exit(0 if 1e-6 < err < 5e-3 else 1)  # measured 0.9e-3 to 1.3e-3 (random weights)
 PY
   }
   for p in sf lf lvsa fkv; do check "$p differs from dense, within bounds" differs "$TMP/$p.safetensors" "$TMP/dense.safetensors"; done

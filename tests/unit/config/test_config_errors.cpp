@@ -76,7 +76,7 @@ const std::vector<SemanticCase> kSemanticCases = {
     {"attention {\n  policy: SINK_WINDOW\n}\n", "8:3: attention.policy: SINK_WINDOW needs a window", "found -1"},
     {"attention {\n  forcing_kv {\n    static_head_threshold: 1.5\n  }\n}\n",
      "9:5: attention.forcing_kv.static_head_threshold: expected a share of attention in (0, 1]", "found 1.5"},
-    {"attention {\n  lvsa { anchor_interval: 0 }\n}\n", "8:10: attention.lvsa.anchor_interval: expected at least 1",
+    {"attention {\n  lvsa { anchor_interval: 0 }\n}\n", "8:10: attention.lvsa.anchor_interval: expected at least 2",
      "found 0"},
     {"parallel {\n  ulysses: 3\n}\n", "8:3: parallel.ulysses: expected a divisor of model.num_heads (2)", "found 3"},
     {"parallel {\n  ulysses: 0\n}\n", "8:3: parallel.ulysses: expected at least 1", "found 0"},

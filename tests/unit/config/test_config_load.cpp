@@ -140,7 +140,7 @@ TEST(ConfigDefaults, AbsentFieldsGetTheDocumentedDefaults) {
     EXPECT_EQ(c.attention.policy, AttentionPolicy::kDense);
     EXPECT_EQ(c.attention.block_size, 128);
     EXPECT_DOUBLE_EQ(c.attention.forcing_kv.static_head_threshold, 0.8);
-    EXPECT_EQ(c.attention.forcing_kv.recent_frames, 4);
+    EXPECT_EQ(c.attention.forcing_kv.recent_frames, 1);  // Forcing-KV's ring
 
     EXPECT_EQ(c.parallel.ulysses, 1);
     EXPECT_EQ(c.parallel.spatial, 1);
@@ -240,7 +240,7 @@ TEST(ConfigText, RoundTripKeepsEveryNonDefaultValue) {
     c.video.width = 256;
     c.video.height = 128;
     c.video.crop_height = 120;
-    c.attention.policy = AttentionPolicy::kForcingKv;
+    c.attention.policy = AttentionPolicy::kLvsa;  // FORCING_KV would refuse the window of 9
     c.attention.forcing_kv.head_profile = "profiles/heads \"v1\".json";
     c.attention.forcing_kv.dynamic_keep_ratio = 0.3;
     c.attention.light_forcing.chunk_aware_growth = false;
@@ -263,7 +263,7 @@ TEST(ConfigText, RoundTripKeepsEveryNonDefaultValue) {
     EXPECT_EQ(back, c) << text;
     EXPECT_EQ(back.runtime.seed, std::numeric_limits<uint64_t>::max());
     EXPECT_EQ(back.model.eps, c.model.eps);
-    EXPECT_CONTAINS(text, "policy: FORCING_KV");
+    EXPECT_CONTAINS(text, "policy: LVSA");
     EXPECT_CONTAINS(text, "rope_mode: WINDOW_RELATIVE");
     EXPECT_CONTAINS(text, "denoising_steps: [999, 500, 1]");
 }
