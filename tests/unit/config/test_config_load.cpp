@@ -211,6 +211,7 @@ TEST(ConfigDefaults, TransportByName) {
 
 TEST(ConfigDefaults, PolicyAliasesAndSubMessages) {
     const Config c = parse_config_text(std::string(kModel) +
+                                           "rollout { local_attn_size: 21 }\n"
                                            "attention {\n"
                                            "  policy: PBSA\n"
                                            "  block_size: 64\n"
