@@ -36,6 +36,8 @@ PagedAttentionParams resolve_paged_attention_params(const PagedAttentionParams& 
              "paged attention: head_dim 128 needs block_size a multiple of 64, found ", p.block_size);
     LR_CHECK(p.table_heads == 1 || p.table_heads == p.heads, "paged attention: table_heads must be 1 or heads (",
              p.heads, "), found ", p.table_heads);
+    LR_CHECK(p.block_len_heads == 1 || p.block_len_heads == p.heads,
+             "paged attention: block_len_heads must be 1 or heads (", p.heads, "), found ", p.block_len_heads);
 
     const int64_t width = static_cast<int64_t>(p.heads) * p.head_dim;
     if (p.q_row_stride == 0) p.q_row_stride = width;
@@ -85,8 +87,10 @@ void paged_attention_cpu(const PagedAttentionParams& params) {
     for (int64_t e = 0; e < p.indptr[rows]; ++e) {
         const int32_t b = p.indices[e];
         LR_CHECK(b >= 0, "paged attention: indices[", e, "] = ", b, " is negative");
-        LR_CHECK(p.block_len[b] >= 0 && p.block_len[b] <= p.block_size, "paged attention: block_len[", b,
-                 "] = ", p.block_len[b], " is outside [0, ", p.block_size, "]");
+        for (int64_t j = b * p.block_len_heads; j < (b + 1) * p.block_len_heads; ++j) {
+            LR_CHECK(p.block_len[j] >= 0 && p.block_len[j] <= p.block_size, "paged attention: block_len[", j,
+                     "] = ", p.block_len[j], " is outside [0, ", p.block_size, "]");
+        }
     }
 
     const auto* q = static_cast<const uint16_t*>(p.q);
@@ -105,6 +109,7 @@ void paged_attention_cpu(const PagedAttentionParams& params) {
         for (int64_t t = t0; t < t1; ++t) {
             const int64_t h = t % p.heads, qb = t / p.heads;
             const int64_t g = p.table_heads == 1 ? 0 : h;
+            const int64_t len_head = p.block_len_heads == 1 ? 0 : h;
             const int64_t i0 = qb * p.q_block;
             const int64_t n = std::min<int64_t>(p.q_block, p.q_len - i0);
             for (int64_t i = 0; i < n; ++i) {
@@ -117,7 +122,7 @@ void paged_attention_cpu(const PagedAttentionParams& params) {
             const int64_t row = g * q_blocks + qb;
             for (int64_t e = p.indptr[row]; e < p.indptr[row + 1]; ++e) {
                 const int64_t b = p.indices[e];
-                const int64_t len = p.block_len[b];
+                const int64_t len = p.block_len[b * p.block_len_heads + len_head];
                 if (len == 0) continue;
                 // [len, head_dim] keys and values of head h in physical block b
                 for (int64_t j = 0; j < len; ++j) {

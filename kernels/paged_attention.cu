@@ -103,12 +103,13 @@ struct KvSubTile {
 
 // The first sub-tile at or after index `it` (sub-tile it = the 64 keys it % tiles_per_block of the table row's
 // block it / tiles_per_block) that holds a valid key; returns `count` when there is none.
+// `len_head` is 0 with one length per block, else the head (block_len_heads = heads).
 __device__ __forceinline__ int next_sub_tile(const PagedAttentionParams& p, int64_t e0, int it, int count,
-                                             int tiles_per_block, KvSubTile& tile) {
+                                             int tiles_per_block, int len_head, KvSubTile& tile) {
     for (; it < count; ++it) {
         const int block = __ldg(p.indices + e0 + it / tiles_per_block);
         const int t0 = (it % tiles_per_block) * kSubTile;
-        const int len = __ldg(p.block_len + block);
+        const int len = __ldg(p.block_len + static_cast<int64_t>(block) * p.block_len_heads + len_head);
         if (len > t0) {
             tile = {block, t0, min(kSubTile, len - t0)};
             return it;
@@ -138,13 +139,13 @@ struct KvTile {
 // The next tile from sub-tile index `cursor` on: the next two sub-tiles that hold a valid key. False when
 // there is none; cursor moves past what the tile took.
 __device__ __forceinline__ bool next_tile(const PagedAttentionParams& p, int64_t e0, int& cursor, int count,
-                                          int tiles_per_block, KvTile& t) {
-    const int a = next_sub_tile(p, e0, cursor, count, tiles_per_block, t.sub[0]);
+                                          int tiles_per_block, int len_head, KvTile& t) {
+    const int a = next_sub_tile(p, e0, cursor, count, tiles_per_block, len_head, t.sub[0]);
     if (a >= count) {
         cursor = count;
         return false;
     }
-    const int b = next_sub_tile(p, e0, a + 1, count, tiles_per_block, t.sub[1]);
+    const int b = next_sub_tile(p, e0, a + 1, count, tiles_per_block, len_head, t.sub[1]);
     if (b >= count) {
         t.sub[1] = {t.sub[0].block, 0, 0};
         cursor = count;
@@ -356,6 +357,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int64_t row = static_cast<int64_t>(p.table_heads == 1 ? 0 : h) * num_q_blocks + qb;
     const int64_t e0 = p.indptr[row];
     const int tiles_per_block = p.block_size / kSubTile;
+    const int len_head = p.block_len_heads == 1 ? 0 : h;
     // Sub-tiles [begin, end) of the table row: all of them, or an even-sized first part for rank 0.
     const int sub_tiles = static_cast<int>(p.indptr[row + 1] - e0) * tiles_per_block;
     const int mid = splits == 1 ? sub_tiles : sub_tiles / 4 * 2;
@@ -379,7 +381,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             tma_load_2d(q_smem + kHalfBytes, &tm_q, h * kHeadDim + 64, static_cast<int>(i0), q_bar);
             int cursor = begin;
             KvTile t;
-            for (int j = 0; next_tile(p, e0, cursor, end, tiles_per_block, t); ++j) {
+            for (int j = 0; next_tile(p, e0, cursor, end, tiles_per_block, len_head, t); ++j) {
                 const int s = j % kStages;
                 if (j >= kStages) mbar_wait(empty_bar(s), ((j / kStages) + 1) & 1);
                 mbar_expect_tx(full_bar(s), 2 * kTileBytes);
@@ -416,7 +418,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     float row_sum[2] = {0.0f, 0.0f};            // this thread's partial sums; the quad is reduced at the end
     int cursor = begin;
     KvTile cur, next;
-    bool have = next_tile(p, e0, cursor, end, tiles_per_block, cur);
+    bool have = next_tile(p, e0, cursor, end, tiles_per_block, len_head, cur);
     if (have) {
         // Ping-pong: warpgroup 0 issues first. Each warpgroup waits on its barrier before issuing its GEMMs
         // and arrives on the other's after; warpgroup 1 skips its last arrive, so the counts match (every
@@ -425,7 +427,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         uint32_t pa[kTileKeys / 16][4], pb[kTileKeys / 16][4];
         {
             mbar_wait(full_bar(0), 0);
-            have = next_tile(p, e0, cursor, end, tiles_per_block, next);
+            have = next_tile(p, e0, cursor, end, tiles_per_block, len_head, next);
             float s[kTileKeys / 8][4] = {};
             float correction[2], tile_sum[2];
             const int valid[2] = {cur.sub[0].valid, cur.sub[1].valid};
@@ -445,7 +447,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         cur = next;
         auto step = [&](uint32_t(&pa_in)[kTileKeys / 16][4], uint32_t(&pa_out)[kTileKeys / 16][4]) {
             mbar_wait(full_bar(j % kStages), (j / kStages) & 1);
-            have = next_tile(p, e0, cursor, end, tiles_per_block, next);
+            have = next_tile(p, e0, cursor, end, tiles_per_block, len_head, next);
             float s[kTileKeys / 8][4] = {};
             fence_regs(s);
             fence_o(o);
@@ -582,7 +584,7 @@ __global__ void __launch_bounds__(kGenericWarps * 32)
     float m = -INFINITY, l = 0.0f;  // running max (log2 units) and sum
     for (int64_t e = p.indptr[row]; e < p.indptr[row + 1]; ++e) {
         const int64_t block = p.indices[e];
-        const int len = p.block_len[block];
+        const int len = p.block_len[block * p.block_len_heads + (p.block_len_heads == 1 ? 0 : h)];
         const int64_t base = block * p.kv_block_stride + h * p.head_dim;
         for (int t = 0; t < len; ++t) {
             const auto* k = reinterpret_cast<const __nv_bfloat162*>(static_cast<const __nv_bfloat16*>(p.k) + base +

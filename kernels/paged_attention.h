@@ -9,7 +9,8 @@
 //
 // Dense attention is the table that lists every block; the sparse policies only change the table. A physical
 // block holds block_len[b] valid tokens (the last block of a frame is short when tokens_per_frame is not a
-// multiple of block_size); the rest is masked. A query row whose table is empty gets zeros.
+// multiple of block_size), or block_len[b * heads + h] per head with block_len_heads = heads; the rest is
+// masked. A query row whose table is empty gets zeros.
 //
 // head_dim 128 runs the fast kernel (Hopper: TMA producer warpgroup + two ping-pong wgmma consumer
 // warpgroups, tiles of 128 queries x 128 keys); any other even head_dim
@@ -32,10 +33,13 @@ struct PagedAttentionParams {
     int64_t out_row_stride = 0;          // elements; 0: heads * head_dim
     int64_t kv_row_stride = 0;           // elements; 0: heads * head_dim
     int64_t kv_block_stride = 0;         // elements; 0: block_size * kv_row_stride
-    const int32_t* block_len = nullptr;  // [physical blocks] valid tokens, 0..block_size
-    const int32_t* indptr = nullptr;     // [table_heads * num_q_blocks + 1]
-    const int32_t* indices = nullptr;    // [indptr[last]] physical block ids
-    int table_heads = 1;                 // 1 or heads
+    const int32_t* block_len = nullptr;  // [physical blocks * block_len_heads] valid tokens, 0..block_size
+    // 1: one length per block (block_len[b]); heads: a length per block and head (block_len[b * heads + h]),
+    // for blocks that hold a different tile per head (retained blocks of head-separable caches).
+    int block_len_heads = 1;
+    const int32_t* indptr = nullptr;   // [table_heads * num_q_blocks + 1]
+    const int32_t* indices = nullptr;  // [indptr[last]] physical block ids
+    int table_heads = 1;               // 1 or heads
     int q_len = 0;
     int heads = 0;
     int head_dim = 0;
