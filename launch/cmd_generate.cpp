@@ -33,6 +33,7 @@
 #include "launch/cli.h"
 #include "launch/cli_args.h"
 #include "launch/config.h"
+#include "launch/default_model.h"
 #include "launch/exchange_meter.h"
 #include "launch/generate_inputs.h"
 #include "launch/generate_plan.h"
@@ -355,7 +356,10 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     // message instead of one aborting the job.
     Config cfg;
     MeshLayout layout;
+    // Neither --config nor --weights: the embedded default model, trained (models/tiny-shapes) when shipped.
+    std::optional<DefaultModel> shipped;
     try {
+        if (!a.has("config") && !a.has("weights")) shipped = find_default_model();
         std::vector<ConfigOverride> overrides;
         for (const auto& s : a.get_all("set")) overrides.push_back(parse_override(s));
         // The flags go in before validation, so that checks relating fields see them (--size with
@@ -363,6 +367,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         const ConfigAdjust flags = [&](Config& c) { apply_flags(a, c); };
         if (auto path = a.get("config")) {
             cfg = load_config(*path, overrides, flags);
+        } else if (shipped) {
+            cfg = load_config(shipped->config, overrides, flags);
         } else {
             cfg = parse_config_text(config_to_text(default_config()), "<embedded default config>", overrides, flags);
         }
@@ -431,12 +437,14 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     // ---- Inputs shared by every job: all opened and checked now, before any output file exists. A dedicated VAE
     // rank reads the model's config but not its weights.
     const auto t_load = std::chrono::steady_clock::now();
-    const LoadedModel model = load_model(a.get("weights"), cfg, /*weights=*/!vae_rank);
+    const LoadedModel model = shipped ? load_default_model(*shipped, cfg, /*weights=*/!vae_rank)
+                                      : load_model(a.get("weights"), cfg, /*weights=*/!vae_rank);
     const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
     const FramePlan plan =
         plan_frames(cfg, a.get_int("latent-frames", 1, INT64_MAX), a.get_double("seconds", 0.0, 1e9));
     metrics->weights_loaded(load_seconds);
-    const LoadedVae vae = load_vae(a.get("vae"), model.embedded, any_video && (dedicated_vae ? vae_rank : video_rank));
+    const LoadedVae vae = load_vae(shipped && !a.has("vae") ? std::optional(shipped->vae) : a.get("vae"), model.embedded,
+                                   any_video && (dedicated_vae ? vae_rank : video_rank));
     RolloutOptions ropts = rollout_options(cfg.rollout);
     // Head and/or spatial parallelism: the U x S ranks of a sequence-parallel group run the same rollout, each
     // with its share of the heads and of the spatial blocks (and of the KV cache); the group's first rank writes.
@@ -480,7 +488,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     // Every job's prompt is read now, so a bad file stops the run before the first video.
     std::vector<Prompts> prompts;
     for (const VideoJob& job : jobs) {
-        prompts.push_back(load_prompts(job.prompt_embeds, job.switches, cfg, plan.latent_frames));
+        const auto embeds = job.prompt_embeds || !shipped ? job.prompt_embeds : std::optional(shipped->prompt);
+        prompts.push_back(load_prompts(embeds, job.switches, cfg, plan.latent_frames));
         LR_CHECK(job.prompt_embeds || model.embedded,
                  "--prompt-embeds FILE is required with --weights (the engine takes the text encoder's output; see "
                  "README: Prompts)");

@@ -27,7 +27,7 @@ Rollout::Rollout(const WanModel& model, const RolloutOptions& opts, const Rollou
              "rollout: local_attn_size ", opts.local_attn_size, " must be -1 or hold the sink (", opts.sink_size,
              ") plus a chunk (", opts.frames_per_chunk, ")");
     timesteps_ = scheduler_.warp(opts.denoising_steps);
-    if (single_rank(opts)) {
+    if (uses_step(opts)) {
         step_ = std::make_unique<CpuAttentionStep>(step_config(model, opts, shape));
     } else {
         LR_CHECK(opts.policy.kind == BlockPolicyKind::kDense || opts.policy.kind == BlockPolicyKind::kSinkWindow,
@@ -52,7 +52,8 @@ AttentionStepConfig Rollout::step_config(const WanModel& model, const RolloutOpt
     c.sink_frames = opts.sink_size;
     c.run_frames = shape.frames;
     // The largest forward: a chunk, or a prompt switch's re-cache of the window.
-    c.max_write_frames = std::max(opts.frames_per_chunk, opts.local_attn_size == -1 ? shape.frames : opts.local_attn_size);
+    c.max_write_frames =
+        std::max(opts.frames_per_chunk, opts.local_attn_size == -1 ? shape.frames : opts.local_attn_size);
     c.rope = opts.rope;
     c.policy = opts.policy;
     return c;
@@ -65,7 +66,7 @@ KvCacheConfig Rollout::cache_config(const WanModel& model, const RolloutOptions&
 }
 
 size_t Rollout::kv_cache_bytes(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape) {
-    if (single_rank(opts)) return CpuAttentionStep::kv_bytes_for(step_config(model, opts, shape));
+    if (uses_step(opts)) return CpuAttentionStep::kv_bytes_for(step_config(model, opts, shape));
     return KvCache::bytes_for(cache_config(model, opts, shape));
 }
 

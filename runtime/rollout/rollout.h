@@ -23,8 +23,8 @@
 
 #include "cache/block_policy.h"
 #include "cache/kv_cache.h"
-#include "runtime/model/attention_step_cpu.h"
 #include "runtime/core/tensor.h"
+#include "runtime/model/attention_step_cpu.h"
 #include "runtime/model/wan_model.h"
 #include "runtime/rollout/noise.h"
 #include "runtime/rollout/scheduler.h"
@@ -52,6 +52,9 @@ struct RolloutOptions {
     // SINK_WINDOW) until their steps move behind the seam.
     BlockPolicyConfig policy;
     int64_t block_size = 128;
+    // DENSE and SINK_WINDOW on one rank keep the model's inline cache path (raster key order), which the sharded
+    // forwards reproduce bit for bit; the sparse policies, and this flag (profile-heads), run the attention step.
+    bool attention_step = false;
 };
 
 // The latent video: frames of `channels` x height x width (latent pixels: video / 8).
@@ -93,7 +96,7 @@ class Rollout {
     const FlowMatchScheduler& scheduler() const { return scheduler_; }
     const std::vector<float>& timesteps() const { return timesteps_; }  // the warped denoising list
     const KvCache& cache() const { return step_ ? step_->cache() : cache_; }
-    // The single-rank attention step (null when sharded): its policy, tables and stats.
+    // The single-rank attention step (null when sharded, or DENSE / SINK_WINDOW without attention_step).
     const CpuAttentionStep* step() const { return step_.get(); }
     CpuAttentionStep* mutable_step() { return step_.get(); }
 
@@ -108,8 +111,14 @@ class Rollout {
 
   private:
     static KvCacheConfig cache_config(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape);
-    static AttentionStepConfig step_config(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape);
+    static AttentionStepConfig step_config(const WanModel& model, const RolloutOptions& opts,
+                                           const RolloutShape& shape);
     static bool single_rank(const RolloutOptions& opts) { return opts.shard.size == 1 && opts.spatial.size == 1; }
+    static bool uses_step(const RolloutOptions& opts) {
+        const bool sparse =
+            opts.policy.kind != BlockPolicyKind::kDense && opts.policy.kind != BlockPolicyKind::kSinkWindow;
+        return single_rank(opts) && (sparse || opts.attention_step);
+    }
     int64_t frame_numel() const { return channels_ * shape_.height * shape_.width; }
     void forward(const float* x, int64_t start_frame, int64_t frames, float t, const WanPrompt& prompt,
                  bool protect_sink, float* out, int64_t chunk, int64_t step);
@@ -123,7 +132,7 @@ class Rollout {
     int64_t channels_ = 0;
     FlowMatchScheduler scheduler_;
     std::vector<float> timesteps_;
-    KvCache cache_;                            // sharded forwards
+    KvCache cache_;                           // sharded forwards
     std::unique_ptr<CpuAttentionStep> step_;  // one rank
     // Clean latents of the frames a prompt switch re-caches: the last local_attn_size frames (all without a window).
     std::vector<float> history_;

@@ -49,17 +49,7 @@ TEST(Rollout, FirstChunkFollowsTheSchedulerStepByStep) {
     const FlowMatchScheduler s(5.0);
     const auto ts = s.warp({1000, 750, 500, 250});
     const WanPrompt p = m.encode_prompt(ctx.view);
-    // The single-rank attention step the rollout runs (dense, whole-run window, 128-token tiles).
-    AttentionStepConfig sc;
-    sc.num_layers = m.num_layers();
-    sc.num_heads = m.num_heads();
-    sc.head_dim = m.head_dim();
-    sc.grid_rows = kH / 2;
-    sc.grid_cols = kW / 2;
-    sc.frames_per_chunk = o.frames_per_chunk;
-    sc.run_frames = 2;
-    sc.max_write_frames = std::max<int64_t>(o.frames_per_chunk, 2);
-    CpuAttentionStep step(sc);
+    KvCache cache(m.kv_cache_config(kH, kW, -1, 0, 2));
     std::vector<float> x(2 * kFrame), flow(x.size()), x0(x.size()), fresh(x.size());
     noise.initial(0, x.data());
     noise.initial(1, x.data() + kFrame);
@@ -72,8 +62,7 @@ TEST(Rollout, FirstChunkFollowsTheSchedulerStepByStep) {
         a.height = kH;
         a.width = kW;
         a.prompt = &p;
-        a.step = &step;
-        a.attn.step = static_cast<int64_t>(i);
+        a.cache = &cache;
         m.forward(a, flow.data());
         s.flow_to_x0(flow.data(), x.data(), ts[i], x0.data(), 2 * kFrame);
         if (i + 1 < ts.size()) {
