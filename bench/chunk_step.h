@@ -50,25 +50,29 @@ class ChunkStep {
         const Stream s = m_.stream();
         const float* x = init_;
         for (size_t i = 0; i < ts_.size(); ++i) {
-            forward(x, start, ts_[i]);
+            forward(x, start, ts_[i], static_cast<int64_t>(i));
             launch_flow_to_x0(flow_, x, static_cast<double>(sched_.sigma_at(ts_[i])), x0_, n_, s);
             if (i + 1 < ts_.size()) {
                 launch_add_noise(x0_, noise_, sched_.sigma_at(ts_[i + 1]), x_, n_, s);
                 x = x_;
             }
         }
-        forward(x0_, start, 0.0f);
+        forward(x0_, start, 0.0f, static_cast<int64_t>(ts_.size()));
     }
 
     // The clean pass alone (t = 0) of the initial latents: fills the cache for the full-window chunks.
-    void clean_pass(int64_t start) { forward(init_, start, 0.0f); }
+    void clean_pass(int64_t start) { forward(init_, start, 0.0f, static_cast<int64_t>(ts_.size())); }
 
     int forwards() const { return static_cast<int>(ts_.size()) + 1; }
 
   private:
-    void forward(const float* x, int64_t start, float t) {
+    // step: the denoising step (4 for the clean pass), for the block policies; the chunk follows from start.
+    void forward(const float* x, int64_t start, float t, int64_t step) {
         const std::vector<float> tv(kChunkFrames, t);
         CudaForwardArgs a;
+        a.chunk = start / kChunkFrames;
+        a.step = step;
+        a.num_steps = static_cast<int64_t>(ts_.size());
         a.x = x;
         a.t = tv.data();
         a.frames = kChunkFrames;

@@ -132,8 +132,10 @@ struct PagedKvCache::Layout {
     size_t total = 0;
 
     explicit Layout(const PagedKvCacheConfig& c) {
-        blocks_per_frame = ceil_div(c.tokens_per_frame, c.block_size);
-        pool_blocks = c.max_frames * blocks_per_frame;
+        blocks_per_frame = c.tile.rows > 0
+                               ? TileLayout(c.tokens_per_frame / c.grid_cols, c.grid_cols, c.tile).tiles_per_frame()
+                               : ceil_div(c.tokens_per_frame, c.block_size);
+        pool_blocks = c.max_frames * blocks_per_frame + c.retained_blocks;
         max_q_blocks = ceil_div(c.max_write_frames * c.tokens_per_frame, c.q_block);
         dst_row = 0;
         indptr = dst_row + c.max_write_frames * c.tokens_per_frame;
@@ -143,7 +145,8 @@ struct PagedKvCache::Layout {
         pool = static_cast<size_t>(pool_blocks * c.block_size * c.width) * 2;
         pools = align_up(pool) * static_cast<size_t>(2 * c.num_layers + (c.rotated_keys ? 1 : 0));
         tables = align_up(static_cast<size_t>(table_ints) * sizeof(int32_t));
-        block_len = align_up(static_cast<size_t>(pool_blocks) * sizeof(int32_t));
+        block_len =
+            align_up(static_cast<size_t>(pool_blocks * (c.retained_blocks > 0 ? c.heads : 1)) * sizeof(int32_t));
         total = pools + tables + block_len;
     }
 };
@@ -157,11 +160,20 @@ PagedKvCacheConfig checked(PagedKvCacheConfig c) {
     LR_CHECK(c.block_size > 0 && c.q_block > 0 && c.max_write_frames > 0, "paged KV cache: block size (", c.block_size,
              "), query block (", c.q_block, ") and largest write (", c.max_write_frames, " frames) must be positive");
     c.max_frames = KvWindow(c.window_frames, c.sink_frames, c.max_frames).max_frames();
+    if (c.tile.rows > 0) {
+        LR_CHECK(c.grid_cols > 0 && c.tokens_per_frame % c.grid_cols == 0 && c.tile.rows * c.tile.cols <= c.block_size,
+                 "paged KV cache: tiles of ", c.tile.rows, "x", c.tile.cols, " over ", c.tokens_per_frame,
+                 " tokens per frame in rows of ", c.grid_cols, " do not fit blocks of ", c.block_size);
+    }
+    LR_CHECK(c.retained_blocks >= 0 && c.heads > 0, "paged KV cache: retained blocks ", c.retained_blocks, ", heads ",
+             c.heads);
     LR_CHECK(c.max_write_frames <= c.max_frames, "paged KV cache: a forward of ", c.max_write_frames,
              " frames cannot fit ", c.max_frames, " frames of storage");
     // Rows, block ids and table offsets are int32 in the kernels' tables.
-    const int64_t bpf = ceil_div(c.tokens_per_frame, c.block_size);
-    const int64_t rows = c.max_frames * bpf * c.block_size;
+    const int64_t bpf = c.tile.rows > 0
+                            ? TileLayout(c.tokens_per_frame / c.grid_cols, c.grid_cols, c.tile).tiles_per_frame()
+                            : ceil_div(c.tokens_per_frame, c.block_size);
+    const int64_t rows = (c.max_frames * bpf + c.retained_blocks) * c.block_size;
     const int64_t table = ceil_div(c.max_write_frames * c.tokens_per_frame, c.q_block) * c.max_frames * bpf;
     constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
     LR_CHECK(rows < kMax && table < kMax, "paged KV cache: ", c.max_frames, " frames of ", c.tokens_per_frame,
@@ -181,11 +193,14 @@ PagedKvCache::PagedKvCache(const PagedKvCacheConfig& cfg, Device device) : cfg_(
     const Layout lay(cfg_);
     blocks_per_frame_ = lay.blocks_per_frame;
     pool_stride_ = align_up(lay.pool);
-    block_len_.resize(static_cast<size_t>(lay.pool_blocks));
+    if (tiled()) tiles_ = TileLayout(cfg_.tokens_per_frame / cfg_.grid_cols, cfg_.grid_cols, cfg_.tile);
+    const int64_t lh = block_len_heads();
+    block_len_.assign(static_cast<size_t>(lay.pool_blocks * lh), 0);  // retained blocks start empty
     const int64_t last = cfg_.tokens_per_frame - (blocks_per_frame_ - 1) * cfg_.block_size;
-    for (int64_t b = 0; b < lay.pool_blocks; ++b) {
-        block_len_[static_cast<size_t>(b)] =
-            static_cast<int32_t>(b % blocks_per_frame_ == blocks_per_frame_ - 1 ? last : cfg_.block_size);
+    for (int64_t b = 0; b < cfg_.max_frames * blocks_per_frame_; ++b) {
+        const int64_t t = b % blocks_per_frame_;
+        const int64_t len = tiled() ? tiles_.tile_len(t) : (t == blocks_per_frame_ - 1 ? last : cfg_.block_size);
+        for (int64_t h = 0; h < lh; ++h) block_len_[static_cast<size_t>(b * lh + h)] = static_cast<int32_t>(len);
     }
     slot_page_.reserve(static_cast<size_t>(cfg_.max_frames));
     free_pages_.reserve(static_cast<size_t>(cfg_.max_frames));
@@ -218,6 +233,31 @@ void PagedKvCache::reset(int64_t first_frame) {
     slot_page_.clear();
     free_pages_.clear();
     for (int64_t p = cfg_.max_frames - 1; p >= 0; --p) free_pages_.push_back(p);
+}
+
+int64_t PagedKvCache::page_row(int64_t page, int64_t i) const {
+    const int64_t B = cfg_.block_size;
+    if (!tiled()) return page * blocks_per_frame_ * B + i;
+    const int64_t t = tiles_.to_tiled(i), tile = tiles_.tile_of_tiled(t);
+    return (page * blocks_per_frame_ + tile) * B + (t - tiles_.tile_start(tile));
+}
+
+void PagedKvCache::set_retained_len(int64_t r, int64_t head, int32_t len) {
+    LR_ASSERT(
+        r >= 0 && r < cfg_.retained_blocks && head >= 0 && head < cfg_.heads && len >= 0 && len <= cfg_.block_size,
+        "paged KV cache: retained block ", r, " head ", head, " length ", len);
+    block_len_[static_cast<size_t>(retained_block(r) * cfg_.heads + head)] = len;
+}
+
+void PagedKvCache::upload_block_len(Stream stream) {
+    LR_ASSERT(on_device(), "paged KV cache: upload_block_len() without a device");
+#ifdef LONGROLL_HAS_CUDA
+    // Pageable source: the copy is staged before the call returns, so block_len_ may change right after.
+    LR_CUDA_CHECK(cudaMemcpyAsync(dev_block_len_, block_len_.data(), block_len_.size() * sizeof(int32_t),
+                                  cudaMemcpyHostToDevice, static_cast<cudaStream_t>(stream)));
+#else
+    (void)stream;
+#endif
 }
 
 int64_t PagedKvCache::take_page() {
@@ -256,7 +296,7 @@ const PagedKvPlan& PagedKvCache::write(int64_t start_frame, int64_t num_frames, 
     // Host tables. The previous upload must have left the staging before it is refilled.
     staging_.wait();
     const Layout lay(cfg_);
-    const int64_t tpf = cfg_.tokens_per_frame, bpf = blocks_per_frame_, B = cfg_.block_size;
+    const int64_t tpf = cfg_.tokens_per_frame, bpf = blocks_per_frame_;
     int32_t* base = static_cast<int32_t*>(staging_.data());
     PagedKvPlan& p = plan_;
     p.write = w;
@@ -267,9 +307,9 @@ const PagedKvPlan& PagedKvCache::write(int64_t start_frame, int64_t num_frames, 
     int32_t* dst_row = base + lay.dst_row;
     for (int64_t f = 0; f < num_frames; ++f) {
         const int64_t slot = w.slot_begin + f;
-        const int64_t row0 = slot_page_[static_cast<size_t>(slot)] * bpf * B;  // page's first row
+        const int64_t page = slot_page_[static_cast<size_t>(slot)];
         for (int64_t i = 0; i < tpf; ++i)
-            dst_row[f * tpf + i] = slot < w.write_begin ? -1 : static_cast<int32_t>(row0 + i);
+            dst_row[f * tpf + i] = slot < w.write_begin ? -1 : static_cast<int32_t>(page_row(page, i));
     }
     int32_t* indptr = base + lay.indptr;
     int32_t* indices = base + lay.indices;
@@ -282,8 +322,8 @@ const PagedKvPlan& PagedKvCache::write(int64_t start_frame, int64_t num_frames, 
         std::copy_n(indices, p.num_kv_blocks, indices + qb * p.num_kv_blocks);
     int32_t* kv_rows = base + lay.kv_rows;
     for (int64_t s = 0; s < w.slot_end; ++s) {
-        const int64_t row0 = slot_page_[static_cast<size_t>(s)] * bpf * B;
-        for (int64_t i = 0; i < tpf; ++i) kv_rows[s * tpf + i] = static_cast<int32_t>(row0 + i);
+        const int64_t page = slot_page_[static_cast<size_t>(s)];
+        for (int64_t i = 0; i < tpf; ++i) kv_rows[s * tpf + i] = static_cast<int32_t>(page_row(page, i));
     }
     p.host = {dst_row, indptr, indices, block_len_.data(), kv_rows};
     if (on_device()) {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cache/kv_cache.h"
+#include "cache/tile_layout.h"
 #include "runtime/core/stream.h"
 #include "runtime/core/tensor.h"
 
@@ -76,6 +77,16 @@ struct PagedKvCacheConfig {
     int64_t max_write_frames = 3;  // frames of the largest forward: sizes dst_row and the block table
     int64_t q_block = 128;         // query rows per block-table row (the attention kernel's)
     bool rotated_keys = false;     // also one pool (shared by the layers) for re-rotated keys (window-relative RoPE)
+    // Tile mode (the sparse attention step): a frame of tokens_per_frame = grid_rows x grid_cols patches is stored
+    // tile by tile (cache/tile_layout.h), one physical block per tile (tile.rows * tile.cols <= block_size); the
+    // chunk's tokens keep the model's raster order and dst_row / kv_rows map them into their tiles. tile.rows 0:
+    // blocks are raster strips of block_size tokens (the dense path).
+    TileShape tile{};
+    int64_t grid_cols = 0;
+    // Retained blocks after the frame pages (physical blocks max_frames * blocks_per_frame + r): blocks kept
+    // outside the window, a different tile per head, so block_len is then per (block, head).
+    int64_t retained_blocks = 0;
+    int64_t heads = 1;  // of a token row (width / head_dim): block_len's second dimension with retained blocks
 };
 
 // The per-forward tables: every pointer is host memory in `PagedKvPlan::host` and its device copy in
@@ -85,7 +96,7 @@ struct PagedKvTables {
                                          // the forward; -1 for the rows of a protected sink (not written)
     const int32_t* indptr = nullptr;     // [num_q_blocks + 1] CSR rows (table_heads = 1)
     const int32_t* indices = nullptr;    // [num_q_blocks * num_kv_blocks] physical blocks, slot order
-    const int32_t* block_len = nullptr;  // [pool_blocks] valid tokens of each physical block
+    const int32_t* block_len = nullptr;  // [pool_blocks * block_len_heads()] valid tokens of each physical block
     const int32_t* kv_rows = nullptr;    // [kv_tokens] physical row of every token of slots [0, slot_end)
 };
 
@@ -111,7 +122,17 @@ class PagedKvCache {
 
     const PagedKvCacheConfig& config() const { return cfg_; }  // max_frames raised to the window
     int64_t blocks_per_frame() const { return blocks_per_frame_; }
-    int64_t pool_blocks() const { return cfg_.max_frames * blocks_per_frame_; }
+    int64_t pool_blocks() const { return cfg_.max_frames * blocks_per_frame_ + cfg_.retained_blocks; }
+    bool tiled() const { return cfg_.tile.rows > 0; }
+    const TileLayout& tiles() const { return tiles_; }  // tile mode only
+    // Physical block of retained slot r, and its length for each head (0: empty). set_retained_len changes the
+    // host copy; upload_block_len() sends it (stream-ordered).
+    int64_t retained_block(int64_t r) const { return cfg_.max_frames * blocks_per_frame_ + r; }
+    int64_t block_len_heads() const { return cfg_.retained_blocks > 0 ? cfg_.heads : 1; }
+    void set_retained_len(int64_t r, int64_t head, int32_t len);
+    void upload_block_len(Stream stream);
+    // Physical row of token i (raster order) of a frame stored in page `page`.
+    int64_t page_row(int64_t page, int64_t i) const;
     bool on_device() const { return device_ == Device::kCuda; }
 
     // As KvCache::plan: where a write of these frames lands; InputError if it cannot fit.
@@ -153,8 +174,9 @@ class PagedKvCache {
     KvWindow window_;
     std::vector<int64_t> slot_page_;
     std::vector<int64_t> free_pages_;  // a stack: the lowest page is taken first after a reset
-    std::vector<int32_t> block_len_;   // [pool_blocks]
-    PinnedStaging staging_;            // dst_row | indptr | indices | kv_rows (int32), fixed offsets
+    std::vector<int32_t> block_len_;   // [pool_blocks * block_len_heads()]
+    TileLayout tiles_;
+    PinnedStaging staging_;  // dst_row | indptr | indices | kv_rows (int32), fixed offsets
     DeviceBuffer device_buffer_;
     size_t pool_stride_ = 0;         // bytes between pools
     int32_t* dev_tables_ = nullptr;  // the same layout as staging_

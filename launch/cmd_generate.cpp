@@ -506,9 +506,6 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     std::unique_ptr<CudaWanModel> gpu_model;
     size_t cache_bytes = 0;
     if (on_gpu) {
-        LR_CHECK(ropts.policy.kind == BlockPolicyKind::kDense || ropts.policy.kind == BlockPolicyKind::kSinkWindow,
-                 "attention.policy ", block_policy_name(ropts.policy.kind),
-                 " runs on the CPU (--device cpu) in this build; its CUDA step is not built yet");
         const bool switches =
             std::any_of(prompts.begin(), prompts.end(), [](const Prompts& p) { return p.segments.size() > 1; });
         CudaModelOptions model_opts = CudaRollout::model_options(ropts, shape, switches);
@@ -694,6 +691,15 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             gpu_rollout.emplace(*gpu_model, ropts, shape);
             gpu_rollout->set_step_observer([&](int64_t, int64_t step, double seconds) {
                 const PagedKvCache& kv = gpu_model->cache();
+                if (ropts.policy.kind != BlockPolicyKind::kDense && ropts.policy.kind != BlockPolicyKind::kSinkWindow) {
+                    // The sparse step: blocks its tables read, K/V held (window + retained blocks).
+                    const AttentionStats st = gpu_model->attention_stats();
+                    if (step < steps) metrics->denoise_step(seconds);
+                    metrics->kv_cache(st.kv_bytes_held, static_cast<int64_t>(cache_bytes));
+                    metrics->attention_sparsity(1.0 - st.density());
+                    exchange.report(*metrics);
+                    return;
+                }
                 observe(step, seconds, kv.frames(), kv.config().max_frames);
             });
         } else {

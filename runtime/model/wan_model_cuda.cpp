@@ -247,6 +247,7 @@ CudaWanModel::Impl::Impl(const WanModelConfig& c, const CudaModelOptions& o, con
     }
     upload_static_tables();
     if (wan_cuda::spatial_sharded(opts)) init_spatial();
+    if (wan_cuda::sparse_step(opts)) init_sparse();
     // The zeroing and the synchronous uploads ran on the legacy default stream, which a non-blocking stream does
     // not wait for: finish everything before the first forward.
     LR_CUDA_CHECK(cudaDeviceSynchronize());
@@ -399,9 +400,12 @@ CudaWanModel::Impl::Geometry CudaWanModel::Impl::prepare(const CudaForwardArgs& 
     const int64_t n = std::min(ns, t0 + Ls) - t0;
     const int64_t lh = H / U;
 
-    // ---- KV plan: slots, pages and the block tables (host), uploaded with the positions and timesteps.
+    // ---- KV plan: slots, pages and the block tables (host), uploaded with the positions and timesteps. The sparse
+    // step first retains blocks of the frames leaving the window (their pages are reused by this write).
+    if (sp.on) sparse_retain(cache->plan(a.start_frame, F, a.protect_sink));
     const PagedKvPlan& plan = cache->write(a.start_frame, F, a.protect_sink);
     cache->upload(stream.s);
+    if (sp.on) sparse_tables(plan, a);
     forward_staging.wait();
     auto* ts = static_cast<float*>(forward_staging.data());
     auto* pos = reinterpret_cast<int32_t*>(ts + opts.max_forward_frames);
@@ -456,7 +460,8 @@ CudaWanModel::Impl::Geometry CudaWanModel::Impl::prepare(const CudaForwardArgs& 
 // communicators' byte counters count calls, not replays) and while a dump hook is set.
 void CudaWanModel::Impl::forward(const CudaForwardArgs& a) {
     const Geometry g = prepare(a);
-    if (use_graphs && !dump && !g.sharded && !g.spatial) {
+    // The sparse step's launches change with the window's candidates (sizes passed by value): eager.
+    if (use_graphs && !dump && !g.sharded && !g.spatial && !sp.on) {
         launch_graph(a, g);
     } else {
         ++graph_stats.eager;
@@ -570,7 +575,9 @@ void CudaWanModel::Impl::launch(const CudaForwardArgs& a, const Geometry& geo) {
         const void* q_in = act.q;
         void* attn_out = act.attn;
         if (!sharded) {  // n == ns: the s-list (the chunk without spatial sharding)
-            norm_rope(raw_q, DType::kF32, qkv_stride, nullptr, act.q, nullptr, b.norm_q, d_pos, ns);
+            // The sparse step attends in the cache's tiled order: q goes straight into its tiled rows.
+            norm_rope(raw_q, DType::kF32, qkv_stride, nullptr, act.q, sp.on ? sp.device(sp.o_qperm) : nullptr, b.norm_q,
+                      d_pos, ns);
             if (dump) {
                 dump_device(name + "self_attn.q", act.q, DType::kBF16, Shape{ns, H, hd});
                 // k and v as the pools receive them, into attn (free until the attention writes it).
@@ -583,6 +590,9 @@ void CudaWanModel::Impl::launch(const CudaForwardArgs& a, const Geometry& geo) {
                       ns);
             norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, cache->values(l), plan.device.dst_row, nullptr, nullptr,
                       ns);
+            // The sparse step: summaries, the device selection, attention with per-head tables, the output back
+            // to raster rows in act.attn.
+            if (sp.on) sparse_attend(l, L);
         } else {
             // The rank's tokens, all heads, as bf16 (q in act.q, k in act.h: free after the GEMM, v in act.attn),
             // exchanged for all tokens of its heads; k and v then go into its pools unchanged.
@@ -609,7 +619,7 @@ void CudaWanModel::Impl::launch(const CudaForwardArgs& a, const Geometry& geo) {
             const void* keys = assemble_kv(l, geo);
             attention(q_in, attn_out, keys, act.sv, act.s_block_len, geo.s_indptr, geo.s_indices, ns,
                       opts.kv_block_size, lh);
-        } else {
+        } else if (!sp.on) {  // the sparse step attended above
             const void* keys = cache->keys(l);
             if (relative) {
                 // Every cached key of the window (the chunk's included) rotated by its slot, into the scratch pool
@@ -651,6 +661,8 @@ void CudaWanModel::Impl::launch(const CudaForwardArgs& a, const Geometry& geo) {
         }
         if (dump) dump_device(str_cat("blocks.", l), act.x, DType::kF32, Shape{n, dim});
     }
+
+    if (sp.on) sparse_after_layers();
 
     // ---- Head: LN(x) * (1 + scale) + shift -> head.head [L, pt * ph * pw * out_dim] -> unpatchify. Sharded: the
     // rank's rows, all-gathered (over U, then over S) so that every rank returns the whole chunk.
@@ -705,6 +717,8 @@ size_t CudaWanModel::weight_bytes() const { return impl_->bytes.weights; }
 
 size_t CudaWanModel::kv_bytes() const { return impl_->bytes.kv_pools; }
 
+AttentionStats CudaWanModel::attention_stats() const { return impl_->sp.stats; }
+
 size_t CudaWanModel::activation_bytes() const { return impl_->bytes.activations; }
 
 void CudaWanModel::set_dump(WanDumpFn fn) { impl_->dump = std::move(fn); }
@@ -741,6 +755,7 @@ const CudaModelOptions& CudaWanModel::options() const { no_cuda(); }
 int64_t CudaWanModel::tokens_per_frame() const { no_cuda(); }
 size_t CudaWanModel::weight_bytes() const { no_cuda(); }
 size_t CudaWanModel::kv_bytes() const { no_cuda(); }
+AttentionStats CudaWanModel::attention_stats() const { no_cuda(); }
 size_t CudaWanModel::activation_bytes() const { no_cuda(); }
 void CudaWanModel::set_dump(WanDumpFn) { no_cuda(); }
 CudaGraphStats CudaWanModel::graph_stats() const { no_cuda(); }

@@ -20,9 +20,11 @@
 #include <cstdint>
 #include <memory>
 
+#include "cache/block_policy.h"
 #include "cache/paged_kv_cache.h"
 #include "runtime/core/stream.h"
 #include "runtime/core/tensor.h"
+#include "runtime/model/attention_step.h"
 #include "runtime/model/wan_model.h"
 
 namespace lr {
@@ -64,6 +66,15 @@ struct CudaModelOptions {
     // Replay each forward's launches as a CUDA graph (see forward()); the environment variable
     // LONGROLL_CUDA_GRAPHS=0 turns them off too.
     bool cuda_graphs = true;
+    // Block-sparse attention (DESIGN.md section 6) through the sparse step (wan_model_cuda_sparse.cpp): any
+    // policy but DENSE / SINK_WINDOW, which read the dense table. One rank, absolute RoPE. The cache then stores
+    // frames tile by tile (kv_block_size tokens a tile) with retained blocks after the frame pages; per layer the
+    // step summarises the written blocks, selects each (head, query block)'s blocks on the device
+    // (kernels/block_select.h) and attends with per-head tables. frames_per_chunk and run_frames are the policy's
+    // geometry.
+    BlockPolicyConfig policy;
+    int64_t frames_per_chunk = 3;
+    int64_t run_frames = 0;
 };
 
 // How forwards ran: eagerly, or replayed from a CUDA graph (captured: graphs made).
@@ -97,6 +108,10 @@ struct CudaForwardArgs {
     const CudaPrompt* prompt = nullptr;
     bool protect_sink = false;  // LongLive re-cache: rewriting cached frames leaves the sink slots alone
     float* out = nullptr;       // device f32 [frames, out_dim, height, width]: the predicted flow
+    // Where the rollout is, for the block policies (AttentionForward's chunk, step, num_steps).
+    int64_t chunk = 0;
+    int64_t step = 0;
+    int64_t num_steps = 4;
 };
 
 class CudaWanModel {
@@ -135,6 +150,8 @@ class CudaWanModel {
 
     size_t weight_bytes() const;
     size_t kv_bytes() const;          // the paged K/V pools
+    // The last forward's attention (the sparse step: blocks read vs dense, K/V bytes held); dense otherwise.
+    AttentionStats attention_stats() const;
     size_t activation_bytes() const;  // activations, per-forward tables and staging on the device
 
     // Observes intermediates by WanModel's names ("patch_embedding", "blocks.0.self_attn.q", "head", ...): each

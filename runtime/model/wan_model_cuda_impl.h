@@ -16,6 +16,7 @@
 #include "dist/communicator.h"
 #include "kernels/dit_ops_cuda.h"
 #include "kernels/gemm_cuda.h"
+#include "kernels/block_select.h"
 #include "kernels/paged_attention.h"
 #include "runtime/core/check.h"
 #include "runtime/core/cuda_check.h"
@@ -82,6 +83,38 @@ struct CudaWanModel::Impl {
     PinnedStaging spatial_staging;
     PinnedStaging skv_host;      // [2 (K, V), scratch rows, width] bf16
     PinnedStaging sgather_host;  // [S, F * max_rpf, head_out] f32
+
+    // The sparse step (wan_model_cuda_sparse.cpp; CudaModelOptions::policy): summaries, per-forward tables in
+    // one pinned staging (int32 offsets below, fixed), the retained blocks of every (layer, head) on the host.
+    struct Sparse {
+        bool on = false;
+        std::unique_ptr<BlockPolicy> policy;
+        wan_cuda::SparseSizes z;
+        DeviceBuffer buf;
+        float* kmean = nullptr;    // [layers][pool_blocks][heads][head_dim]
+        float* change = nullptr;   // [layers][pool_blocks][heads]
+        float* qmean = nullptr;    // [layers][heads][q blocks of the last forward][head_dim]
+        int32_t* indices = nullptr;  // one layer's table
+        float* scores = nullptr;
+        int32_t* dev = nullptr;    // the staging's device copy
+        PinnedStaging staging;
+        int64_t o_qperm = 0, o_cand_block = 0, o_cand_group = 0, o_cand_kind = 0, o_competes = 0, o_extra_indptr = 0,
+                o_extra = 0, o_indptr = 0, o_seg_begin = 0, o_seg_len = 0, o_qseg_begin = 0, o_qseg_len = 0,
+                o_copy = 0, o_change = 0, o_sal = 0;
+        std::vector<int64_t> ret_frame, ret_tile;  // [layers][heads][retained]: -1 empty
+        WindowSelection sel;
+        BlockSelectCounts counts;
+        int64_t num_cand = 0, nqb = 0, last_nqb = 0, written = 0, n_change = 0;
+        bool summaries = false;  // the policy scores, or retention reads the summaries
+        AttentionStats stats;
+        int32_t* host(int64_t offset) { return static_cast<int32_t*>(staging.data()) + offset; }
+        int32_t* device(int64_t offset) const { return dev + offset; }
+    } sp;
+    void init_sparse();
+    void sparse_retain(const KvWrite& w);
+    void sparse_tables(const PagedKvPlan& plan, const CudaForwardArgs& a);
+    void sparse_attend(int64_t l, int64_t L);
+    void sparse_after_layers();
 
     // CUDA graphs of the forward's launches (see forward()): one per key, least recently used evicted.
     struct GraphKey {

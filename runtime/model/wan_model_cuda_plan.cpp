@@ -51,6 +51,13 @@ void check_options(const WanModelConfig& cfg, const CudaModelOptions& o) {
              "CUDA model: latent size ", o.height, "x", o.width, " is not a positive multiple of the patch ",
              d.patch[1], "x", d.patch[2]);
     LR_CHECK(o.max_forward_frames > 0, "CUDA model: max_forward_frames must be positive, found ", o.max_forward_frames);
+    if (sparse_step(o)) {
+        LR_CHECK(o.shard.comm == nullptr && o.spatial.comm == nullptr, "attention.policy ",
+                 block_policy_name(o.policy.kind),
+                 " on the GPU runs on one rank: the sharded attention steps read every block (DENSE, SINK_WINDOW)");
+        LR_CHECK(o.rope == RopePositions::kAbsolute, "attention.policy ", block_policy_name(o.policy.kind),
+                 " with window-relative RoPE is not built on the GPU yet (it runs on the CPU, --device cpu)");
+    }
     LR_CHECK(o.kv_block_size > 0 && (hd != 128 || o.kv_block_size % 64 == 0), "CUDA model: kv_block_size ",
              o.kv_block_size, " must be positive (a multiple of 64 with head_dim 128)");
     const AttentionShard& sh = o.shard;
@@ -128,6 +135,61 @@ int64_t tokens_per_frame_of(const WanModelConfig& cfg, const CudaModelOptions& o
     return (o.height / cfg.dims.patch[1]) * (o.width / cfg.dims.patch[2]);
 }
 
+bool sparse_step(const CudaModelOptions& o) {
+    return o.policy.kind != BlockPolicyKind::kDense && o.policy.kind != BlockPolicyKind::kSinkWindow;
+}
+
+std::unique_ptr<BlockPolicy> make_policy(const WanModelConfig& cfg, const CudaModelOptions& o) {
+    const TileLayout t(o.height / cfg.dims.patch[1], o.width / cfg.dims.patch[2],
+                       tile_shape_for_block(o.kv_block_size));
+    BlockPolicyGeometry g;
+    g.num_layers = cfg.dims.num_layers;
+    g.num_heads = cfg.dims.num_heads;
+    g.tiles_per_frame = t.tiles_per_frame();
+    g.frames_per_chunk = o.frames_per_chunk;
+    g.window_frames = o.window_frames;
+    g.sink_frames = o.sink_frames;
+    g.max_frames = o.max_frames;
+    g.run_frames = o.run_frames;
+    return make_block_policy(o.policy, g);
+}
+
+size_t SparseSizes::bytes() const {
+    return align_up(static_cast<size_t>(kmean) * 4) + align_up(static_cast<size_t>(change) * 4) +
+           align_up(static_cast<size_t>(qmean) * 4) + align_up(static_cast<size_t>(indices) * 4) +
+           align_up(static_cast<size_t>(scores) * 4) + align_up(static_cast<size_t>(staging_ints) * 4);
+}
+
+SparseSizes sparse_sizes(const WanModelConfig& cfg, const CudaModelOptions& o) {
+    SparseSizes z;
+    if (!sparse_step(o)) return z;
+    const PagedKvCacheConfig kc = paged_config(cfg, o);
+    const int64_t max_frames = KvWindow(kc.window_frames, kc.sink_frames, kc.max_frames).max_frames();
+    const TileLayout t(o.height / cfg.dims.patch[1], o.width / cfg.dims.patch[2], kc.tile);
+    z.layers = cfg.dims.num_layers;
+    z.heads = cfg.dims.num_heads;
+    z.head_dim = cfg.dims.dim / cfg.dims.num_heads;
+    z.tiles = t.tiles_per_frame();
+    z.frames = max_frames;
+    z.window_blocks = max_frames * z.tiles;
+    z.retained = kc.retained_blocks;
+    z.pool_blocks = z.window_blocks + z.retained;
+    z.max_q_blocks = ceil_div(o.max_forward_frames * t.tokens_per_frame(), kQBlock);
+    z.row_cap = z.window_blocks + z.retained;
+    z.kmean = z.layers * z.pool_blocks * z.heads * z.head_dim;
+    z.change = z.layers * z.pool_blocks * z.heads;
+    z.qmean = z.layers * z.heads * z.max_q_blocks * z.head_dim;
+    z.indices = z.heads * z.max_q_blocks * z.row_cap;
+    z.scores = z.layers * z.pool_blocks * z.heads;
+    // q_perm, candidates (block, group, kind, competes), per layer extras and indptr, write/query segments,
+    // retention entries (copy 4, change 3, salience 2 ints each).
+    const int64_t F = o.max_forward_frames, L = z.layers, H = z.heads;
+    z.staging_ints = F * t.tokens_per_frame() + 4 * z.window_blocks + L * (H + 1) + L * H * z.retained +
+                     L * (H * z.max_q_blocks + 1) + 2 * F * z.tiles + 2 * z.max_q_blocks + L * H * z.window_blocks * 4 +
+                     L * F * z.tiles * 3 + L * z.pool_blocks * 2;
+    return z;
+}
+
 PagedKvCacheConfig paged_config(const WanModelConfig& cfg, const CudaModelOptions& o) {
     PagedKvCacheConfig c;
     c.num_layers = cfg.dims.num_layers;
@@ -141,6 +203,15 @@ PagedKvCacheConfig paged_config(const WanModelConfig& cfg, const CudaModelOption
     c.q_block = kQBlock;
     // Spatial sharding re-rotates the assembled scratch instead of the cache's own pool.
     c.rotated_keys = o.rope == RopePositions::kWindowRelative && !spatial_sharded(o);
+    if (sparse_step(o)) {
+        const auto policy = make_policy(cfg, o);
+        c.window_frames = policy->page_window_frames();  // Forcing-KV: sink + ring + chunk
+        if (c.window_frames != -1) c.max_frames = c.window_frames;
+        c.tile = tile_shape_for_block(o.kv_block_size);
+        c.grid_cols = o.width / cfg.dims.patch[2];
+        c.retained_blocks = policy->max_retained();
+        c.heads = cfg.dims.num_heads;
+    }
     return c;
 }
 
@@ -270,6 +341,7 @@ PlanBytes plan_bytes(const WanModelConfig& cfg, const CudaModelOptions& o) {
     lay_out_activations(pa, cfg, o, max_frames, a);
     b.activations = pa.total();
     b.prompt = CudaPrompt::bytes_for(cfg);
+    b.sparse = sparse_sizes(cfg, o).bytes();
     return b;
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "cache/paged_kv_cache.h"
@@ -26,6 +27,18 @@ inline size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 // InputError naming the first model number or option the CUDA path cannot run.
 void check_options(const WanModelConfig& cfg, const CudaModelOptions& o);
 int64_t tokens_per_frame_of(const WanModelConfig& cfg, const CudaModelOptions& o);
+// The sparse step (CudaModelOptions::policy other than DENSE / SINK_WINDOW) and its policy for these options.
+bool sparse_step(const CudaModelOptions& o);
+std::unique_ptr<BlockPolicy> make_policy(const WanModelConfig& cfg, const CudaModelOptions& o);
+// The sparse step's device buffers (summaries, tables), outside the activation arena.
+struct SparseSizes {
+    int64_t layers = 0, heads = 0, head_dim = 0, pool_blocks = 0, max_q_blocks = 0, window_blocks = 0, retained = 0,
+            row_cap = 0, frames = 0, tiles = 0;
+    int64_t kmean = 0, change = 0, qmean = 0, indices = 0, scores = 0;  // elements
+    int64_t staging_ints = 0;                                           // per-forward tables uploaded in one copy
+    size_t bytes() const;
+};
+SparseSizes sparse_sizes(const WanModelConfig& cfg, const CudaModelOptions& o);
 PagedKvCacheConfig paged_config(const WanModelConfig& cfg, const CudaModelOptions& o);
 // Blocks of CudaPrompt::kCrossBlock rows the prompt's text_len rows take.
 int64_t text_blocks(const WanModelConfig& cfg);
@@ -174,8 +187,8 @@ void lay_out_activations(Planner& p, const WanModelConfig& cfg, const CudaModelO
                          Activations& a);
 
 struct PlanBytes {
-    size_t weights = 0, activations = 0, kv = 0, kv_pools = 0, workspace = kGemmWorkspace, prompt = 0;
-    size_t total() const { return weights + activations + kv + workspace + prompt; }
+    size_t weights = 0, activations = 0, kv = 0, kv_pools = 0, workspace = kGemmWorkspace, prompt = 0, sparse = 0;
+    size_t total() const { return weights + activations + kv + workspace + prompt + sparse; }
 };
 
 // The whole plan; InputError for options the CUDA path cannot run.

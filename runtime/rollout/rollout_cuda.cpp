@@ -33,6 +33,12 @@ CudaModelOptions CudaRollout::model_options(const RolloutOptions& opts, const Ro
     }
     const int64_t fpc = std::max<int64_t>(1, opts.frames_per_chunk);
     o.max_forward_frames = std::min(fpc, std::max<int64_t>(1, shape.frames));
+    // The block policy: the sparse ones run the model's sparse step over tiles of block_size tokens.
+    o.policy = opts.policy;
+    o.frames_per_chunk = fpc;
+    o.run_frames = shape.frames;
+    if (o.policy.kind != BlockPolicyKind::kDense && o.policy.kind != BlockPolicyKind::kSinkWindow)
+        o.kv_block_size = opts.block_size;
     if (prompt_switches) {
         // A switch at chunk start S re-caches min(window, S) frames at most (rollout.cpp, recache).
         const int64_t last_start = (std::max<int64_t>(1, shape.frames) - 1) / fpc * fpc;
@@ -123,7 +129,8 @@ CudaRollout::~CudaRollout() {
             if (e) cudaEventDestroy(static_cast<cudaEvent_t>(e));
 }
 
-void CudaRollout::forward(const float* x, int64_t start_frame, int64_t frames, float t, bool protect_sink, float* out) {
+void CudaRollout::forward(const float* x, int64_t start_frame, int64_t frames, float t, bool protect_sink, float* out,
+                          int64_t chunk, int64_t step) {
     const std::vector<float> ts(static_cast<size_t>(frames), t);
     CudaForwardArgs a;
     a.x = x;
@@ -133,6 +140,9 @@ void CudaRollout::forward(const float* x, int64_t start_frame, int64_t frames, f
     a.prompt = &prompt_;
     a.protect_sink = protect_sink;
     a.out = out;
+    a.chunk = chunk;
+    a.step = step;
+    a.num_steps = static_cast<int64_t>(timesteps_.size());
     model_.forward(a);
 }
 
@@ -177,7 +187,8 @@ void CudaRollout::recache(int64_t start_frame) {
     LR_ASSERT(first >= history_begin_ && start_frame == history_begin_ + history_frames_,
               "rollout history does not hold frames [", first, ", ", start_frame, ")");
     const float* x = static_cast<const float*>(history_.data()) + (first - history_begin_) * frame_numel();
-    forward(x, first, n, static_cast<float>(opts_.context_noise), /*protect_sink=*/true, flow_);
+    forward(x, first, n, static_cast<float>(opts_.context_noise), /*protect_sink=*/true, flow_,
+            start_frame / opts_.frames_per_chunk, static_cast<int64_t>(timesteps_.size()));
 }
 
 void CudaRollout::begin_observed() {
@@ -263,7 +274,7 @@ void CudaRollout::run(const std::vector<PromptSegment>& prompts, const NoiseSour
         if (c < resume_chunks) {
             // Replay: only the clean pass, which is all that the cache keeps of a chunk.
             upload(resume_latents + start * fn, x_, n);
-            forward(x_, start, n, static_cast<float>(opts_.context_noise), false, flow_);
+            forward(x_, start, n, static_cast<float>(opts_.context_noise), false, flow_, c, steps);
             remember(start, n, x_);
             continue;
         }
@@ -272,7 +283,7 @@ void CudaRollout::run(const std::vector<PromptSegment>& prompts, const NoiseSour
         for (int64_t i = 0; i < steps; ++i) {
             const float t = timesteps_[static_cast<size_t>(i)];
             begin_observed();
-            forward(x_, start, n, t, false, flow_);
+            forward(x_, start, n, t, false, flow_, c, i);
             end_observed(c, i);
             launch_flow_to_x0(flow_, x_, static_cast<double>(scheduler_.sigma_at(t)), x0_, numel, s);
             if (i + 1 < steps) {
@@ -288,7 +299,7 @@ void CudaRollout::run(const std::vector<PromptSegment>& prompts, const NoiseSour
         remember(start, n, x0_);
         // The clean pass: the chunk's K/V in the cache become those of x0 at t = context_noise.
         begin_observed();
-        forward(x0_, start, n, static_cast<float>(opts_.context_noise), false, flow_);
+        forward(x0_, start, n, static_cast<float>(opts_.context_noise), false, flow_, c, steps);
         end_observed(c, steps);
         latents_.wait();
         if (on_chunk) on_chunk(RolloutChunk{c, start, n, static_cast<const float*>(latents_.data())});

@@ -57,7 +57,8 @@ class CudaRollout {
     static constexpr int kEventSlots = 4;
 
     int64_t frame_numel() const { return channels_ * shape_.height * shape_.width; }
-    void forward(const float* x, int64_t start_frame, int64_t frames, float t, bool protect_sink, float* out);
+    void forward(const float* x, int64_t start_frame, int64_t frames, float t, bool protect_sink, float* out,
+                 int64_t chunk, int64_t step);
     void upload(const float* host, float* device, int64_t frames);  // through the pinned staging
     void remember(int64_t start_frame, int64_t frames, const float* latents);
     void recache(int64_t start_frame);

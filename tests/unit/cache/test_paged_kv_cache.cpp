@@ -275,3 +275,51 @@ TEST(PagedKvCache, DeviceBytesCountPoolsAndTables) {
 
 }  // namespace
 }  // namespace lr
+
+namespace lr {
+namespace {
+
+// Tile mode (the sparse step): every raster token of a frame lands in its tile's block, tiles are blocks of
+// their own length, and retained blocks after the frame pages carry a length per head.
+TEST(PagedKvCacheTiles, TokensLandInTheirTilesBlocks) {
+    PagedKvCacheConfig c;
+    c.num_layers = 1;
+    c.tokens_per_frame = 13 * 10;
+    c.grid_cols = 10;
+    c.tile = {8, 8};
+    c.width = 4;
+    c.window_frames = 4;
+    c.max_frames = 4;
+    c.block_size = 64;
+    c.max_write_frames = 2;
+    c.retained_blocks = 3;
+    c.heads = 2;
+    PagedKvCache cache(c);
+    const TileLayout t(13, 10, {8, 8});
+    ASSERT_EQ(cache.blocks_per_frame(), 4);
+    EXPECT_EQ(cache.pool_blocks(), 4 * 4 + 3);
+    EXPECT_EQ(cache.block_len_heads(), 2);
+    const PagedKvPlan& p = cache.write(0, 2);
+    std::set<int32_t> rows;
+    for (int64_t f = 0; f < 2; ++f) {
+        const int64_t page = cache.slot_pages()[static_cast<size_t>(f)];
+        for (int64_t r = 0; r < 130; ++r) {
+            const int32_t row = p.host.dst_row[f * 130 + r];
+            rows.insert(row);
+            const int64_t block = row / 64, off = row % 64;
+            // Raster token (y, x) belongs to tile (y / 8, x / 8).
+            EXPECT_EQ(block, page * 4 + (r / 10 / 8) * 2 + (r % 10) / 8) << r;
+            EXPECT_LT(off, t.tile_len(block % 4));
+        }
+    }
+    EXPECT_EQ(rows.size(), 260u);
+    for (int64_t b = 0; b < 16; ++b)
+        for (int64_t h = 0; h < 2; ++h) EXPECT_EQ(p.host.block_len[b * 2 + h], t.tile_len(b % 4));
+    for (int64_t h = 0; h < 2; ++h) EXPECT_EQ(p.host.block_len[cache.retained_block(1) * 2 + h], 0);
+    cache.set_retained_len(1, 1, 40);
+    EXPECT_EQ(cache.last_plan().host.block_len[cache.retained_block(1) * 2 + 1], 40);
+    EXPECT_EQ(cache.last_plan().host.block_len[cache.retained_block(1) * 2], 0);
+}
+
+}  // namespace
+}  // namespace lr
