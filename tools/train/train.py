@@ -346,7 +346,8 @@ def export(a):
                                "provenance": prov})
     cfg = {k: wan_dit.TINY_SHAPES[k] for k in wan_dit.CONFIG_KEYS}
     h, w = frame_size(a)
-    rollout = dict(ROLLOUT, width=w, height=h)
+    rollout = dict(ROLLOUT, width=w, height=h, timestep_shift=a.timestep_shift,
+                   denoising_steps=[int(s) for s in a.denoising_steps.split(",")])
     shipped.write_safetensors(os.path.join(a.out, "dit.safetensors"), bf16(dck["ema"]),
                               {"config": cfg, "rollout": rollout, "provenance": prov})
     words = dck["ema_text"]["word_embeddings"].float()
@@ -402,6 +403,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--ema", type=float, default=0.998)
     ap.add_argument("--log-every", type=int, default=25)
+    ap.add_argument("--denoising-steps", default=",".join(str(s) for s in ROLLOUT["denoising_steps"]),
+                    help="export: the sampling schedule the model ships with")
+    ap.add_argument("--timestep-shift", type=float, default=ROLLOUT["timestep_shift"], help="export: its shift")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     torch.manual_seed(a.seed)
