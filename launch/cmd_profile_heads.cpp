@@ -12,6 +12,7 @@
 #include "launch/cli.h"
 #include "launch/cli_args.h"
 #include "launch/config.h"
+#include "launch/default_model.h"
 #include "launch/generate_inputs.h"
 #include "runtime/core/check.h"
 #include "runtime/model/head_profile.h"
@@ -55,8 +56,12 @@ int cmd_profile_heads(const std::vector<std::string>& args) {
              " exists; pass --overwrite to replace it");
     std::vector<ConfigOverride> overrides;
     for (const auto& s : a.get_all("set")) overrides.push_back(parse_override(s));
-    Config cfg = a.get("config")
-                     ? load_config(*a.get("config"), overrides)
+    // Neither --config nor --weights: the embedded default model, as generate runs it (launch/default_model.h).
+    const std::optional<DefaultModel> shipped =
+        !a.has("config") && !a.has("weights") ? find_default_model() : std::nullopt;
+    Config cfg = a.get("config") ? load_config(*a.get("config"), overrides)
+                 : shipped
+                     ? load_config(shipped->config, overrides)
                      : parse_config_text(config_to_text(default_config()), "<embedded default config>", overrides);
     // The profile is a dense rollout over the whole run: every key frame is there to be measured.
     cfg.attention.policy = AttentionPolicy::kDense;
@@ -66,8 +71,10 @@ int cmd_profile_heads(const std::vector<std::string>& args) {
     const int64_t recent = a.get_int("recent-frames", 1, 1024).value_or(4);
     LR_CHECK(frames > recent + cfg.rollout.sink_size, "--latent-frames ", frames, ": the profile needs more than the ",
              recent, " recent frames plus the sink (", cfg.rollout.sink_size, ")");
-    const LoadedModel model = load_model(a.get("weights"), cfg);
-    const Prompts prompts = load_prompts(a.get("prompt-embeds"), {}, cfg, frames);
+    const LoadedModel model = shipped ? load_default_model(*shipped, cfg, true) : load_model(a.get("weights"), cfg);
+    std::optional<std::string> embeds = a.get("prompt-embeds");
+    if (!embeds && shipped) embeds = shipped->prompt;
+    const Prompts prompts = load_prompts(embeds, {}, cfg, frames);
 
     RolloutOptions ropts = rollout_options(cfg.rollout);
     ropts.block_size = cfg.attention.block_size;
