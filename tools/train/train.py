@@ -221,7 +221,8 @@ def train_dit(a, device):
         ema = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
         ema_text = {k: v.detach().float().clone() for k, v in text.state_dict().items()}
     h, w = frame_size(a)
-    frames = CHUNK * DIT_CHUNKS
+    chunks = a.dit_chunks
+    frames = CHUNK * chunks
     t_end = time.time() + a.minutes * 60
     logf = os.path.join(a.dir, "dit_log.jsonl")
     t0, acc = time.time(), []
@@ -240,7 +241,7 @@ def train_dit(a, device):
             with autocast(device):
                 mu, _ = vae.encode(x)
             x0 = ((mu.float().transpose(1, 2) - mean) / std)  # [B, F, 16, h, w]
-            sig = sample_sigma([a.dit_batch, DIT_CHUNKS], g, device).repeat_interleave(CHUNK, 1)  # [B, F]
+            sig = sample_sigma([a.dit_batch, chunks], g, device).repeat_interleave(CHUNK, 1)  # [B, F]
             eps = torch.randn(x0.shape, generator=g, device="cpu").to(device)
             s5 = sig[:, :, None, None, None]
             noisy = (1 - s5) * x0 + s5 * eps
@@ -250,7 +251,7 @@ def train_dit(a, device):
         with autocast(device):
             ctx = text(caps, device)
             pred = model.forward_train(x0, noisy, sig * 1000.0, ctx, CHUNK, WINDOW_CHUNKS)
-        per_chunk = (pred.float() - (eps - x0)).pow(2).mean((2, 3, 4)).unflatten(1, (DIT_CHUNKS, CHUNK)).mean(2)
+        per_chunk = (pred.float() - (eps - x0)).pow(2).mean((2, 3, 4)).unflatten(1, (chunks, CHUNK)).mean(2)
         loss = per_chunk.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -400,6 +401,7 @@ def main():
     ap.add_argument("--stats-batches", type=int, default=8)
     ap.add_argument("--dit-batch", type=int, default=16)
     ap.add_argument("--dit-lr", type=float, default=5e-4)
+    ap.add_argument("--dit-chunks", type=int, default=DIT_CHUNKS, help="chunks of 3 latent frames per training clip")
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--ema", type=float, default=0.998)
     ap.add_argument("--log-every", type=int, default=25)
