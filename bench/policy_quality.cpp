@@ -8,7 +8,7 @@
 // diffusely: their errors bound bugs, they do not judge a policy; a trained model's do.
 //
 //   policy_quality [--config FILE] [--weights FILE] [--prompt-embeds FILE] [--size WxH] [--frames N]
-//                  [--window N] [--block 64|128] [--json FILE] [--commit SHA]
+//                  [--window N] [--block 64|128] [--sink N] [--json FILE] [--commit SHA]
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -91,7 +91,7 @@ class ComparingStep final : public AttentionStep {
 
 int run(int argc, char** argv) {
     std::string config, weights, embeds, json, commit, size = "256x128";
-    int64_t frames = 30, window = 12, block = 64;
+    int64_t frames = 30, window = 12, block = 64, sink = 1;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         const auto value = [&]() -> std::string {
@@ -112,6 +112,8 @@ int run(int argc, char** argv) {
             window = std::stoll(value());
         else if (a == "--block")
             block = std::stoll(value());
+        else if (a == "--sink")
+            sink = std::stoll(value());
         else if (a == "--json")
             json = value();
         else if (a == "--commit")
@@ -121,9 +123,10 @@ int run(int argc, char** argv) {
     }
     const auto x = size.find('x');
     LR_CHECK(x != std::string::npos, "--size: expected WxH, found ", size);
-    std::vector<ConfigOverride> overrides = {
-        parse_override("video.width=" + size.substr(0, x)), parse_override("video.height=" + size.substr(x + 1)),
-        parse_override("attention.block_size=" + std::to_string(block)), parse_override("rollout.sink_size=1")};
+    std::vector<ConfigOverride> overrides = {parse_override("video.width=" + size.substr(0, x)),
+                                             parse_override("video.height=" + size.substr(x + 1)),
+                                             parse_override("attention.block_size=" + std::to_string(block)),
+                                             parse_override("rollout.sink_size=" + std::to_string(sink))};
     Config cfg = config.empty() ? parse_config_text(config_to_text(default_config()), "<default>", overrides)
                                 : load_config(config, overrides);
     const LoadedModel model = load_model(weights.empty() ? std::nullopt : std::optional<std::string>(weights), cfg);
