@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <set>
 
 #include "kernels/rope_3d.h"
@@ -91,27 +92,32 @@ TEST(AttentionStep, DenseThroughTheSelectorEqualsTheInlineCachePath) {
     }
 }
 
-// Every policy reads every block while the window holds only the chunk and what it must read: chunk 0.
-TEST(AttentionStep, EveryPolicyEqualsDenseWhereItKeepsEveryBlock) {
-    const WanModel m = test::tiny_model();
-    BlockPolicyConfig dense;
+// SPARSE_FORCING, LIGHT_FORCING and LVSA over a 12-frame window of 4-tile frames (no sink), with budgets of
+// `topk` blocks (Light Forcing: picking `frames` middle frames).
+std::vector<BlockPolicyConfig> window_policies(int64_t topk, int64_t frames) {
     BlockPolicyConfig sf;
     sf.kind = BlockPolicyKind::kSparseForcing;
-    sf.sf_topk_blocks = 3;
-    sf.persistent_blocks = 2;
+    sf.sf_topk_blocks = topk;
+    sf.persistent_blocks = topk / 2;
     BlockPolicyConfig lf;
     lf.kind = BlockPolicyKind::kLightForcing;
     lf.near_frames = 1;
-    lf.topk_frames = 1;
-    lf.lf_topk_blocks = 3;
+    lf.topk_frames = frames;
+    lf.lf_topk_blocks = topk;
     BlockPolicyConfig lvsa;
     lvsa.kind = BlockPolicyKind::kLvsa;
     lvsa.lvsa_window_frames = 1;
     lvsa.anchor_interval = 3;
+    return {sf, lf, lvsa};
+}
+
+// Every policy reads every block while the window holds only the chunk and what it must read: chunk 0.
+TEST(AttentionStep, EveryPolicyEqualsDenseWhereItKeepsEveryBlock) {
+    const WanModel m = test::tiny_model();
     Forwards f(m);
-    CpuAttentionStep ref(step_config(dense, 12, 0, 30));
+    CpuAttentionStep ref(step_config(BlockPolicyConfig{}, 12, 0, 30));
     const auto want = f.run(1, &ref, nullptr, RopePositions::kAbsolute);
-    for (const BlockPolicyConfig& p : {sf, lf, lvsa}) {
+    for (const BlockPolicyConfig& p : window_policies(3, 1)) {
         CpuAttentionStep step(step_config(p, 12, 0, 30));
         const auto got = f.run(1, &step, nullptr, RopePositions::kAbsolute);
         for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], want[i]) << block_policy_name(p.kind) << " " << i;
@@ -123,29 +129,17 @@ TEST(AttentionStep, EveryPolicyEqualsDenseWhereItKeepsEveryBlock) {
 // attend diffusely: this bounds bugs, it does not judge a policy).
 TEST(AttentionStep, SparsePoliciesReadLessAndStayNearDense) {
     const WanModel m = test::tiny_model();
-    BlockPolicyConfig dense;
-    BlockPolicyConfig sf;
-    sf.kind = BlockPolicyKind::kSparseForcing;
-    sf.sf_topk_blocks = 6;
-    sf.persistent_blocks = 3;
-    BlockPolicyConfig lf;
-    lf.kind = BlockPolicyKind::kLightForcing;
-    lf.near_frames = 1;
-    lf.topk_frames = 2;
-    lf.lf_topk_blocks = 6;
-    BlockPolicyConfig lvsa;
-    lvsa.kind = BlockPolicyKind::kLvsa;
-    lvsa.lvsa_window_frames = 1;
-    lvsa.anchor_interval = 3;
     Forwards f(m);
-    CpuAttentionStep ref(step_config(dense, 12, 0, 30));
+    CpuAttentionStep ref(step_config(BlockPolicyConfig{}, 12, 0, 30));
     const auto want = f.run(6, &ref, nullptr, RopePositions::kAbsolute);
-    for (const BlockPolicyConfig& p : {sf, lf, lvsa}) {
+    for (const BlockPolicyConfig& p : window_policies(6, 2)) {
         CpuAttentionStep step(step_config(p, 12, 0, 30));
         const auto got = f.run(6, &step, nullptr, RopePositions::kAbsolute);
         const double err = test::rel_error(got.back(), want.back(), got.back().size());
+        std::printf("[ measured ] %s: last forward's output vs dense %.3e, density %.3f\n", block_policy_name(p.kind),
+                    err, step.stats().density());
         EXPECT_GT(err, 1e-5) << block_policy_name(p.kind);
-        EXPECT_LT(err, 0.5) << block_policy_name(p.kind);
+        EXPECT_LT(err, 2e-2) << block_policy_name(p.kind);  // measured 1.7e-3 to 2.8e-3
         EXPECT_LT(step.stats().density(), 0.9) << block_policy_name(p.kind);
     }
 }
