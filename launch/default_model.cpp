@@ -65,8 +65,9 @@ std::optional<DefaultModel> find_default_model() {
 LoadedModel load_default_model(const DefaultModel& m, Config& cfg, bool weights) {
     LoadedModel out = load_model(m.dit, cfg, weights);
     out.embedded = true;
-    out.description = str_cat("embedded default: a tiny Wan2.1 DiT trained on procedurally generated video (", m.dir,
-                              "; model card: README.md there)");
+    out.description = str_cat("embedded default model ", m.dir,
+                              " (a tiny Wan2.1 DiT made by tools/train/ on procedurally generated video; model card: "
+                              "README.md there)");
     return out;
 }
 

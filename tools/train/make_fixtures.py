@@ -36,18 +36,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=shipped.DEFAULT_DIR)
     ap.add_argument("--out", default=os.path.join(shipped.REPO, "tests", "data", "tiny_shapes"))
+    ap.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="WxH of the replayed video")
     a = ap.parse_args()
+    width, height = (int(v) for v in a.size.split("x"))
     torch.set_grad_enabled(False)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     m = shipped.load(a.model)
     r = m.rollout
     caption = m.default_caption
     ctx = m.context(caption)
-    noise, step_noise = sample.make_noise(SEED, r["denoising_steps"], LATENT_FRAMES, (16, HEIGHT // 8, WIDTH // 8))
+    noise, step_noise = sample.make_noise(SEED, r["denoising_steps"], LATENT_FRAMES, (16, height // 8, width // 8))
     noise, step_noise = noise.to(torch.bfloat16), step_noise.to(torch.bfloat16)
     lat = sample.rollout(m.dit, ctx, noise.float(), step_noise.float(), r["denoising_steps"], r["timestep_shift"],
                          r["local_attn_size"], r["frames_per_chunk"])
-    case = {"caption": caption, "width": WIDTH, "height": HEIGHT, "latent_frames": LATENT_FRAMES, "seed": SEED,
+    case = {"caption": caption, "width": width, "height": height, "latent_frames": LATENT_FRAMES, "seed": SEED,
             "rollout": r, "sampler": "tools/train/sample.py (fp32 CPU)", "torch": torch.__version__,
             "model_sha256": {f: sha256(os.path.join(a.model, f)) for f in
                              ("dit.safetensors", "tiny-shapes.textproto")}}
@@ -55,7 +57,7 @@ def main():
     shipped.write_safetensors(os.path.join(a.out, "replay.safetensors"),
                               {"noise": noise, "step_noise": step_noise, "latents": lat, "context": ctx},
                               {"case": json.dumps(case, sort_keys=True)})
-    print(f"wrote {a.out}/replay.safetensors: {LATENT_FRAMES} latent frames at {WIDTH}x{HEIGHT}, "
+    print(f"wrote {a.out}/replay.safetensors: {LATENT_FRAMES} latent frames at {width}x{height}, "
           f"latent rms {float(lat.pow(2).mean().sqrt()):.4f}")
 
 

@@ -95,6 +95,8 @@ def train_vae(a, device):
         vae.load_state_dict(ck["model"])
         if ck.get("opt") is not None:
             opt.load_state_dict(ck["opt"])
+            for group in opt.param_groups:
+                group["lr"] = a.vae_lr  # this piece's learning rate, not the saved one
         step = ck["step"]
     h, w = frame_size(a)
     t_end = time.time() + a.minutes * 60
@@ -102,13 +104,17 @@ def train_vae(a, device):
     t0, acc = time.time(), []
     while time.time() < t_end and (a.steps is None or step < a.steps):
         seeds = [10_000_000 + step * a.vae_batch + i for i in range(a.vae_batch)]
-        x, _ = procgen.render_batch(seeds, VAE_CLIP_FRAMES, device=device, height=h, width=w)
+        x, _ = procgen.render_batch(seeds, a.vae_clip_frames, device=device, height=h, width=w)
         with autocast(device):
             mu, logvar = vae.encode(x)
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
             y = vae.decode(z)
-        mse = F.mse_loss(y.float(), x)
-        l1 = (y.float() - x).abs().mean()
+        # The object is a few percent of the pixels and carries the caption: weight its (saturated) pixels up.
+        sat = (x.max(1, keepdim=True).values - x.min(1, keepdim=True).values) > 0.6  # [B, 1, T, H, W]
+        wgt = 1.0 + a.object_weight * sat.float()
+        wgt = wgt / wgt.mean()
+        mse = (wgt * (y.float() - x).pow(2)).mean()
+        l1 = (wgt * (y.float() - x).abs()).mean()
         kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).mean()
         loss = mse + 0.5 * l1 + a.kl * kl
         opt.zero_grad(set_to_none=True)
@@ -142,7 +148,7 @@ def latent_stats(a, device):
     mus = []
     with torch.no_grad():
         for i in range(a.stats_batches):
-            x, _ = procgen.render_batch([20_000_000 + i * 4 + j for j in range(4)], 1 + 4 * (CHUNK * DIT_CHUNKS - 1),
+            x, _ = procgen.render_batch([20_000_000 + i * 4 + j for j in range(4)], 1 + 4 * (CHUNK * a.dit_chunks - 1),
                                         device=device, height=h, width=w)
             with autocast(device):
                 mu, _ = vae.encode(x)
@@ -200,7 +206,9 @@ def train_dit(a, device):
     mean = vck["mean"].to(device)[None, None, :, None, None]
     std = vck["std"].to(device)[None, None, :, None, None]
     path = os.path.join(a.dir, "dit.pt")
-    model = wan_dit.CausalWanDiT(wan_dit.TINY_SHAPES)
+    cfg = dict(wan_dit.TINY_SHAPES, dim=a.dit_dim, num_heads=a.dit_dim // 128, num_layers=a.dit_layers,
+               ffn_dim=a.dit_ffn)
+    model = wan_dit.CausalWanDiT(cfg)
     wan_dit.init_weights_(model, a.seed)
     text = TextTable(wan_dit.TINY_SHAPES["text_dim"], a.seed)
     model.to(device)
@@ -229,18 +237,35 @@ def train_dit(a, device):
     g = torch.Generator().manual_seed(a.seed * 1000 + step)
 
     def save():
-        save_ckpt(path, dict(model=model.state_dict(), text=text.state_dict(), opt=opt.state_dict(), step=step,
+        save_ckpt(path, dict(model=model.state_dict(), text=text.state_dict(), opt=opt.state_dict(), step=step, cfg=cfg,
                              ema={k: v.cpu() for k, v in ema.items()},
                              ema_text={k: v.cpu() for k, v in ema_text.items()}))
 
     t_save = time.time()
+    pool = None
+    if a.pool:
+        # CPU training: encode a fixed set of clips once instead of rendering and encoding every step.
+        pool_x, pool_caps = [], []
+        with torch.no_grad():
+            for i in range(0, a.pool, 4):
+                seeds = [30_000_000 + i + j for j in range(min(4, a.pool - i))]
+                x, caps = procgen.render_batch(seeds, 1 + 4 * (frames - 1), device=device, height=h, width=w)
+                mu, _ = vae.encode(x)
+                pool_x.append(((mu.float().transpose(1, 2) - mean) / std).cpu())
+                pool_caps += caps
+        pool = (torch.cat(pool_x), pool_caps)
+        print(f"pool: {len(pool_caps)} clips encoded in {time.time() - t0:.0f} s", flush=True)
     while time.time() < t_end and (a.steps is None or step < a.steps):
         seeds = [step * a.dit_batch + i for i in range(a.dit_batch)]
         with torch.no_grad():
-            x, caps = procgen.render_batch(seeds, 1 + 4 * (frames - 1), device=device, height=h, width=w)
-            with autocast(device):
-                mu, _ = vae.encode(x)
-            x0 = ((mu.float().transpose(1, 2) - mean) / std)  # [B, F, 16, h, w]
+            if pool is not None:
+                idx = torch.randint(len(pool[1]), [a.dit_batch], generator=g).tolist()
+                x0, caps = pool[0][idx].to(device), [pool[1][i] for i in idx]
+            else:
+                x, caps = procgen.render_batch(seeds, 1 + 4 * (frames - 1), device=device, height=h, width=w)
+                with autocast(device):
+                    mu, _ = vae.encode(x)
+                x0 = ((mu.float().transpose(1, 2) - mean) / std)  # [B, F, 16, h, w]
             sig = sample_sigma([a.dit_batch, chunks], g, device).repeat_interleave(CHUNK, 1)  # [B, F]
             eps = torch.randn(x0.shape, generator=g, device="cpu").to(device)
             s5 = sig[:, :, None, None, None]
@@ -278,9 +303,8 @@ def train_dit(a, device):
 # Export
 # ---------------------------------------------------------------------------------------------------------------
 
-def config_textproto(r):
+def config_textproto(r, c):
     steps = ", ".join(str(s) for s in r["denoising_steps"])
-    c = wan_dit.TINY_SHAPES
     return f"""# longroll config of the embedded default model (models/tiny-shapes/, see its README.md): a Wan2.1 causal DiT
 # trained here on procedurally generated video (tools/train/). `longroll generate` with no --config and no
 # --weights runs this config with the weights next to it. Written by tools/train/train.py export.
@@ -345,7 +369,7 @@ def export(a):
     shipped.write_safetensors(os.path.join(a.out, "vae.safetensors"), bf16(wan_vae.decoder_state_dict(vae)),
                               {"config": wan_vae.config_json(vck["mean"].tolist(), vck["std"].tolist()),
                                "provenance": prov})
-    cfg = {k: wan_dit.TINY_SHAPES[k] for k in wan_dit.CONFIG_KEYS}
+    cfg = {k: (dck.get("cfg") or wan_dit.TINY_SHAPES)[k] for k in wan_dit.CONFIG_KEYS}
     h, w = frame_size(a)
     rollout = dict(ROLLOUT, width=w, height=h, timestep_shift=a.timestep_shift,
                    denoising_steps=[int(s) for s in a.denoising_steps.split(",")])
@@ -359,7 +383,7 @@ def export(a):
     shipped.write_safetensors(os.path.join(a.out, "prompt.safetensors"), {"context": ctx},
                               {"caption": DEFAULT_CAPTION})
     with open(os.path.join(a.out, "tiny-shapes.textproto"), "w") as f:
-        f.write(config_textproto(rollout))
+        f.write(config_textproto(rollout, cfg))
     print(f"exported to {a.out}: {steps}")
 
 
@@ -375,7 +399,7 @@ def pack(a):
     if dck:
         half = lambda sd: {k: v.to(torch.bfloat16) for k, v in sd.items()}  # noqa: E731
         save_ckpt(os.path.join(a.out, "dit_model.pt"), dict(model=half(dck["model"]), text=dck["text"],
-                                                              step=dck["step"]))
+                                                              step=dck["step"], cfg=dck.get("cfg")))
         save_ckpt(os.path.join(a.out, "dit_ema.pt"), dict(ema=half(dck["ema"]), ema_text=dck["ema_text"]))
     print(f"packed to {a.out}")
 
@@ -397,11 +421,17 @@ def main():
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--vae-batch", type=int, default=8)
     ap.add_argument("--vae-lr", type=float, default=2e-3)
+    ap.add_argument("--vae-clip-frames", type=int, default=VAE_CLIP_FRAMES, help="1 + 4k video frames per VAE clip")
     ap.add_argument("--kl", type=float, default=1e-4)
+    ap.add_argument("--object-weight", type=float, default=20.0, help="VAE loss weight of the object's pixels")
     ap.add_argument("--stats-batches", type=int, default=8)
     ap.add_argument("--dit-batch", type=int, default=16)
     ap.add_argument("--dit-lr", type=float, default=5e-4)
     ap.add_argument("--dit-chunks", type=int, default=DIT_CHUNKS, help="chunks of 3 latent frames per training clip")
+    ap.add_argument("--dit-dim", type=int, default=wan_dit.TINY_SHAPES["dim"], help="DiT width (heads of 128)")
+    ap.add_argument("--dit-layers", type=int, default=wan_dit.TINY_SHAPES["num_layers"])
+    ap.add_argument("--dit-ffn", type=int, default=wan_dit.TINY_SHAPES["ffn_dim"])
+    ap.add_argument("--pool", type=int, default=0, help="train the DiT on this many clips encoded once (CPU runs)")
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--ema", type=float, default=0.998)
     ap.add_argument("--log-every", type=int, default=25)
