@@ -7,8 +7,9 @@
         --seconds 5,60 --device cuda
 
 For every (caption, seed) of a fixed list and every length, runs `longroll generate` on the embedded default
-model once per policy (`--set attention.policy=X`, plus any --set given here, e.g. attention.sink... or
-rollout.local_attn_size), on the same noise (same seed), and reports against the DENSE run of the same inputs:
+model once per policy (`--set attention.policy=X`, plus any --set / --policy-set given here; FORCING_KV gets a
+head profile from `longroll profile-heads` and its own window), on the same noise (same seed), and reports
+against the DENSE run of the same inputs:
   * psnr_db / ssim: of the decoded frames' luma (SSIM with an 8x8 box window), averaged over frames;
   * latent_rel_err: ||latents - dense|| / ||dense||;
   * caption: bench/quality/caption_check.py on the video (dominant colour and direction as captioned);
@@ -108,7 +109,7 @@ def run(a, caption, seed, seconds, policy, work):
            "--set", f"attention.policy={policy}", "--out", video, "--save-latents", lat]
     if a.device:
         cmd += ["--device", a.device]
-    for s in a.set:
+    for s in a.set + policy_sets(a, policy, work):
         cmd += ["--set", s]
     env = dict(os.environ, LONGROLL_DEFAULT_MODEL=a.model)
     t0 = time.time()
@@ -117,6 +118,25 @@ def run(a, caption, seed, seconds, policy, work):
     if p.returncode != 0:
         return {"policy": policy, "error": f"exit {p.returncode}: {p.stderr.strip()[-400:]}"}
     return {"policy": policy, "video": video, "latents": lat, "wall_s": round(wall, 2), "kv_bytes": kv_bytes(p.stderr)}
+
+
+def policy_sets(a, policy, work):
+    """--set values for one policy: --policy-set POLICY:PATH=VALUE given here, and for FORCING_KV (unless given) a
+    head profile of the model made once with `longroll profile-heads` and the window it sets itself (-1)."""
+    sets = [v.split(":", 1)[1] for v in a.policy_set if v.split(":", 1)[0].upper() == policy]
+    if policy == "FORCING_KV":
+        if not any(v.startswith("attention.forcing_kv.head_profile=") for v in sets):
+            profile = os.path.join(work, "head_profile.json")
+            if not os.path.exists(profile):
+                env = dict(os.environ, LONGROLL_DEFAULT_MODEL=a.model)
+                p = subprocess.run([a.longroll, "profile-heads", "--out", profile], capture_output=True, text=True,
+                                   env=env)
+                if p.returncode != 0:
+                    print(f"profile-heads failed: {p.stderr.strip()[-400:]}", file=sys.stderr)
+            sets.append(f"attention.forcing_kv.head_profile={profile}")
+        if not any(v.startswith("rollout.local_attn_size=") for v in sets):
+            sets.append("rollout.local_attn_size=-1")
+    return sets
 
 
 def main():
@@ -130,6 +150,8 @@ def main():
     ap.add_argument("--seeds", default=",".join(str(s) for s in SEEDS))
     ap.add_argument("--device", default=None, help="cpu or cuda (default: generate's)")
     ap.add_argument("--set", action="append", default=[], help="extra --set for every run (all policies)")
+    ap.add_argument("--policy-set", action="append", default=[], metavar="POLICY:PATH=VALUE",
+                    help="an extra --set for one policy's runs only (repeatable)")
     ap.add_argument("--work", default=None, help="keep the videos here (default: a temporary directory)")
     ap.add_argument("--out", required=True, help="JSON results")
     a = ap.parse_args()
@@ -204,7 +226,10 @@ def main():
             "wall_s"]
     print(" | ".join(cols))
     for s in summary:
-        print(" | ".join(str(s.get(c, s.get("error", "-"))) for c in cols))
+        if s["runs"]:
+            print(" | ".join(str(s.get(c, "-")) for c in cols))
+        else:
+            print(f"{s['seconds']} | {s['policy']} | 0 | failed: {(s.get('error') or '?').splitlines()[0][:160]}")
     print(f"wrote {a.out}")
     return 0
 
