@@ -444,8 +444,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     const FramePlan plan =
         plan_frames(cfg, a.get_int("latent-frames", 1, INT64_MAX), a.get_double("seconds", 0.0, 1e9));
     metrics->weights_loaded(load_seconds);
-    const LoadedVae vae = load_vae(shipped && !a.has("vae") ? std::optional(shipped->vae) : a.get("vae"), model.embedded,
-                                   any_video && (dedicated_vae ? vae_rank : video_rank));
+    const LoadedVae vae = load_vae(shipped && !a.has("vae") ? std::optional(shipped->vae) : a.get("vae"),
+                                   model.embedded, any_video && (dedicated_vae ? vae_rank : video_rank));
     RolloutOptions ropts = rollout_options(cfg.rollout);
     // Head and/or spatial parallelism: the U x S ranks of a sequence-parallel group run the same rollout, each
     // with its share of the heads and of the spatial blocks (and of the KV cache); the group's first rank writes.
@@ -564,8 +564,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             cfg.rollout.sink_size, std::string(rope_mode_name(cfg.rollout.rope_mode)).c_str(),
             format_bytes(cache_bytes).c_str(), block_policy_name(ropts.policy.kind), cfg.attention.block_size,
             static_cast<long long>(tile_shape_for_block(cfg.attention.block_size).rows),
-            static_cast<long long>(tile_shape_for_block(cfg.attention.block_size).cols), device.c_str(), describe(layout).c_str(),
-            transport.transport == Transport::kNccl ? "nccl" : "mpi", transport.why.c_str());
+            static_cast<long long>(tile_shape_for_block(cfg.attention.block_size).cols), device.c_str(),
+            describe(layout).c_str(), transport.transport == Transport::kNccl ? "nccl" : "mpi", transport.why.c_str());
     }
 
     VideoSpec spec;

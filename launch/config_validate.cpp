@@ -61,6 +61,10 @@ bool model_shape_ok(const ModelConfig& m, Checker& c) {
     // The decoder is the Wan VAE, whose latents have 16 channels; the only task is text to video.
     c.check(m.in_dim == 16, "model.in_dim", "expected 16 (the Wan VAE's latent channels), found ", m.in_dim);
     c.check(m.out_dim == 16, "model.out_dim", "expected 16 (the Wan VAE's latent channels), found ", m.out_dim);
+    // Wan2.1 normalises q/k (self and cross) with RMSNorm; the engine always does, so turning it off is refused.
+    c.check(m.qk_norm, "model.qk_norm", "expected true (Wan2.1's RMSNorm on q and k, always applied), found false");
+    c.check(m.cross_attn_norm, "model.cross_attn_norm",
+            "expected true (Wan2.1's affine norm3 before cross-attention, always applied), found false");
     c.check(m.model_type == "t2v", "model.model_type", "expected \"t2v\" (the only model type supported), found \"",
             m.model_type, "\"");
     if (m.dim > 0 && heads_ok) {
@@ -153,7 +157,8 @@ void check_attention(const AttentionConfig& a, const RolloutConfig& r, Checker& 
                 "FORCING_KV needs a head profile of the model: make one with `longroll profile-heads --out FILE`");
         c.check(r.local_attn_size == -1, "rollout.local_attn_size",
                 "FORCING_KV sets the window itself (sink_size + forcing_kv.recent_frames + frames_per_chunk, plus the "
-                "dynamic heads' segments): expected -1, found ", r.local_attn_size);
+                "dynamic heads' segments): expected -1, found ",
+                r.local_attn_size);
     }
     if (a.policy == AttentionPolicy::kSparseForcing) {
         c.check(r.local_attn_size != -1, "rollout.local_attn_size",

@@ -50,7 +50,8 @@ std::optional<DefaultModel> find_default_model() {
         const std::string v(env);
         if (v == "random") return std::nullopt;
         DefaultModel m = files_in(v);
-        LR_CHECK(complete(m), "LONGROLL_DEFAULT_MODEL=", v, ": expected a model directory holding tiny-shapes.textproto, ",
+        LR_CHECK(complete(m), "LONGROLL_DEFAULT_MODEL=", v,
+                 ": expected a model directory holding tiny-shapes.textproto, ",
                  "dit.safetensors, vae.safetensors and prompt.safetensors (tools/train/train.py export writes one), or "
                  "'random' for the random-weight test model");
         return m;

@@ -211,8 +211,8 @@ BlockPolicyConfig block_policy_config(const Config& cfg, const WanModelConfig& m
     const int64_t past = (r.local_attn_size == -1 ? run_frames : r.local_attn_size) - fpc;  // frames before a chunk
     // Sparse Forcing: auto budget a quarter of the window's blocks outside the chunk.
     p.persistent_blocks = a.sparse_forcing.persistent_blocks;
-    p.sf_topk_blocks = a.sparse_forcing.topk_blocks != -1 ? a.sparse_forcing.topk_blocks
-                                                          : std::max<int64_t>(1, past * tpf / 4);
+    p.sf_topk_blocks =
+        a.sparse_forcing.topk_blocks != -1 ? a.sparse_forcing.topk_blocks : std::max<int64_t>(1, past * tpf / 4);
     // Light Forcing: auto frames half the middle frames, auto blocks half of what the frame stage leaves.
     p.chunk_aware_growth = a.light_forcing.chunk_aware_growth;
     p.near_frames = a.light_forcing.near_frames;

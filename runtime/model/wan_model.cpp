@@ -586,39 +586,39 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         if (a.step) {
             a.step->attend(l, aq, ak, av, ao);
         } else {
-        AttentionParams ap;
-        ap.q = aq;
-        ap.out = ao;
-        ap.q_len = ns;
-        ap.heads = lh;
-        ap.head_dim = hd;
-        if (a.cache) {
-            a.cache->write(l, plan, ak, av);
-            ap.kv_len = plan.slot_end * per_frame;
-            ap.k = a.cache->keys(l);
-            ap.v = a.cache->values(l);
-            if (spatial) {
-                gather_keys(a.cache->keys(l), a.cache->values(l));
+            AttentionParams ap;
+            ap.q = aq;
+            ap.out = ao;
+            ap.q_len = ns;
+            ap.heads = lh;
+            ap.head_dim = hd;
+            if (a.cache) {
+                a.cache->write(l, plan, ak, av);
+                ap.kv_len = plan.slot_end * per_frame;
+                ap.k = a.cache->keys(l);
+                ap.v = a.cache->values(l);
+                if (spatial) {
+                    gather_keys(a.cache->keys(l), a.cache->values(l));
+                    ap.k = full_k.data();
+                    ap.v = full_v.data();
+                }
+                if (relative) {
+                    rope_3d_cpu({ap.k, k_rotated.data(), cache_pos.data(), ap.kv_len, lh, hd});
+                    ap.k = k_rotated.data();
+                }
+            } else if (spatial) {
+                gather_keys(ak, av);
+                ap.kv_len = L;
                 ap.k = full_k.data();
                 ap.v = full_v.data();
+                ap.kv_end = kv_end.empty() ? nullptr : kv_end.data();
+            } else {
+                ap.kv_len = L;
+                ap.k = ak;
+                ap.v = av;
+                ap.kv_end = kv_end.empty() ? nullptr : kv_end.data();
             }
-            if (relative) {
-                rope_3d_cpu({ap.k, k_rotated.data(), cache_pos.data(), ap.kv_len, lh, hd});
-                ap.k = k_rotated.data();
-            }
-        } else if (spatial) {
-            gather_keys(ak, av);
-            ap.kv_len = L;
-            ap.k = full_k.data();
-            ap.v = full_v.data();
-            ap.kv_end = kv_end.empty() ? nullptr : kv_end.data();
-        } else {
-            ap.kv_len = L;
-            ap.k = ak;
-            ap.v = av;
-            ap.kv_end = kv_end.empty() ? nullptr : kv_end.data();
-        }
-        attention_cpu(ap);
+            attention_cpu(ap);
         }
         if (sharded) to_tokens();  // back to the rank's tokens, all heads
         if (n > 0) {

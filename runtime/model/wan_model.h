@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "cache/kv_cache.h"
-#include "runtime/model/attention_step.h"
 #include "runtime/core/tensor.h"
 #include "runtime/io/safetensors.h"
+#include "runtime/model/attention_step.h"
 #include "runtime/model/wan_weights.h"
 
 namespace lr {

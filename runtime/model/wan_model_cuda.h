@@ -149,7 +149,7 @@ class CudaWanModel {
     Stream stream() const;
 
     size_t weight_bytes() const;
-    size_t kv_bytes() const;          // the paged K/V pools
+    size_t kv_bytes() const;  // the paged K/V pools
     // The last forward's attention (the sparse step: blocks read vs dense, K/V bytes held); dense otherwise.
     AttentionStats attention_stats() const;
     size_t activation_bytes() const;  // activations, per-forward tables and staging on the device

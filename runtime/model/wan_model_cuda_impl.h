@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "dist/communicator.h"
+#include "kernels/block_select.h"
 #include "kernels/dit_ops_cuda.h"
 #include "kernels/gemm_cuda.h"
-#include "kernels/block_select.h"
 #include "kernels/paged_attention.h"
 #include "runtime/core/check.h"
 #include "runtime/core/cuda_check.h"
@@ -91,16 +91,16 @@ struct CudaWanModel::Impl {
         std::unique_ptr<BlockPolicy> policy;
         wan_cuda::SparseSizes z;
         DeviceBuffer buf;
-        float* kmean = nullptr;    // [layers][pool_blocks][heads][head_dim]
-        float* change = nullptr;   // [layers][pool_blocks][heads]
-        float* qmean = nullptr;    // [layers][heads][q blocks of the last forward][head_dim]
+        float* kmean = nullptr;      // [layers][pool_blocks][heads][head_dim]
+        float* change = nullptr;     // [layers][pool_blocks][heads]
+        float* qmean = nullptr;      // [layers][heads][q blocks of the last forward][head_dim]
         int32_t* indices = nullptr;  // one layer's table
         float* scores = nullptr;
-        int32_t* dev = nullptr;    // the staging's device copy
+        int32_t* dev = nullptr;  // the staging's device copy
         PinnedStaging staging;
         int64_t o_qperm = 0, o_cand_block = 0, o_cand_group = 0, o_cand_kind = 0, o_competes = 0, o_extra_indptr = 0,
-                o_extra = 0, o_indptr = 0, o_seg_begin = 0, o_seg_len = 0, o_qseg_begin = 0, o_qseg_len = 0,
-                o_copy = 0, o_change = 0, o_sal = 0;
+                o_extra = 0, o_indptr = 0, o_seg_begin = 0, o_seg_len = 0, o_qseg_begin = 0, o_qseg_len = 0, o_copy = 0,
+                o_change = 0, o_sal = 0;
         std::vector<int64_t> ret_frame, ret_tile;  // [layers][heads][retained]: -1 empty
         WindowSelection sel;
         BlockSelectCounts counts;

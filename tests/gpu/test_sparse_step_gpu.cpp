@@ -109,7 +109,8 @@ TEST(SparseStepGpu, EveryPolicyMatchesTheCpuStep) {
                 name.c_str(), err, kBound, g.attention_stats().density(), cpu_stats.density(),
                 static_cast<long long>(g.attention_stats().kv_bytes_held));
             EXPECT_LT(err, kBound) << name;
-            // (The GPU's density counts blocks, the CPU's tokens: the tiles differ in length, so they only agree roughly.)
+            // (The GPU's density counts blocks, the CPU's tokens: the tiles differ in length, so they only agree
+            // roughly.)
             EXPECT_LT(g.attention_stats().density(), 1.0) << name;
         }
     }

@@ -232,7 +232,6 @@ TEST(ConfigText, RoundTripKeepsEveryNonDefaultValue) {
     Config c = default_config();
     c.model.eps = 1.2345678901234567e-7;
     c.model.text_len = 77;
-    c.model.qk_norm = false;
     c.rollout.denoising_steps = {999, 500, 1};
     c.rollout.timestep_shift = 3.1415926535897931;
     c.rollout.local_attn_size = 9;
@@ -324,6 +323,24 @@ TEST(ConfigFiles, EmptyFileNeedsAModel) {
     EXPECT_STARTS_WITH(msg, path + ": model: required, not set");
     // One message for the missing section, not one per field of it.
     EXPECT_LACKS(msg, "model.dim");
+}
+
+}  // namespace
+}  // namespace lr
+
+namespace lr {
+namespace {
+
+// The Wan2.1 norms are always applied: a config that turns them off is refused, not silently ignored.
+TEST(ConfigValidate, ArchitectureSwitchesTheEngineAlwaysAppliesAreRefusedWhenOff) {
+    Config c = default_config();
+    c.model.qk_norm = false;
+    EXPECT_CONTAINS(input_error([&] { validate_config(c); }), "model.qk_norm");
+    c.model.qk_norm = true;
+    c.model.cross_attn_norm = false;
+    EXPECT_CONTAINS(input_error([&] { validate_config(c); }), "model.cross_attn_norm");
+    c.model.cross_attn_norm = true;
+    EXPECT_NO_THROW(validate_config(c));
 }
 
 }  // namespace

@@ -42,14 +42,14 @@ TEST(ConfigOverride, ParseRefusesMissingEqualsAndEmptyPath) {
 
 TEST(ConfigOverride, Scalars) {
     const Config c = with({"rollout.local_attn_size=6", "video.width=256", "video.height= 128", "parallel.ulysses=2",
-                           "rollout.timestep_shift=3.5", "model.qk_norm=false", "output.preset=slow",
+                           "rollout.timestep_shift=3.5", "model.model_type=t2v", "output.preset=slow",
                            "runtime.seed=18446744073709551615"});
     EXPECT_EQ(c.rollout.local_attn_size, 6);
     EXPECT_EQ(c.video.width, 256);
     EXPECT_EQ(c.video.height, 128);
     EXPECT_EQ(c.parallel.ulysses, 2);
     EXPECT_DOUBLE_EQ(c.rollout.timestep_shift, 3.5);
-    EXPECT_FALSE(c.model.qk_norm);
+    EXPECT_EQ(c.model.model_type, "t2v");
     EXPECT_EQ(c.output.preset, "slow");
     EXPECT_EQ(c.runtime.seed, std::numeric_limits<uint64_t>::max());
 }
