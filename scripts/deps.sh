@@ -11,6 +11,7 @@ pkgs=(
   prometheus curl                                              # metrics tests: a real server, promtool, its API
   libgtest-dev libgmock-dev libbenchmark-dev                   # tests, micro-benchmarks
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev  # MP4/H.264 output
+  libsentencepiece-dev                                         # the UMT5 tokenizer (--prompt)
   ffmpeg                                                       # ffprobe/ffmpeg: tests read videos back
   clang                                                        # libFuzzer target
 )

@@ -16,6 +16,10 @@ Inputs (detected from the file; --format forces one):
                 original Wan names ("blocks.0.self_attn.q.weight"), or diffusers names
                 ("blocks.0.attn1.to_q.weight"), which are renamed to the original ones.
   vae           Wan2.1_VAE.pth: the VAE state dict; names are kept.
+  umt5          the UMT5 text encoder: Wan's models_t5_umt5-xxl-enc-bf16.pth (wan/modules/t5.py names:
+                "token_embedding.weight", "blocks.0.attn.q.weight", ...) or a Hugging Face UMT5EncoderModel /
+                UMT5Model file ("shared.weight", "encoder.block.0.layer.0.SelfAttention.q.weight", ...; decoder
+                tensors are dropped). Names are kept: the engine reads both schemes.
 LongLive LoRA (--lora): LongLive's lora.pt, {"generator_lora": peft state dict} or the peft state dict
 itself: "base_model.model.<module>.lora_A.weight" [r, in] and ".lora_B.weight" [out, r] for every Linear
 of every CausalWanAttentionBlock. Each delta is merged into the base weight: W + (B @ A) * alpha / r,
@@ -23,7 +27,8 @@ computed in float32. peft does not store alpha; LongLive's configs use rank 256,
 the default here (--lora-alpha; r comes from the tensors).
 
 Output: one .safetensors file, written under a temporary name and renamed when complete, with
-__metadata__["config"] (Wan config.json field names) for DiT files. Names: Self-Forcing/LongLive keys
+__metadata__["config"] (Wan config.json field names) for DiT files, Hugging Face UMT5 config.json names for
+text encoders. Names: Self-Forcing/LongLive keys
 keep their "model." prefix (FSDP/compile leftovers removed); --names original strips it.
 
 Exit status: 0 ok, 1 runtime failure (I/O, missing torch), 2 usage or input error (unknown format,
@@ -229,12 +234,39 @@ def diffusers_to_original(name):
 
 
 def classify(names):
+    if "blocks.0.attn.q.weight" in names and "token_embedding.weight" in names:
+        return "umt5"
+    if "encoder.block.0.layer.0.SelfAttention.q.weight" in names:
+        return "umt5-hf"
     canon = {canonical(n) for n in names}
     if "patch_embedding.weight" in canon:
         return "dit-diffusers" if is_diffusers(canon) else "dit"
     if any(n.startswith("decoder.") for n in canon) and any(n.startswith("encoder.") for n in canon):
         return "vae"
     return None
+
+
+def umt5_config(renamed, kind):
+    """Hugging Face UMT5 config.json fields of an encoder, from its shapes (T5's bucket distance and epsilon)."""
+    wan = kind == "umt5"
+    emb = renamed.get("token_embedding.weight" if wan else "shared.weight") or renamed.get("encoder.embed_tokens.weight")
+    q = renamed["blocks.0.attn.q.weight" if wan else "encoder.block.0.layer.0.SelfAttention.q.weight"][1]
+    bias_name = ("blocks.0.pos_embedding.embedding.weight" if wan
+                 else "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
+    gate_name = "blocks.0.ffn.gate.0.weight" if wan else "encoder.block.0.layer.1.DenseReluDense.wi_0.weight"
+    if emb is None or bias_name not in renamed or gate_name not in renamed:
+        raise InputError(f"not a UMT5 encoder: no embedding, '{bias_name}' or '{gate_name}' "
+                         "(T5 / mT5 share one position bias; T5 v1.0 has no gated FFN)")
+    bias = renamed[bias_name][1]
+    layer = "blocks.{}.attn.q.weight" if wan else "encoder.block.{}.layer.0.SelfAttention.q.weight"
+    layers = 0
+    while layer.format(layers) in renamed:
+        layers += 1
+    heads = bias.shape[1]
+    return {"model_type": "umt5", "vocab_size": emb[1].shape[0], "d_model": emb[1].shape[1], "num_heads": heads,
+            "d_kv": q.shape[0] // heads, "d_ff": renamed[gate_name][1].shape[0], "num_layers": layers,
+            "relative_attention_num_buckets": bias.shape[0], "relative_attention_max_distance": 128,
+            "layer_norm_epsilon": 1e-6, "dense_act_fn": "gelu_new", "is_gated_act": True}
 
 
 def dit_specs(cfg):
@@ -421,7 +453,7 @@ def parse_args(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", help="checkpoint: .pt/.pth, .safetensors, .safetensors.index.json")
     ap.add_argument("-o", "--output", required=True, help="output .safetensors")
-    ap.add_argument("--format", choices=("auto", "self-forcing", "wan", "vae"), default="auto")
+    ap.add_argument("--format", choices=("auto", "self-forcing", "wan", "vae", "umt5"), default="auto")
     ap.add_argument("--use-ema", type=parse_bool, nargs="?", const=True, default=None, metavar="true|false",
                     help="Self-Forcing/LongLive checkpoints: take 'generator_ema' (true) or 'generator' (false). "
                          "Default: true, but false with --lora (LongLive's configs use the non-EMA generator)")
@@ -484,7 +516,12 @@ def convert(args):
     if kind is None:
         sample = ", ".join(sorted(sources)[:4])
         raise InputError(f"{args.input}: unknown checkpoint format (no 'patch_embedding.weight', no VAE "
-                         f"'encoder.*'/'decoder.*'; first keys: {sample})")
+                         f"'encoder.*'/'decoder.*', no UMT5 'blocks.0.attn.q.weight'; first keys: {sample})")
+    if args.format != "auto" and (args.format == "umt5") != kind.startswith("umt5"):
+        raise InputError(f"{args.input}: --format {args.format} but the file holds a "
+                         f"{'UMT5 text encoder' if kind.startswith('umt5') else 'VAE' if kind == 'vae' else 'DiT'}")
+    if kind == "umt5-hf":  # a whole UMT5Model: the engine needs the encoder and the shared embedding only
+        sources = {n: s for n, s in sources.items() if n == "shared.weight" or n.startswith("encoder.")}
     if args.format == "vae" and kind != "vae" or args.format in ("wan", "self-forcing") and kind == "vae":
         raise InputError(f"{args.input}: --format {args.format} but the file holds a "
                          f"{'VAE' if kind == 'vae' else 'DiT'}")
@@ -506,7 +543,11 @@ def convert(args):
     metadata = {"converted_by": "tools/convert_checkpoint.py", "source": os.path.basename(args.input)}
     if picked:
         metadata["source_entry"] = picked
-    if kind == "vae":
+    if kind.startswith("umt5"):
+        if args.lora:
+            raise InputError("--lora applies to a DiT checkpoint, not a text encoder")
+        metadata["config"] = json.dumps(umt5_config(renamed, kind), sort_keys=True)
+    elif kind == "vae":
         if args.lora:
             raise InputError("--lora applies to a DiT checkpoint, not a VAE")
         # conv2 [z, z, 1, 1, 1] (diffusers: post_quant_conv), also behind WanVAEWrapper's "model." prefix.

@@ -1,0 +1,117 @@
+// The tokenizer against Wan's tokenizer path (tests/data/text/tokenizer_cases.json, made by make_fixtures.py from
+// wan/modules/tokenizers.py over transformers' AutoTokenizer), and its refusals.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "runtime/core/check.h"
+#include "runtime/io/json.h"
+#include "runtime/text/text_clean.h"
+#include "runtime/text/tokenizer.h"
+
+namespace lr {
+namespace {
+
+const std::string kDir = std::string(LONGROLL_SOURCE_DIR) + "/tests/data/text/";
+const std::string kModel = kDir + "spiece.model";
+
+json::Value read_cases() {
+    std::ifstream f(kDir + "tokenizer_cases.json");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return json::parse(ss.str(), "tokenizer_cases.json");
+}
+
+// NFC is one of the ftfy steps this engine leaves to the tokenizer's own NFKC (text_clean.h).
+bool has_combining_mark(const std::string& s) {
+    return s.find("\xCC\x81") != std::string::npos;  // U+0301
+}
+
+TEST(Tokenizer, IdsEqualWansTokenizerPath) {
+    const json::Value doc = read_cases();
+    const int64_t vocab = doc.find("encoder_vocab")->as_int64();
+    const Umt5Tokenizer tok = Umt5Tokenizer::open(kModel, vocab, "umt5_tiny");
+    EXPECT_EQ(tok.piece_count(), doc.find("pieces")->as_int64());
+    int compared = 0, truncated = 0;
+    for (const json::Value& c : doc.find("cases")->as_array()) {
+        const std::string& text = c.find("text")->as_string();
+        const int64_t max_len = c.find("max_len")->as_int64();
+        std::vector<int32_t> expected;
+        for (const json::Value& id : c.find("ids")->as_array()) expected.push_back(static_cast<int32_t>(id.as_int64()));
+        if (!has_combining_mark(text)) {
+            EXPECT_EQ(clean_prompt_text(text), c.find("cleaned")->as_string()) << json::quote(text);
+        }
+        const std::string& cleaned = c.find("cleaned")->as_string();
+        if (cleaned.empty()) {  // Wan would encode just </s>; the engine refuses an empty prompt
+            EXPECT_THROW(tok.encode(text, max_len, "--prompt"), InputError);
+            continue;
+        }
+        const TokenizedPrompt got = tok.encode(text, max_len, "--prompt");
+        EXPECT_EQ(got.ids, expected) << json::quote(text) << " max_len " << max_len;
+        if (got.dropped > 0) {
+            ++truncated;
+            EXPECT_EQ(static_cast<int64_t>(got.ids.size()), max_len);
+            EXPECT_EQ(got.dropped + max_len - 1,
+                      static_cast<int64_t>(tok.encode(text, 100000, "--prompt").ids.size()) - 1);
+        }
+        ++compared;
+    }
+    EXPECT_GE(compared, 30);
+    EXPECT_GE(truncated, 2);  // the long prompt at 512 and several at 16
+}
+
+TEST(Tokenizer, RefusesEmptyAndNonUtf8Prompts) {
+    const json::Value doc = read_cases();
+    const Umt5Tokenizer tok = Umt5Tokenizer::open(kModel, doc.find("encoder_vocab")->as_int64(), "enc");
+    for (const std::string bad : {std::string(), std::string(" \t\n\u3000"), std::string("\x1b[0m")}) {
+        try {
+            tok.encode(bad, 512, "--prompt");
+            ADD_FAILURE() << "accepted " << json::quote(bad);
+        } catch (const InputError& e) {
+            EXPECT_NE(std::string(e.what()).find("--prompt: the prompt is empty"), std::string::npos) << e.what();
+        }
+    }
+    for (const std::string bad : {std::string("caf\xe9"), std::string("\xed\xa0\x80"), std::string("a\xc0\xafb")}) {
+        try {
+            tok.encode(bad, 512, "jobs.txt:3");
+            ADD_FAILURE() << "accepted non-UTF-8";
+        } catch (const InputError& e) {
+            EXPECT_NE(std::string(e.what()).find("jobs.txt:3: the prompt is not valid UTF-8"), std::string::npos);
+        }
+    }
+}
+
+TEST(Tokenizer, RefusesAnotherModelsVocabularyAndOtherFiles) {
+    const json::Value doc = read_cases();
+    const int64_t pieces = doc.find("pieces")->as_int64();
+    EXPECT_NO_THROW(Umt5Tokenizer::open(kModel, pieces, "enc"));  // no sentinel rows: still this model
+    for (int64_t rows : {pieces - 1, pieces + Umt5Tokenizer::kMaxExtraIds + 1, int64_t{256384}}) {
+        try {
+            Umt5Tokenizer::open(kModel, rows, "enc.safetensors");
+            ADD_FAILURE() << rows << " rows accepted";
+        } catch (const InputError& e) {
+            EXPECT_NE(std::string(e.what()).find("not the same model's"), std::string::npos) << e.what();
+            EXPECT_NE(std::string(e.what()).find("enc.safetensors"), std::string::npos);
+        }
+    }
+    try {
+        Umt5Tokenizer::open(kDir + "umt5_tiny_hf.safetensors", 196, "enc");
+        ADD_FAILURE() << "a safetensors file accepted as a tokenizer";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("not a sentencepiece model"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(Umt5Tokenizer::open(kDir + "no_such.model", 196, "enc"), InputError);
+}
+
+TEST(TextClean, HtmlReferencesAsPythonsUnescape) {
+    // Values of Python's html.unescape (twice, as Wan applies it) on the same inputs.
+    EXPECT_EQ(clean_prompt_text("&amp;amp;lt;"), "<");
+    EXPECT_EQ(clean_prompt_text("<p>&#0;&#x110000;&#1;&#128;&#65&#x41;"), "<p>\uFFFD\uFFFD\u20ACAA");
+    EXPECT_EQ(clean_prompt_text("&ampx &nbspy &apos &unknown;"), "&x y &apos &unknown;");
+    EXPECT_EQ(clean_prompt_text("a\u00A0\u2003b"), "a b");
+}
+
+}  // namespace
+}  // namespace lr
