@@ -58,7 +58,10 @@ const std::vector<FlagSpec> kGenerateFlags = {
     {"set", "PATH=VALUE", "override a config field, e.g. rollout.local_attn_size=12", true},
     {"weights", "FILE", "DiT weights (.safetensors or .safetensors.index.json); default: embedded tiny model"},
     {"vae", "FILE", "Wan2.1 VAE weights (.safetensors); default: the embedded tiny VAE with the embedded model"},
-    {"prompt-embeds", "FILE", "text encoder output: tensor 'context' [L <= text_len, text_dim]"},
+    {"prompt", "TEXT", "the prompt, encoded by the UMT5 text encoder (needs --text-encoder and --tokenizer)"},
+    {"text-encoder", "FILE", "UMT5-XXL encoder .safetensors (sets text.encoder; tools/convert_checkpoint.py)"},
+    {"tokenizer", "FILE", "the encoder's sentencepiece model, spiece.model (sets text.tokenizer)"},
+    {"prompt-embeds", "FILE", "text encoder output made elsewhere: tensor 'context' [L <= text_len, text_dim]"},
     {"size", "WxH", "video size in pixels (multiples of 16), e.g. 832x480; sets video.width/height"},
     {"latent-frames", "N", "latent frames to generate (a multiple of rollout.frames_per_chunk)"},
     {"seconds", "S", "seconds of video to generate (rounded up to whole chunks); default about 5 s"},
@@ -68,8 +71,10 @@ const std::vector<FlagSpec> kGenerateFlags = {
     {"save-latents", "FILE", "also save the generated latents as safetensors (tensor 'latents')"},
     {"noise", "FILE", "replay another run's noise (tensors 'noise' and 'step_noise')"},
     {"prompt-file", "FILE",
-     "many videos: one job per line, 'PROMPT_EMBEDS OUTPUT [SEED]', spread over the data-parallel groups"},
-    {"switch-prompt", "FRAME:FILE", "from latent FRAME on, use the prompt embeddings in FILE (LongLive)", true},
+     "many videos: one job per line, 'PROMPT_EMBEDS OUTPUT [SEED]' or '\"TEXT\" OUTPUT [SEED]', spread over the "
+     "data-parallel groups"},
+    {"switch-prompt", "FRAME:FILE|TEXT",
+     "from latent FRAME on, use this prompt: embeddings (a .safetensors file) or text (LongLive)", true},
     {"metrics-port", "P|0|off", "Prometheus exporter base port (+ local rank); 0 = ephemeral (sets monitoring)"},
     {"metrics-bind", "ADDR", "address the exporter binds (sets monitoring.bind)"},
     {"resume", "", "continue an interrupted run from its rollout checkpoint"},
@@ -116,6 +121,8 @@ void apply_flags(const ParsedArgs& a, Config& cfg) {
         }
     }
     if (auto b = a.get("metrics-bind")) cfg.monitoring.bind = *b;
+    if (auto t = a.get("text-encoder")) cfg.text.encoder = *t;
+    if (auto t = a.get("tokenizer")) cfg.text.tokenizer = *t;
 }
 
 // Where the DiT runs. --device cuda needs a CUDA build and a visible GPU (head and spatial sharding run on the GPU:
@@ -266,7 +273,7 @@ MeshLayout check_parallel_layout(const Config& cfg, const ProcessInfo& who) {
 // One video to make: from the flags, or one line of --prompt-file.
 struct VideoJob {
     int64_t index = 0;
-    std::optional<std::string> prompt_embeds;
+    std::optional<PromptRef> prompt;  // empty: the embedded default prompt
     std::vector<std::string> switches;
     std::optional<std::string> out;
     std::optional<std::string> latents;
@@ -274,24 +281,52 @@ struct VideoJob {
     uint64_t seed = 0;
 };
 
-// --prompt-file: "PROMPT_EMBEDS OUTPUT [SEED]" per line ("-" for the embedded default prompt); blank lines and
-// '#' comments skipped. Without a seed,
-// job i uses runtime.seed + i, so every video differs and any of them can be regenerated alone.
+// A leading "TEXT" of a --prompt-file line (\" and \\ escape a quote and a backslash): the text, and `line` cut to
+// what follows it. InputError naming `where` when the closing quote is missing.
+std::string take_quoted(std::string& line, const std::string& where) {
+    const size_t open = line.find_first_not_of(" \t");
+    std::string text;
+    size_t i = open + 1;
+    for (; i < line.size() && line[i] != '"'; ++i) {
+        if (line[i] == '\\' && i + 1 < line.size() && (line[i + 1] == '"' || line[i + 1] == '\\')) ++i;
+        text.push_back(line[i]);
+    }
+    LR_CHECK(i < line.size(), where, ": the prompt's closing '\"' is missing");
+    line = line.substr(i + 1);
+    return text;
+}
+
+// --prompt-file: "PROMPT_EMBEDS OUTPUT [SEED]" or "\"TEXT\" OUTPUT [SEED]" per line ("-" for the embedded default
+// prompt); blank lines and '#' comments (outside the quotes) skipped. Without a seed, job i uses runtime.seed + i, so
+// every video differs and any of them can be regenerated alone.
 std::vector<VideoJob> read_prompt_file(const std::string& path, uint64_t base_seed) {
     std::ifstream f(path);
     LR_CHECK(f.good(), "--prompt-file ", path, ": cannot open it");
     std::vector<VideoJob> jobs;
     std::string line;
     for (int line_no = 1; std::getline(f, line); ++line_no) {
+        const std::string where = str_cat(path, ":", line_no);
+        std::optional<std::string> text;
+        if (const size_t first = line.find_first_not_of(" \t"); first != std::string::npos && line[first] == '"') {
+            text = take_quoted(line, where);
+        }
         if (const size_t hash = line.find('#'); hash != std::string::npos) line.resize(hash);
         std::istringstream in(line);
         std::string embeds, output, seed, extra;
-        if (!(in >> embeds)) continue;
+        if (text) {
+            embeds = str_cat("\"", *text, "\"");
+        } else if (!(in >> embeds)) {
+            continue;
+        }
         LR_CHECK(static_cast<bool>(in >> output), path, ":", line_no,
                  ": expected 'PROMPT_EMBEDS OUTPUT [SEED]', found only '", embeds, "'");
         VideoJob job;
         job.index = static_cast<int64_t>(jobs.size());
-        if (embeds != "-") job.prompt_embeds = embeds;  // "-": the embedded default prompt
+        if (text) {
+            job.prompt = PromptRef{*text, true, where};
+        } else if (embeds != "-") {  // "-": the embedded default prompt
+            job.prompt = PromptRef{embeds, false, where};
+        }
         job.out = output;
         job.seed = base_seed + static_cast<uint64_t>(job.index);
         if (in >> seed) {
@@ -336,16 +371,18 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     const ParsedArgs a = parse_args("generate", kGenerateFlags, args);
     if (a.has("help")) {
         std::printf(
-            "%s",
-            format_help("generate", "[--config FILE] [--weights FILE] [--prompt-embeds FILE] --out FILE",
-                        "Generates a video chunk by chunk and streams it to disk.\n"
-                        "Examples:\n"
-                        "  longroll generate --seconds 5 --out demo.mp4      (embedded tiny model)\n"
-                        "  longroll generate --config configs/wan2.1-t2v-1.3b-480p.textproto \\\n"
-                        "      --weights ckpt/self_forcing_dmd.safetensors --prompt-embeds prompt.safetensors \\\n"
-                        "      --seconds 60 --seed 7 --out video.mp4",
-                        kGenerateFlags)
-                .c_str());
+            "%s", format_help("generate",
+                              "[--config FILE] [--weights FILE] [--prompt TEXT | --prompt-embeds FILE] --out FILE",
+                              "Generates a video chunk by chunk and streams it to disk.\n"
+                              "Examples:\n"
+                              "  longroll generate --seconds 5 --out demo.mp4      (embedded tiny model)\n"
+                              "  longroll generate --config configs/wan2.1-t2v-1.3b-480p.textproto \\\n"
+                              "      --weights ckpt/self_forcing_dmd.safetensors --vae ckpt/wan2.1_vae.safetensors \\\n"
+                              "      --text-encoder ckpt/umt5-xxl-enc.safetensors --tokenizer ckpt/spiece.model \\\n"
+                              "      --prompt \"a red fox running through snow\" \\\n"
+                              "      --seconds 60 --seed 7 --out video.mp4",
+                              kGenerateFlags)
+                      .c_str());
         return 0;
     }
     LR_CHECK(a.positional().empty(), "longroll generate: unexpected argument '", a.positional()[0],
@@ -386,13 +423,16 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     std::vector<VideoJob> jobs;
     try {
         if (auto pf = a.get("prompt-file")) {
-            for (const char* flag : {"prompt-embeds", "out", "save-latents", "noise", "switch-prompt"}) {
+            for (const char* flag : {"prompt", "prompt-embeds", "out", "save-latents", "noise", "switch-prompt"}) {
                 LR_CHECK(!a.has(flag), "--prompt-file gives every job its prompt and output: drop --", flag);
             }
             jobs = read_prompt_file(*pf, cfg.runtime.seed);
         } else {
             VideoJob job;
-            job.prompt_embeds = a.get("prompt-embeds");
+            LR_CHECK(!(a.has("prompt") && a.has("prompt-embeds")),
+                     "give --prompt TEXT or --prompt-embeds FILE, not both");
+            if (auto t = a.get("prompt")) job.prompt = PromptRef{*t, true, "--prompt"};
+            if (auto f = a.get("prompt-embeds")) job.prompt = PromptRef{*f, false, "--prompt-embeds"};
             job.switches = a.get_all("switch-prompt");
             job.out = a.get("out");
             job.latents = a.get("save-latents");
@@ -485,15 +525,25 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     const int64_t channels = cfg.model.in_dim;
     const LatentFrameShape latent_frame{channels, shape.height, shape.width};
     const int64_t steps = static_cast<int64_t>(ropts.denoising_steps.size());
-    // Memory is planned before the run: the KV cache is the part that grows with the window.
-    // Every job's prompt is read now, so a bad file stops the run before the first video.
-    std::vector<Prompts> prompts;
+    // Every job's prompt is read now, so a bad file stops the run before the first video; the text prompts of all
+    // the jobs go through the UMT5 encoder in one pass, and the encoder is freed before the DiT plans its memory.
+    std::vector<std::vector<std::pair<int64_t, PromptRef>>> switches;
+    std::vector<PromptRef> all_prompts;
     for (const VideoJob& job : jobs) {
-        const auto embeds = job.prompt_embeds || !shipped ? job.prompt_embeds : std::optional(shipped->prompt);
-        prompts.push_back(load_prompts(embeds, job.switches, cfg, plan.latent_frames));
-        LR_CHECK(job.prompt_embeds || model.embedded,
-                 "--prompt-embeds FILE is required with --weights (the engine takes the text encoder's output; see "
-                 "README: Prompts)");
+        switches.push_back(parse_prompt_switches(job.switches, cfg, plan.latent_frames));
+        if (job.prompt) all_prompts.push_back(*job.prompt);
+        for (const auto& s : switches.back()) all_prompts.push_back(s.second);
+    }
+    const EncodedTexts texts = encode_text_prompts(all_prompts, cfg, who.rank == 0);
+    std::vector<Prompts> prompts;
+    for (size_t j = 0; j < jobs.size(); ++j) {
+        const VideoJob& job = jobs[j];
+        const auto main =
+            job.prompt || !shipped ? job.prompt : std::optional(PromptRef{shipped->prompt, false, "default model"});
+        prompts.push_back(load_prompts(main, switches[j], cfg, texts));
+        LR_CHECK(job.prompt || model.embedded,
+                 "--weights needs a prompt: --prompt TEXT (with --text-encoder and --tokenizer) or --prompt-embeds "
+                 "FILE (see README: Prompts)");
         if (job.latents) {
             const std::filesystem::path dir = std::filesystem::absolute(*job.latents).parent_path();
             LR_CHECK(std::filesystem::is_directory(dir), "--save-latents ", *job.latents, ": directory '", dir.string(),
@@ -547,6 +597,7 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             "  model    dim %lld, %lld layers, %lld heads\n"
             "  weights  %s, loaded in %.2f s\n"
             "  prompt   %s\n"
+            "%s"
             "  vae      %s\n"
             "  video    %dx%d at %d fps: %lld latent frames in %lld chunks -> %lld frames (%.2f s)\n"
             "  rollout  %zu steps, window %s, sink %d, %s RoPE; KV cache %s\n"
@@ -557,9 +608,10 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             static_cast<long long>(cfg.model.num_heads), model.description.c_str(), load_seconds,
             jobs.size() == 1 ? prompts[0].description.c_str()
                              : str_cat(jobs.size(), " jobs from ", *a.get("prompt-file")).c_str(),
-            vae_text.c_str(), cfg.video.width, cfg.video.output_height(), cfg.video.fps,
-            static_cast<long long>(plan.latent_frames), static_cast<long long>(plan.chunks),
-            static_cast<long long>(plan.video_frames), plan.seconds, ropts.denoising_steps.size(),
+            texts.description.empty() ? "" : str_cat("  text     ", texts.description, "\n").c_str(), vae_text.c_str(),
+            cfg.video.width, cfg.video.output_height(), cfg.video.fps, static_cast<long long>(plan.latent_frames),
+            static_cast<long long>(plan.chunks), static_cast<long long>(plan.video_frames), plan.seconds,
+            ropts.denoising_steps.size(),
             cfg.rollout.local_attn_size < 0 ? "the whole run" : str_cat(cfg.rollout.local_attn_size, " frames").c_str(),
             cfg.rollout.sink_size, std::string(rope_mode_name(cfg.rollout.rope_mode)).c_str(),
             format_bytes(cache_bytes).c_str(), block_policy_name(ropts.policy.kind), cfg.attention.block_size,
@@ -715,7 +767,7 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             cpu_rollout.emplace(*model.model, ropts, shape);
             cpu_rollout->set_step_observer([&](int64_t, int64_t step, double seconds) {
                 if (const CpuAttentionStep* st = cpu_rollout->step()) {
-                    // One rank: what the tables read and the K/V bytes actually held (window + retained blocks).
+                    // What this rank's tables read and the K/V bytes it holds (window + retained blocks).
                     if (step < steps) metrics->denoise_step(seconds);
                     metrics->kv_cache(st->stats().kv_bytes_held, static_cast<int64_t>(cache_bytes));
                     metrics->attention_sparsity(1.0 - st->stats().density());
@@ -727,8 +779,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             });
         }
         metrics->kv_cache(0, static_cast<int64_t>(cache_bytes));
-        // Updated after every forward on one CPU rank (the share of the window's keys the tables skip); the GPU and
-        // sharded paths read every block (DENSE, SINK_WINDOW).
+        // Updated after every forward on the CPU (the share of the window's keys this rank's tables skip) and by the
+        // GPU sparse step; the GPU's dense paths read every block.
         metrics->attention_sparsity(0.0);
         const auto run_rollout = [&](const ChunkCallback& on_chunk) {
             if (gpu_rollout) {

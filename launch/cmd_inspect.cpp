@@ -7,6 +7,7 @@
 #include "runtime/core/check.h"
 #include "runtime/io/json.h"
 #include "runtime/io/safetensors.h"
+#include "runtime/text/umt5_weights.h"
 
 namespace lr {
 namespace {
@@ -19,6 +20,24 @@ std::string shape_json(const Shape& s) {
     std::string out = "[";
     for (int i = 0; i < s.ndim; ++i) out += str_cat(i ? "," : "", s[i]);
     return out + "]";
+}
+
+// What the file is, when the engine recognises it from its tensor names: for now the UMT5 text encoder.
+std::string model_summary(const SafetensorsCheckpoint& ckpt, bool as_json) {
+    const std::optional<Umt5Detection> d = detect_umt5(ckpt);
+    if (!d) return {};
+    const Umt5Config& c = d->config;
+    if (as_json) {
+        return str_cat(",\"model\":{\"type\":\"umt5_encoder\",\"naming\":",
+                       json::quote(d->naming == Umt5Naming::kWan ? "wan" : "huggingface"),
+                       ",\"vocab_size\":", c.vocab_size, ",\"d_model\":", c.d_model, ",\"num_heads\":", c.num_heads,
+                       ",\"d_kv\":", c.d_kv, ",\"d_ff\":", c.d_ff, ",\"num_layers\":", c.num_layers,
+                       ",\"num_buckets\":", c.num_buckets, ",\"max_distance\":", c.max_distance, "}");
+    }
+    return str_cat("model: UMT5 text encoder, ", umt5_naming_name(d->naming), " names: vocab ", c.vocab_size,
+                   ", d_model ", c.d_model, ", ", c.num_layers, " layers, ", c.num_heads, " heads of ", c.d_kv,
+                   ", d_ff ", c.d_ff, ", ", c.num_buckets, " position buckets per layer (max distance ", c.max_distance,
+                   "), ", c.parameter_count() / 1000000, "M parameters\n");
 }
 
 }  // namespace
@@ -50,12 +69,13 @@ int cmd_inspect(const std::vector<std::string>& args) {
             out += str_cat(first ? "" : ",", json::quote(k), ":", json::quote(v));
             first = false;
         }
-        out += str_cat("},\"total_bytes\":", ckpt.total_bytes(), "}\n");
+        out += str_cat("}", model_summary(ckpt, true), ",\"total_bytes\":", ckpt.total_bytes(), "}\n");
         std::fputs(out.c_str(), stdout);
         return 0;
     }
 
     std::printf("%s: %zu tensors, %s\n", ckpt.path().c_str(), names.size(), format_bytes(ckpt.total_bytes()).c_str());
+    std::fputs(model_summary(ckpt, false).c_str(), stdout);
     for (const auto& [k, v] : ckpt.metadata()) {
         constexpr size_t kMaxShown = 400;
         std::printf("metadata %s = %s%s\n", k.c_str(), v.substr(0, kMaxShown).c_str(),

@@ -168,6 +168,13 @@ struct RuntimeConfig {
     friend bool operator==(const RuntimeConfig&, const RuntimeConfig&) = default;
 };
 
+// The prompt text encoder's files (both or neither; checked when a text prompt needs them).
+struct TextConfig {
+    std::string encoder;    // UMT5 encoder .safetensors; empty = none
+    std::string tokenizer;  // sentencepiece model; empty = none
+    friend bool operator==(const TextConfig&, const TextConfig&) = default;
+};
+
 struct Config {
     ModelConfig model;
     RolloutConfig rollout;
@@ -177,6 +184,7 @@ struct Config {
     OutputConfig output;
     MonitoringConfig monitoring;
     RuntimeConfig runtime;
+    TextConfig text;
 
     // Defaulted in config.cpp: memberwise, so a new section is compared without anyone remembering to.
     friend bool operator==(const Config& a, const Config& b);

@@ -232,6 +232,13 @@ RuntimeConfig runtime_from_proto(const pb::Runtime& m, std::vector<Issue>* issue
     return c;
 }
 
+TextConfig text_from_proto(const pb::Text& m) {
+    TextConfig c;
+    LR_TAKE(m, c, encoder);
+    LR_TAKE(m, c, tokenizer);
+    return c;
+}
+
 #undef LR_TAKE
 
 pb::Rollout::RopeMode to_proto(RopeMode v) {
@@ -337,6 +344,7 @@ Config config_from_proto(const pb::Config& msg, std::vector<Issue>* issues) {
     c.output = output_from_proto(msg.output(), issues);
     c.monitoring = monitoring_from_proto(msg.monitoring());
     c.runtime = runtime_from_proto(msg.runtime(), issues);
+    c.text = text_from_proto(msg.text());
     return c;
 }
 
@@ -418,6 +426,10 @@ pb::Config config_to_proto(const Config& cfg) {
     rt->set_device(to_proto(cfg.runtime.device));
     rt->set_seed(cfg.runtime.seed);
     rt->set_dtype(dtype_to_proto(cfg.runtime.dtype));
+
+    pb::Text* t = msg.mutable_text();
+    t->set_encoder(cfg.text.encoder);
+    t->set_tokenizer(cfg.text.tokenizer);
     return msg;
 }
 

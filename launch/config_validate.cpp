@@ -257,6 +257,12 @@ std::vector<Issue> find_config_issues(const Config& cfg) {
     const DType dt = cfg.runtime.dtype;
     c.check(dt == DType::kBF16 || dt == DType::kF16 || dt == DType::kF32, "runtime.dtype",
             "expected BF16, F16 or F32, found ", dtype_name(dt));
+
+    // The encoder is useless without its tokenizer and the other way round.
+    const TextConfig& t = cfg.text;
+    c.check(t.encoder.empty() == t.tokenizer.empty(), t.encoder.empty() ? "text.encoder" : "text.tokenizer",
+            "text.encoder and text.tokenizer go together (the UMT5 weights and their sentencepiece model); only ",
+            t.encoder.empty() ? "text.tokenizer" : "text.encoder", " is set");
     return c.issues;
 }
 

@@ -5,10 +5,16 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
 
 #include "kernels/cast.h"
 #include "runtime/core/check.h"
+#include "runtime/io/json.h"
 #include "runtime/model/wan_weights.h"
+#include "runtime/text/tokenizer.h"
+#include "runtime/text/umt5_encoder.h"
 
 namespace lr {
 namespace {
@@ -127,33 +133,117 @@ LoadedModel load_model(const std::optional<std::string>& weights_path, Config& c
     return out;
 }
 
-Prompts load_prompts(const std::optional<std::string>& main_path, const std::vector<std::string>& switches,
-                     const Config& cfg, int64_t latent_frames) {
-    Prompts p;
-    p.contexts.push_back(main_path ? read_context(*main_path, cfg.model) : default_context(cfg.model));
-    p.description = main_path ? str_cat(*main_path, " (", p.contexts[0].view.size(0), " tokens)")
-                              : std::string("embedded default (a fixed pseudo-random embedding)");
-    std::vector<int64_t> starts{0};
+std::vector<std::pair<int64_t, PromptRef>> parse_prompt_switches(const std::vector<std::string>& switches,
+                                                                 const Config& cfg, int64_t latent_frames) {
+    std::vector<std::pair<int64_t, PromptRef>> out;
+    int64_t last = 0;
     for (const std::string& s : switches) {
         const size_t colon = s.find(':');
         int64_t frame = -1;
         const bool ok = colon != std::string::npos && colon > 0 &&
                         std::from_chars(s.data(), s.data() + colon, frame).ptr == s.data() + colon;
         LR_CHECK(ok && colon + 1 < s.size(), "--switch-prompt '", s,
-                 "': expected FRAME:FILE (a latent frame and a "
-                 "prompt-embeds file)");
+                 "': expected FRAME:FILE.safetensors (prompt embeddings) or FRAME:TEXT (a latent frame and a prompt)");
         LR_CHECK(frame > 0 && frame < latent_frames, "--switch-prompt ", s, ": frame ", frame,
                  " is outside the run (1 to ", latent_frames - 1, ")");
         LR_CHECK(frame % cfg.rollout.frames_per_chunk == 0, "--switch-prompt ", s, ": frame ", frame,
                  " is not at a chunk start (a multiple of rollout.frames_per_chunk = ", cfg.rollout.frames_per_chunk,
                  ")");
-        LR_CHECK(frame > starts.back(), "--switch-prompt ", s, ": switches must be given in increasing frame order");
+        LR_CHECK(frame > last, "--switch-prompt ", s, ": switches must be given in increasing frame order");
+        last = frame;
+        const std::string value = s.substr(colon + 1);
+        const bool file = value.size() > 12 && value.compare(value.size() - 12, 12, ".safetensors") == 0;
+        out.push_back({frame, PromptRef{value, !file, str_cat("--switch-prompt ", frame, ":")}});
+    }
+    return out;
+}
+
+EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Config& cfg, bool verbose) {
+    EncodedTexts out;
+    std::vector<const PromptRef*> texts;
+    for (const PromptRef& p : prompts) {
+        if (!p.is_text) continue;
+        LR_CHECK(!cfg.text.encoder.empty(), p.where,
+                 ": a text prompt needs the UMT5 text encoder: give --text-encoder FILE.safetensors and --tokenizer "
+                 "spiece.model (or text.encoder / text.tokenizer in the config), or --prompt-embeds FILE");
+        if (out.contexts.emplace(p.value, HostTensor()).second) texts.push_back(&p);
+    }
+    if (texts.empty()) return out;
+    const auto t0 = std::chrono::steady_clock::now();
+    // The encoder lives in this scope only: its mapping and scratch are gone before the DiT plans its memory.
+    const Umt5Encoder encoder = Umt5Encoder::open(cfg.text.encoder);
+    const Umt5Config& ec = encoder.config();
+    LR_CHECK(ec.d_model == cfg.model.text_dim, "--text-encoder ", cfg.text.encoder, ": the encoder's d_model is ",
+             ec.d_model, " but the DiT takes text_dim ", cfg.model.text_dim, " (UMT5-XXL: 4096)");
+    const Umt5Tokenizer tokenizer = Umt5Tokenizer::open(cfg.text.tokenizer, ec.vocab_size, cfg.text.encoder);
+    std::vector<std::vector<int32_t>> ids;
+    std::string lengths;
+    for (const PromptRef* p : texts) {
+        TokenizedPrompt t = tokenizer.encode(p->value, cfg.model.text_len, p->where);
+        if (t.dropped > 0 && verbose) {
+            std::fprintf(stderr,
+                         "longroll: warning: %s: the prompt is %lld tokens long; its last %lld tokens are cut to fit "
+                         "model.text_len = %lld (with </s>), as the reference does\n",
+                         p->where.c_str(), static_cast<long long>(t.ids.size() - 1 + t.dropped),
+                         static_cast<long long>(t.dropped), static_cast<long long>(cfg.model.text_len));
+        }
+        lengths += str_cat(lengths.empty() ? "" : ", ", t.ids.size());
+        ids.push_back(std::move(t.ids));
+    }
+    std::vector<HostTensor> contexts = encoder.encode(ids);
+    for (size_t i = 0; i < texts.size(); ++i) out.contexts[texts[i]->value] = std::move(contexts[i]);
+    char seconds[32];
+    std::snprintf(seconds, sizeof(seconds), "%.2f",
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    out.description =
+        str_cat("UMT5 ", cfg.text.encoder, " (", umt5_naming_name(encoder.naming()), " names, ", ec.num_layers,
+                " layers, d_model ", ec.d_model, ", ", format_bytes(encoder.weight_bytes()), ") + ", cfg.text.tokenizer,
+                ": ", texts.size(), " prompt", texts.size() == 1 ? "" : "s", " (", lengths,
+                " tokens) encoded on the CPU in ", seconds, " s, then freed before the DiT plans its memory");
+    return out;
+}
+
+namespace {
+
+HostTensor context_of(const PromptRef& p, const Config& cfg, const EncodedTexts& texts) {
+    if (!p.is_text) return read_context(p.value, cfg.model);
+    const auto it = texts.contexts.find(p.value);
+    LR_ASSERT(it != texts.contexts.end() && it->second.view.data, "text prompt not encoded: ", p.where);
+    HostTensor copy(DType::kF32, it->second.view.shape);
+    std::memcpy(copy.view.data, it->second.view.data, static_cast<size_t>(copy.view.nbytes()));
+    return copy;
+}
+
+std::string describe(const PromptRef& p, const HostTensor& ctx) {
+    if (!p.is_text) return str_cat(p.value, " (", ctx.view.size(0), " tokens)");
+    constexpr size_t kShown = 60;
+    return str_cat(json::quote_for_message(p.value, kShown), " (", ctx.view.size(0), " tokens)");
+}
+
+}  // namespace
+
+Prompts load_prompts(const std::optional<PromptRef>& main, const std::vector<std::pair<int64_t, PromptRef>>& switches,
+                     const Config& cfg, const EncodedTexts& texts) {
+    Prompts p;
+    p.contexts.push_back(main ? context_of(*main, cfg, texts) : default_context(cfg.model));
+    p.description =
+        main ? describe(*main, p.contexts[0]) : std::string("embedded default (a fixed pseudo-random embedding)");
+    std::vector<int64_t> starts{0};
+    for (const auto& [frame, ref] : switches) {
         starts.push_back(frame);
-        p.contexts.push_back(read_context(s.substr(colon + 1), cfg.model));
-        p.description += str_cat("; from frame ", frame, ": ", s.substr(colon + 1));
+        p.contexts.push_back(context_of(ref, cfg, texts));
+        p.description += str_cat("; from frame ", frame, ": ", describe(ref, p.contexts.back()));
     }
     for (size_t i = 0; i < starts.size(); ++i) p.segments.push_back({starts[i], p.contexts[i].view});
     return p;
+}
+
+Prompts load_prompts(const std::optional<std::string>& embeds_path, const std::vector<std::string>& switches,
+                     const Config& cfg, int64_t latent_frames) {
+    const auto parsed = parse_prompt_switches(switches, cfg, latent_frames);
+    for (const auto& s : parsed) LR_CHECK(!s.second.is_text, s.second.where, " takes a .safetensors file here");
+    const auto main = embeds_path ? std::optional(PromptRef{*embeds_path, false, "--prompt-embeds"}) : std::nullopt;
+    return load_prompts(main, parsed, cfg, EncodedTexts{});
 }
 
 LoadedVae load_vae(const std::optional<std::string>& path, bool model_embedded, bool need_video) {

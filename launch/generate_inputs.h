@@ -2,6 +2,7 @@
 // embedded default), the prompt embeddings (with LongLive prompt switches), and the noise (seeded or replayed).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,17 +31,43 @@ LoadedModel load_model(const std::optional<std::string>& weights_path, Config& c
 
 WanModelConfig wan_model_config(const ModelConfig& m);
 
-// Prompt embeddings: the `context` tensor of each file as F32 [L, text_dim], plus the segments the rollout
-// takes. The embedded default prompt is a fixed pseudo-random embedding (the tiny model has no text encoder).
+// One prompt of a video: a --prompt-embeds file (tensor `context`) or text for the UMT5 encoder.
+struct PromptRef {
+    std::string value;  // the file's path, or the text
+    bool is_text = false;
+    std::string where;  // the flag or file:line it came from, for messages
+};
+
+// --switch-prompt FRAME:FILE|TEXT: a latent frame (a multiple of frames_per_chunk, inside the run, increasing) and
+// a prompt: a value ending in ".safetensors" is a prompt-embeds file, anything else text.
+std::vector<std::pair<int64_t, PromptRef>> parse_prompt_switches(const std::vector<std::string>& switches,
+                                                                 const Config& cfg, int64_t latent_frames);
+
+// Every text prompt of the run, encoded in one pass of the UMT5 encoder (cfg.text: the encoder and its tokenizer),
+// which is loaded, run and freed here, before the DiT plans its memory. Text -> context F32 [L, text_dim], L the
+// prompt's tokens + </s> (Wan keeps those outputs; the DiT zero-pads to text_len). `verbose`: print the truncation
+// warnings (rank 0).
+struct EncodedTexts {
+    std::map<std::string, HostTensor> contexts;
+    std::string description;  // for the start-up summary; empty when no prompt is text
+};
+EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Config& cfg, bool verbose);
+
+// Prompt embeddings: each prompt's context as F32 [L, text_dim] (read from its file, or encoded from its text),
+// plus the segments the rollout takes. The embedded default prompt is a fixed pseudo-random embedding (the
+// random-weight tiny model has no text encoder).
 struct Prompts {
     std::vector<HostTensor> contexts;
     std::vector<PromptSegment> segments;
     std::string description;
 };
 
-// `main_path`: --prompt-embeds (empty: the embedded default prompt); `switches`: --switch-prompt FRAME:FILE,
-// each a latent frame (a multiple of frames_per_chunk, inside the run) and a file.
-Prompts load_prompts(const std::optional<std::string>& main_path, const std::vector<std::string>& switches,
+// `main`: --prompt-embeds or --prompt (empty: the embedded default prompt); `switches`: parse_prompt_switches's.
+// Text prompts must be in `texts`.
+Prompts load_prompts(const std::optional<PromptRef>& main, const std::vector<std::pair<int64_t, PromptRef>>& switches,
+                     const Config& cfg, const EncodedTexts& texts);
+// Prompt-embeddings files only (profile-heads): `embeds_path` as --prompt-embeds, `switches` FRAME:FILE.safetensors.
+Prompts load_prompts(const std::optional<std::string>& embeds_path, const std::vector<std::string>& switches,
                      const Config& cfg, int64_t latent_frames);
 
 struct LoadedVae {

@@ -1,6 +1,6 @@
 // The UMT5 tokenizer as Wan runs it (wan/modules/tokenizers.py: transformers' AutoTokenizer on google/umt5-xxl,
 // clean='whitespace', seq_len = text_len, add_special_tokens): Wan's text cleaning (text_clean.h), then the
-// sentencepiece model (Debian's libsentencepiece), with
+// sentencepiece model (Debian's libsentencepiece, loaded through spm/spm_shim.cpp), with
 //   - the special tokens written in the text taken as tokens, as transformers does: the model's "<pad>", "</s>",
 //     "<unk>" pieces and the sentinels "<extra_id_N>" (N < encoder vocab - pieces; <extra_id_0> is the encoder's
 //     last id, counting down); the text between them is encoded piece by piece;
@@ -14,10 +14,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
 
 namespace lr {
 
@@ -53,10 +49,13 @@ class Umt5Tokenizer {
   private:
     Umt5Tokenizer() = default;
     std::vector<int32_t> encode_pieces(const std::string& text) const;
+    std::string piece(int32_t id) const;
 
+    struct Model;  // the loaded sentencepiece model, behind runtime/text/spm/spm_shim.cpp
     std::string path_;
     int64_t encoder_vocab_ = 0;
-    std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+    std::unique_ptr<Model> sp_;
+    int32_t pieces_ = 0, eos_ = -1, pad_ = -1, unk_ = -1;
 };
 
 }  // namespace lr

@@ -68,7 +68,9 @@ TEST(RelativeBiasAttention, MatchesNaiveWithStridesAndUnequalLengths) {
         p.rel_bias = zero_bias.data();
         p.out = out2.data();
         relative_bias_attention_cpu(p);
-        if (kv_len > 1) EXPECT_GT(test::rel_error(out2, ref, out.size()), 1e-2);
+        if (kv_len > 1) {
+            EXPECT_GT(test::rel_error(out2, ref, out.size()), 1e-2);
+        }
     }
 }
 
