@@ -15,18 +15,26 @@
 //   sending the (U-1)/U of the rank's activation slice that other ranks own:
 //     ulysses = 5 * L * 4 * (F*T/P) * D * 2 * (U-1)/U
 //
-// Spatial KV-block exchange (per rank, per chunk):
-//   After the all-to-all a rank holds D/U channels (its heads) of its 1/S spatial share of every frame.
-//   Its queries read the K and V blocks of every frame the policy keeps; (S-1)/S of them live on the
-//   other spatial ranks. Each rank receives (and by symmetry sends)
-//     spatial = 5 * L * 2 (K, V) * frames * T * (D/U) * 2 * (S-1)/S
-//   dense: frames = W (the whole window); sink + window (LongLive: 3 sink frames + 9 recent frames, the
-//   current chunk included): frames = 12. Cached blocks are re-fetched by each forward (no reuse across
-//   the 4 denoising steps, nor across chunks), so this is an upper bound.
-//   replica: a rank keeps every remote block it has fetched for as long as the window holds it (memory:
-//   the window's K and V of its heads, S times its own share). Then only the chunk's own F frames, which
-//   each forward rewrites, cross the wire:
-//     replica = 5 * L * 2 * F * T * (D/U) * 2 * (S-1)/S
+// Spatial exchange (per rank, per chunk), three schemes:
+//   resend (the scheme before dist/sharded_attention_step.h): every layer of every forward, each rank sent its
+//   1/S share of every window frame's K and V (of its heads) to every other spatial rank:
+//     dense       = 5 * L * 2 (K, V) * W * T * (D/U) * 2 * (S-1)/S   (W = 21)
+//     sink+window = the same with 12 frames (LongLive: 3 sink + 9 recent, the chunk included)
+//   table-driven replicas (dist/sharded_attention_step.h, what runs now): every policy reads each of the chunk's
+//   own blocks from every query block (the chunk's slots are MUST candidates), so each rank needs the chunk's K/V
+//   at every forward; kept after the clean pass, they are the frozen window's replicas, and no cached block moves
+//   again. Per layer and forward a rank sends its query blocks' K and V rows and one mean query per block:
+//     table = 5 * L * (2 * F * T + ceil(F * T / 128)) * (D/U) * 2 * (S-1)/S
+//   The same for every policy (DENSE, SINK_WINDOW, SPARSE_FORCING, LIGHT_FORCING, FORCING_KV, LVSA): the tables'
+//   sparsity is over cached blocks, which no longer move. Query routing (queries to the owners of the selected
+//   blocks, partial outputs and log-sum-exps back) moves q out and o back for the same chunk rows, since every
+//   owner of a chunk block is selected: the same bytes (+ the lse), one more hop, and no bit-identical merge;
+//   replicas were kept. Memory per rank: the window of its heads, W * T * (D/U) * 2 * 2 * L bytes (resend held
+//   1/S of it).
+//   The ratio table / resend is 3/12 = 25% against the 12-frame window (3/21 against 21 frames): any exact
+//   scheme must bring every chunk block to every query block of the chunk at every forward.
+// Hidden or exposed: a layer's exchange (bytes / bandwidth) against the layer's compute on the rank at an assumed
+// 400 TFLOP/s bf16 (GEMMs 2 * tokens * (4 D^2 + 2 D ffn) + attention 4 * tokens * keys * D, keys = the window).
 //
 // Time = bytes / bandwidth per rank: each rank drives its own link, so the group's time is a rank's time.
 #include <cstdio>
@@ -41,7 +49,7 @@ namespace {
 
 struct Model {
     const char* name;
-    int dim, heads, layers;
+    int dim, heads, layers, ffn;
 };
 struct Resolution {
     const char* name;
@@ -57,10 +65,14 @@ constexpr double kNvlinkBytesPerSec = 400e9;
 constexpr double kInterNodeBytesPerSec = 25e9;
 constexpr int kBlockSize = 128;
 
+constexpr int kQBlock = 128;
+constexpr double kFlopsPerSec = 400e12;
+
 struct Row {
     std::string model, resolution;
     int u, s;
     double ulysses, spatial_dense, spatial_sink_window, spatial_replica;
+    double replica_memory, compute_s_per_layer_forward;
     double total_dense() const { return ulysses + spatial_dense; }
     double total_sink_window() const { return ulysses + spatial_sink_window; }
     double total_replica() const { return ulysses + spatial_replica; }
@@ -70,12 +82,20 @@ Row model_row(const Model& m, const Resolution& r, int u, int s) {
     const double p = static_cast<double>(u) * s;
     const double tokens_per_rank = kChunkFrames * static_cast<double>(r.tokens_per_frame) / p;
     const double per_layer_forwards = static_cast<double>(kForwardsPerChunk) * m.layers;
-    Row row{m.name, r.name, u, s, 0, 0, 0, 0};
+    Row row{m.name, r.name, u, s, 0, 0, 0, 0, 0, 0};
     row.ulysses = per_layer_forwards * 4 * tokens_per_rank * m.dim * kBytesPerElement * (u - 1) / u;
     const double kv_frame = 2.0 * r.tokens_per_frame * (static_cast<double>(m.dim) / u) * kBytesPerElement;
     row.spatial_dense = per_layer_forwards * kWindowFrames * kv_frame * (s - 1) / s;
     row.spatial_sink_window = per_layer_forwards * kSinkWindowFrames * kv_frame * (s - 1) / s;
-    row.spatial_replica = per_layer_forwards * kChunkFrames * kv_frame * (s - 1) / s;
+    const double chunk_rows = kChunkFrames * static_cast<double>(r.tokens_per_frame);
+    const double q_blocks = static_cast<double>((kChunkFrames * r.tokens_per_frame + kQBlock - 1) / kQBlock);
+    row.spatial_replica = per_layer_forwards * (2.0 * chunk_rows + q_blocks) * (static_cast<double>(m.dim) / u) *
+                          kBytesPerElement * (s - 1) / s;
+    row.replica_memory = kWindowFrames * kv_frame * m.layers;
+    const double keys = kWindowFrames * static_cast<double>(r.tokens_per_frame);
+    row.compute_s_per_layer_forward =
+        (2.0 * tokens_per_rank * (4.0 * m.dim * m.dim + 2.0 * m.dim * m.ffn) + 4.0 * tokens_per_rank * keys * m.dim) /
+        kFlopsPerSec;
     return row;
 }
 
@@ -108,7 +128,7 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    const std::vector<Model> models = {{"wan2.1-1.3b", 1536, 12, 30}, {"wan2.1-14b", 5120, 40, 40}};
+    const std::vector<Model> models = {{"wan2.1-1.3b", 1536, 12, 30, 8960}, {"wan2.1-14b", 5120, 40, 40, 13824}};
     const std::vector<Resolution> resolutions = {{"480p", 1560}, {"1088p", 8160}};
     const int degrees[] = {1, 2, 4, 8};
 
@@ -125,19 +145,25 @@ int main(int argc, char** argv) {
     std::printf("Communication per rank per chunk (%d frames, %d forwards, %d-frame window, bf16)\n", kChunkFrames,
                 kForwardsPerChunk, kWindowFrames);
     // Times are for all the rank's bytes (Ulysses + KV exchange) under each KV policy.
-    std::printf("%-12s %-6s %2s %2s %10s %10s %10s %10s | %-17s | %-17s | %-17s\n", "model", "res", "U", "S", "ulysses",
-                "kv dense", "kv sink+w", "kv replica", "dense ms", "sink+window ms", "replica ms");
+    std::printf("%-12s %-6s %2s %2s %10s %10s %10s %10s | %-17s | %-17s | %-17s | %6s %-8s\n", "model", "res", "U", "S",
+                "ulysses", "kv dense", "kv sink+w", "kv table", "dense ms", "sink+window ms", "table ms", "t/sw",
+                "hidden@400");
     std::printf("%-12s %-6s %2s %2s %10s %10s %10s %10s | %8s %8s | %8s %8s | %8s %8s\n", "", "", "", "", "", "", "",
                 "", "400GB/s", "25GB/s", "400GB/s", "25GB/s", "400GB/s", "25GB/s");
+    // hidden@400: a layer's exchange at 400 GB/s fits under the layer's compute (assumed 400 TFLOP/s).
     for (const Row& r : rows) {
-        std::printf("%-12s %-6s %2d %2d %10s %10s %10s %10s | %8s %8s | %8s %8s | %8s %8s\n", r.model.c_str(),
+        const double per_layer = r.total_replica() / (kForwardsPerChunk * 1.0) / kNvlinkBytesPerSec;
+        const double layers = r.model == "wan2.1-14b" ? 40.0 : 30.0;
+        const bool hidden = per_layer / layers <= r.compute_s_per_layer_forward;
+        const double ratio = r.spatial_sink_window > 0 ? r.spatial_replica / r.spatial_sink_window : 0.0;
+        std::printf("%-12s %-6s %2d %2d %10s %10s %10s %10s | %8s %8s | %8s %8s | %8s %8s | %5.0f%% %-8s\n", r.model.c_str(),
                     r.resolution.c_str(), r.u, r.s, human(r.ulysses).c_str(), human(r.spatial_dense).c_str(),
                     human(r.spatial_sink_window).c_str(), human(r.spatial_replica).c_str(),
                     ms(r.total_dense(), kNvlinkBytesPerSec).c_str(), ms(r.total_dense(), kInterNodeBytesPerSec).c_str(),
                     ms(r.total_sink_window(), kNvlinkBytesPerSec).c_str(),
                     ms(r.total_sink_window(), kInterNodeBytesPerSec).c_str(),
                     ms(r.total_replica(), kNvlinkBytesPerSec).c_str(),
-                    ms(r.total_replica(), kInterNodeBytesPerSec).c_str());
+                    ms(r.total_replica(), kInterNodeBytesPerSec).c_str(), 100.0 * ratio, hidden ? "yes" : "no");
     }
 
     std::error_code ec;
@@ -159,12 +185,15 @@ int main(int argc, char** argv) {
         std::snprintf(buf, sizeof buf,
                       "    {\"model\": \"%s\", \"resolution\": \"%s\", \"ulysses\": %d, \"spatial\": %d, "
                       "\"ulysses_bytes\": %.0f, \"kv_dense_bytes\": %.0f, \"kv_sink_window_bytes\": %.0f, "
-                      "\"kv_replica_bytes\": %.0f, "
+                      "\"kv_table_bytes\": %.0f, \"table_vs_sink_window\": %.4f, \"replica_memory_bytes\": %.0f, "
+                      "\"layer_compute_ms_at_400tflops\": %.4f, "
                       "\"dense_ms_nvlink\": %.3f, \"dense_ms_inter_node\": %.3f, "
                       "\"sink_window_ms_nvlink\": %.3f, \"sink_window_ms_inter_node\": %.3f, "
-                      "\"replica_ms_nvlink\": %.3f, \"replica_ms_inter_node\": %.3f}%s\n",
+                      "\"table_ms_nvlink\": %.3f, \"table_ms_inter_node\": %.3f}%s\n",
                       r.model.c_str(), r.resolution.c_str(), r.u, r.s, r.ulysses, r.spatial_dense,
-                      r.spatial_sink_window, r.spatial_replica, r.total_dense() / kNvlinkBytesPerSec * 1e3,
+                      r.spatial_sink_window, r.spatial_replica,
+                      r.spatial_sink_window > 0 ? r.spatial_replica / r.spatial_sink_window : 0.0, r.replica_memory,
+                      r.compute_s_per_layer_forward * 1e3, r.total_dense() / kNvlinkBytesPerSec * 1e3,
                       r.total_dense() / kInterNodeBytesPerSec * 1e3, r.total_sink_window() / kNvlinkBytesPerSec * 1e3,
                       r.total_sink_window() / kInterNodeBytesPerSec * 1e3, r.total_replica() / kNvlinkBytesPerSec * 1e3,
                       r.total_replica() / kInterNodeBytesPerSec * 1e3, i + 1 < rows.size() ? "," : "");

@@ -143,7 +143,6 @@ int run(int argc, char** argv) {
         c.rollout.local_attn_size = name == "FORCING_KV" ? -1 : window;
         RolloutOptions o = rollout_options(c.rollout);
         o.block_size = block;
-        o.attention_step = true;
         Config pc = c;
         pc.attention.policy = name == "DENSE"            ? AttentionPolicy::kDense
                               : name == "SPARSE_FORCING" ? AttentionPolicy::kSparseForcing

@@ -57,6 +57,7 @@ class NcclCommunicator final : public Communicator {
   private:
     NcclCommunicator(ncclComm_t comm, int device);
     void watch();
+    void check(ncclResult_t rc, const char* call, const char* file, int line);
 
     ncclComm_t comm_ = nullptr;
     int device_ = 0;
@@ -64,6 +65,8 @@ class NcclCommunicator final : public Communicator {
     int size_ = 1;
     cudaStream_t stream_ = nullptr;
     std::atomic<bool> stop_{false};
+    std::atomic<bool> failed_{false};  // an NCCL call or the watchdog saw an error: abort, never destroy
+    bool mpi_from_any_thread_ = false;  // MPI_THREAD_MULTIPLE: the watchdog may call MPI_Abort
     std::thread watchdog_;
 };
 

@@ -37,6 +37,7 @@ void block_sparse_attention_cpu(const BlockSparseAttentionParams& in) {
     parallel_for(nqb * p.heads, 1, [&](int64_t begin, int64_t end) {
         for (int64_t task = begin; task < end; ++task) {
             const int64_t qb = task / p.heads, h = task % p.heads;
+            if (p.q_block_mask && !p.q_block_mask[qb]) continue;
             const int64_t g = p.table_heads == 1 ? 0 : h;
             const int32_t* idx = p.indices + p.indptr[g * nqb + qb];
             const int64_t nb = p.indptr[g * nqb + qb + 1] - p.indptr[g * nqb + qb];

@@ -38,6 +38,9 @@ struct BlockSparseAttentionParams {
     int64_t out_row_stride = 0;
     int64_t kv_row_stride = 0;  // 0: heads * head_dim
     float scale = 0.0f;         // 0: 1 / sqrt(head_dim)
+    // Optional [num_q_blocks]: only query blocks with a nonzero entry are computed; the other rows of out (and
+    // lse) are left as they are (a worker computing its share of the rows, dist/sharded_attention_step.h).
+    const uint8_t* q_block_mask = nullptr;
 };
 
 void block_sparse_attention_cpu(const BlockSparseAttentionParams& p);

@@ -78,7 +78,6 @@ int cmd_profile_heads(const std::vector<std::string>& args) {
 
     RolloutOptions ropts = rollout_options(cfg.rollout);
     ropts.block_size = cfg.attention.block_size;
-    ropts.attention_step = true;  // the step measures the head shares
     const RolloutShape shape{frames, cfg.video.height / 8, cfg.video.width / 8};
     ropts.policy = block_policy_config(cfg, model.model->config(), shape.height, shape.width, shape.frames);
     Rollout rollout(*model.model, ropts, shape);

@@ -3,11 +3,18 @@
 // its own token order; the step stores K/V in its cache, asks the block policy for the table and runs the
 // kernel. The model never knows which policy runs, how the cache is laid out (tiles, retained blocks), or how
 // many ranks share the work: the single-rank step is CpuAttentionStep (attention_step_cpu.h) on the CPU and the
-// CUDA model's step on the GPU; the sharded steps move behind this interface with the distributed issue.
+// CUDA model's step on the GPU; the sharded step (dist/sharded_attention_step.h) splits heads and query blocks over
+// the ranks of a sequence-parallel group and owns every exchange.
+//
+// A step may give the model a share of the chunk's tokens (tokens()): the model then runs its per-token layers
+// on those tokens only, hands their q/k/v (all heads) to attend() and gets their attention output back, and
+// gather() assembles the rows of every worker at the end of the forward. The model never learns why.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "cache/block_policy.h"
 #include "cache/kv_cache.h"
@@ -39,12 +46,23 @@ class AttentionStep {
     // Plans the forward (evictions, retention, the policy's candidates); returns where its frames land (the
     // model gives window-relative RoPE positions from slot_begin).
     virtual KvWrite begin(const AttentionForward& f) = 0;
-    // Layer `layer`: q, k, v [L, heads, head_dim] of the forward's frames in the model's token order; writes the
-    // attention output [L, heads, head_dim] to out.
+    // The forward's tokens (model order: frame, row, col of the chunk) this worker computes, in the order of its
+    // rows in attend() and gather(), after begin(). Empty: every token, in model order.
+    virtual const std::vector<int64_t>& tokens() const { return all_tokens_; }
+    // Layer `layer`: q, k, v [n, heads, head_dim] of the worker's tokens (all of the forward's when tokens() is
+    // empty) with every head; writes their attention output [n, heads, head_dim] to out.
     virtual void attend(int64_t layer, const float* q, const float* k, const float* v, float* out) = 0;
+    // Every worker's rows [n, width] (its tokens() order) -> all rows [L, width] of the forward in model order,
+    // on every worker. Called once per forward, after the layers.
+    virtual void gather(const float* mine, int64_t rows, int64_t width, float* all) {
+        std::copy_n(mine, rows * width, all);
+    }
     // After every layer: the cache moves past the forward.
     virtual void end() = 0;
     virtual AttentionStats stats() const = 0;
+
+  private:
+    std::vector<int64_t> all_tokens_;
 };
 
 }  // namespace lr

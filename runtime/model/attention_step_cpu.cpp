@@ -210,10 +210,9 @@ KvWrite CpuAttentionStep::begin(const AttentionForward& f) {
 }
 
 void CpuAttentionStep::attend(int64_t l, const float* q, const float* k, const float* v, float* out) {
-    const int64_t H = cfg_.num_heads, hd = cfg_.head_dim, W = width(), T = tpf(), tiles = tiles_.tiles_per_frame();
-    const int64_t F = fwd_.num_frames, L = F * T, B = cfg_.block_size;
-    const auto lz = static_cast<size_t>(l);
-    // ---- To tiled order (per frame), K/V into the cache.
+    const int64_t W = width(), T = tpf();
+    const int64_t F = fwd_.num_frames, L = F * T;
+    // ---- To tiled order (per frame), attention, and the output back to the model's order.
     qt_.resize(static_cast<size_t>(L * W));
     kt_.resize(qt_.size());
     vt_.resize(qt_.size());
@@ -226,7 +225,37 @@ void CpuAttentionStep::attend(int64_t l, const float* q, const float* k, const f
             std::copy_n(v + src, W, vt_.data() + dst);
         }
     }
-    cache_.write(l, plan_, kt_.data(), vt_.data());
+    attend_tiled(l, qt_.data(), kt_.data(), vt_.data(), ot_.data(), nullptr, nullptr);
+    for (int64_t f = 0; f < F; ++f)
+        for (int64_t i = 0; i < T; ++i)
+            std::copy_n(ot_.data() + (f * T + i) * W, W, out + (f * T + tiles_.to_raster(i)) * W);
+}
+
+int64_t CpuAttentionStep::query_blocks() const {
+    return (fwd_.num_frames * tpf() + cfg_.q_block - 1) / cfg_.q_block;
+}
+
+void CpuAttentionStep::query_means(const float* qt, const uint8_t* mask, float* qm) const {
+    const int64_t L = fwd_.num_frames * tpf(), nqb = query_blocks();
+    std::vector<int64_t> qb_begin, qb_len, qb_id;
+    for (int64_t b = 0; b < nqb; ++b) {
+        if (mask && !mask[b]) continue;
+        qb_begin.push_back(b * cfg_.q_block);
+        qb_len.push_back(std::min(cfg_.q_block, L - b * cfg_.q_block));
+        qb_id.push_back(b);
+    }
+    const int64_t n = static_cast<int64_t>(qb_id.size()), W = width();
+    std::vector<float> m(static_cast<size_t>(n * W));
+    segment_mean_cpu({qt, m.data(), qb_begin.data(), qb_len.data(), n, cfg_.num_heads, cfg_.head_dim, 0, 0});
+    for (int64_t i = 0; i < n; ++i) std::copy_n(m.data() + i * W, W, qm + qb_id[static_cast<size_t>(i)] * W);
+}
+
+void CpuAttentionStep::attend_tiled(int64_t l, const float* qt, const float* kt, const float* vt, float* ot,
+                                    const uint8_t* mask, const float* qm_in) {
+    const int64_t H = cfg_.num_heads, hd = cfg_.head_dim, W = width(), T = tpf(), tiles = tiles_.tiles_per_frame();
+    const int64_t F = fwd_.num_frames, L = F * T, B = cfg_.block_size;
+    const auto lz = static_cast<size_t>(l);
+    cache_.write(l, plan_, kt, vt);
 
     // ---- Summaries of the written blocks, and (Forcing-KV) how much they changed since the frame before.
     const float* keys = cache_.keys(l);
@@ -266,18 +295,21 @@ void CpuAttentionStep::attend(int64_t l, const float* q, const float* k, const f
                 }
         }
     }
-    // ---- Query means per (head, query block of q_block tiled rows).
-    const int64_t nqb = (L + cfg_.q_block - 1) / cfg_.q_block;
-    std::vector<float> qm(static_cast<size_t>(nqb * W));
-    std::vector<int64_t> qb_begin(static_cast<size_t>(nqb)), qb_len(static_cast<size_t>(nqb));
-    for (int64_t b = 0; b < nqb; ++b) {
-        qb_begin[static_cast<size_t>(b)] = b * cfg_.q_block;
-        qb_len[static_cast<size_t>(b)] = std::min(cfg_.q_block, L - b * cfg_.q_block);
+    // ---- Query means per (head, query block of q_block tiled rows): computed here, or given (a worker computing
+    // part of the rows has the other workers' means).
+    const int64_t nqb = query_blocks();
+    std::vector<float> qm_own;
+    const float* qm = qm_in;
+    if (!qm) {
+        qm_own.resize(static_cast<size_t>(nqb * W));
+        query_means(qt, nullptr, qm_own.data());
+        qm = qm_own.data();
     }
-    segment_mean_cpu({qt_.data(), qm.data(), qb_begin.data(), qb_len.data(), nqb, H, hd, 0, 0});
+    std::vector<int64_t> qb_len(static_cast<size_t>(nqb));
+    for (int64_t b = 0; b < nqb; ++b) qb_len[static_cast<size_t>(b)] = std::min(cfg_.q_block, L - b * cfg_.q_block);
     float* qmean = qmean_[lz].data();  // [heads][q blocks][head_dim]
     for (int64_t h = 0; h < H; ++h)
-        for (int64_t b = 0; b < nqb; ++b) std::copy_n(qm.data() + b * W + h * hd, hd, qmean + (h * nqb + b) * hd);
+        for (int64_t b = 0; b < nqb; ++b) std::copy_n(qm + b * W + h * hd, hd, qmean + (h * nqb + b) * hd);
     qblocks_[lz] = nqb;
 
     // ---- The table: the policy's window candidates plus each head's retained blocks.
@@ -377,8 +409,9 @@ void CpuAttentionStep::attend(int64_t l, const float* q, const float* k, const f
         vb[static_cast<size_t>(wb + r)] = rv_[lz].data() + r * B * W;
     }
     BlockSparseAttentionParams ap;
-    ap.q = qt_.data();
-    ap.out = ot_.data();
+    ap.q = qt;
+    ap.out = ot;
+    ap.q_block_mask = mask;
     ap.k_blocks = kb.data();
     ap.v_blocks = vb.data();
     ap.block_len = block_len.data();
@@ -392,13 +425,12 @@ void CpuAttentionStep::attend(int64_t l, const float* q, const float* k, const f
     ap.q_block = cfg_.q_block;
     ap.table_heads = H;
     block_sparse_attention_cpu(ap);
-    for (int64_t f = 0; f < F; ++f)
-        for (int64_t i = 0; i < T; ++i)
-            std::copy_n(ot_.data() + (f * T + i) * W, W, out + (f * T + tiles_.to_raster(i)) * W);
 
-    // ---- Stats: keys read per (query row, head) against dense over the same window and retained blocks.
+    // ---- Stats: keys read per (query row, head) against dense over the same window and retained blocks (the
+    // rows computed here).
     for (int64_t h = 0; h < H; ++h)
         for (int64_t b = 0; b < nqb; ++b) {
+            if (mask && !mask[b]) continue;
             const int64_t row = h * nqb + b;
             double read = 0;
             for (int32_t e = table.indptr[static_cast<size_t>(row)]; e < table.indptr[static_cast<size_t>(row + 1)];
@@ -421,7 +453,8 @@ void CpuAttentionStep::attend(int64_t l, const float* q, const float* k, const f
         for (int64_t h = 0; h < H; ++h) {
             double recent = 0, total = 0;
             for (int64_t i = 0; i < L; ++i) {
-                const float* qi = qt_.data() + i * W + h * hd;
+                if (mask && !mask[i / cfg_.q_block]) continue;
+                const float* qi = qt + i * W + h * hd;
                 float m = -INFINITY;
                 for (int64_t j = 0; j < K; ++j) {
                     const float* kj = kbase + j * W + h * hd;

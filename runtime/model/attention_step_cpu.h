@@ -63,6 +63,20 @@ class CpuAttentionStep final : public AttentionStep {
     void end() override;
     AttentionStats stats() const override { return stats_; }
 
+    // The attend() of a worker that computes part of the rows (dist/sharded_attention_step.h). Everything in the
+    // forward's tiled order (frame by frame, tile by tile: tiles().to_raster): qt, ot [frames * tokens_per_frame,
+    // heads * head_dim] and kt, vt the forward's whole K/V. Only the query blocks (q_block rows) with a nonzero
+    // mask entry are read from qt and written to ot (null mask: all); qm [query_blocks(), heads * head_dim] holds
+    // every query block's mean query (query_means of each block's owner), or null to compute them from qt.
+    void attend_tiled(int64_t layer, const float* qt, const float* kt, const float* vt, float* ot, const uint8_t* mask,
+                      const float* qm);
+    // Query blocks of the forward in flight (after begin), and their mean queries: the blocks with a nonzero mask
+    // entry (null: all) of qm [query_blocks(), heads * head_dim] from the tiled queries qt.
+    int64_t query_blocks() const;
+    int64_t q_block() const { return cfg_.q_block; }
+    void query_means(const float* qt, const uint8_t* mask, float* qm) const;
+    const AttentionStepConfig& config() const { return cfg_; }
+
     const KvCache& cache() const { return cache_; }
     const TileLayout& tiles() const { return tiles_; }
     const BlockPolicy& policy() const { return *policy_; }

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <map>
 
-#include "dist/communicator.h"
 #include "kernels/attention.h"
 #include "kernels/cast.h"
 #include "kernels/gelu.h"
@@ -73,25 +72,6 @@ void run_modulated_norm(const float* x, float* y, int64_t rows, int64_t dim, dou
     p.rows_per_group = rows_per_frame;
     p.mod_stride = mod_stride;
     layer_norm_cpu(p);
-}
-
-// run_modulated_norm over rows that start at token `row0` of the chunk (a token shard): the rows are cut at
-// frame boundaries so that each part gets its frame's shift and scale. row0 = 0 is one call, as before.
-void run_modulated_norm_at(int64_t row0, const float* x, float* y, int64_t rows, int64_t dim, double eps,
-                           const float* shift, const float* scale, int64_t rows_per_frame, int64_t mod_stride) {
-    int64_t r = 0;
-    const int64_t head = std::min(rows, (rows_per_frame - row0 % rows_per_frame) % rows_per_frame);
-    if (head > 0) {  // the partial frame the shard starts in
-        const int64_t f = row0 / rows_per_frame;
-        run_modulated_norm(x, y, head, dim, eps, shift + f * mod_stride, scale + f * mod_stride, rows_per_frame,
-                           mod_stride);
-        r = head;
-    }
-    if (r < rows) {
-        const int64_t f = (row0 + r) / rows_per_frame;
-        run_modulated_norm(x + r * dim, y + r * dim, rows - r, dim, eps, shift + f * mod_stride, scale + f * mod_stride,
-                           rows_per_frame, mod_stride);
-    }
 }
 
 // x += y * gate_f (gate rows mod_stride apart, one per frame of rows_per_frame rows); gate null: x += y.
@@ -244,27 +224,12 @@ int64_t WanModel::tokens_per_frame(int64_t height, int64_t width) const {
     return (height / cfg_.dims.patch[1]) * (width / cfg_.dims.patch[2]);
 }
 
-int64_t WanModel::spatial_tokens_per_frame(int64_t height, int64_t width, const SpatialShard& sp) const {
-    const int64_t per_frame = tokens_per_frame(height, width);
-    if (sp.size == 1 && sp.rank == 0) return per_frame;
-    LR_CHECK(sp.block_size > 0, "spatial sharding: block_size must be positive, found ", sp.block_size);
-    const int64_t blocks = (per_frame + sp.block_size - 1) / sp.block_size;
-    LR_CHECK(sp.size >= 1 && sp.rank >= 0 && sp.rank < sp.size && sp.size <= blocks, "spatial sharding: rank ", sp.rank,
-             " of ", sp.size, " cannot own blocks of a frame of ", per_frame, " tokens in ", blocks, " blocks of ",
-             sp.block_size);
-    int64_t n = 0;
-    for (int64_t b = sp.rank; b < blocks; b += sp.size) n += std::min(sp.block_size, per_frame - b * sp.block_size);
-    return n;
-}
-
 KvCacheConfig WanModel::kv_cache_config(int64_t height, int64_t width, int64_t window_frames, int64_t sink_frames,
-                                        int64_t max_frames, int head_shards, const SpatialShard& spatial) const {
-    LR_CHECK(head_shards >= 1 && num_heads() % head_shards == 0, "KV cache: ", num_heads(),
-             " heads cannot be split over ", head_shards, " ranks");
+                                        int64_t max_frames) const {
     KvCacheConfig c;
     c.num_layers = num_layers();
-    c.tokens_per_frame = spatial_tokens_per_frame(height, width, spatial);
-    c.width = dim() / head_shards;
+    c.tokens_per_frame = tokens_per_frame(height, width);
+    c.width = dim();
     c.window_frames = window_frames;
     c.sink_frames = sink_frames;
     c.max_frames = max_frames;
@@ -329,66 +294,70 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
     const int64_t L = a.frames * per_frame;  // tokens of the chunk, order (frame, row, col)
     const int64_t F = a.frames;
 
-    // ---- Sharding (DESIGN.md section 7) over a sequence-parallel group of U x S ranks. Spatial rank s owns the
-    // blocks b % S == s of every frame; blocks_of[p]: (first token in the frame, tokens) of rank p's blocks,
-    // rpf_of[p]: its tokens per frame. Its tokens of the chunk, ordered (frame, block, token), are its "s-list"
-    // (ns = F * rpf tokens; s_tok maps them to chunk tokens; without spatial sharding the s-list is the chunk).
-    // Ulysses rank u owns the contiguous shard [t0, t0 + n) of the s-list (Ls = ceil(ns / U) per rank, the last
-    // ones shorter or empty) and, for self-attention, the heads [u * lh, (u + 1) * lh) of the whole s-list.
-    const AttentionShard& sh = a.shard;
-    const int64_t U = sh.size;
-    LR_CHECK(U >= 1 && sh.rank >= 0 && sh.rank < U && heads % U == 0, "forward: head sharding rank ", sh.rank, " of ",
-             U, " does not split ", heads, " heads");
-    const bool sharded = U > 1;
-    LR_CHECK(!sharded || (sh.comm != nullptr && sh.comm->size() == U && sh.comm->rank() == sh.rank),
-             "forward: head sharding over ", U, " ranks needs a communicator of that size with this rank");
-    const SpatialShard& sp = a.spatial;
-    const int64_t S = sp.size;
-    LR_CHECK(S >= 1 && sp.rank >= 0 && sp.rank < S, "forward: spatial rank ", sp.rank, " of ", S);
-    const bool spatial = S > 1;
-    LR_CHECK(!spatial || (sp.comm != nullptr && sp.comm->size() == S && sp.comm->rank() == sp.rank),
-             "forward: spatial sharding over ", S, " ranks needs a communicator of that size with this rank");
-    std::vector<std::vector<std::pair<int64_t, int64_t>>> blocks_of(static_cast<size_t>(S));
-    std::vector<int64_t> rpf_of(static_cast<size_t>(S), 0);
-    int64_t max_rpf = 0;
-    std::vector<int64_t> s_tok;  // chunk token of each s-list entry (spatial only)
-    if (spatial) {
-        LR_CHECK(sp.block_size > 0, "forward: spatial block_size must be positive, found ", sp.block_size);
-        const int64_t nb = (per_frame + sp.block_size - 1) / sp.block_size;
-        LR_CHECK(S <= nb, "forward: ", S, " spatial ranks but a frame of ", per_frame, " tokens has only ", nb,
-                 " blocks of ", sp.block_size);
-        for (int64_t bk = 0; bk < nb; ++bk) {
-            const int64_t start = bk * sp.block_size, len = std::min(sp.block_size, per_frame - start);
-            blocks_of[static_cast<size_t>(bk % S)].push_back({start, len});
-            rpf_of[static_cast<size_t>(bk % S)] += len;
-        }
-        for (int64_t r : rpf_of) max_rpf = std::max(max_rpf, r);
-        for (int64_t f = 0; f < F; ++f)
-            for (const auto& [start, len] : blocks_of[static_cast<size_t>(sp.rank)])
-                for (int64_t i = 0; i < len; ++i) s_tok.push_back(f * per_frame + start + i);
+    // ---- The forward's plan: the step's (which also decides its share of the tokens) or the cache's.
+    KvWrite plan;
+    LR_CHECK(!(a.step && a.cache), "forward: an attention step owns its cache (no KvCache with it)");
+    if (a.step) {
+        AttentionForward af = a.attn;
+        af.start_frame = a.start_frame;
+        af.num_frames = F;
+        af.protect_sink = a.protect_sink;
+        plan = a.step->begin(af);
+    } else if (a.cache) {
+        const KvCacheConfig& cc = a.cache->config();
+        LR_CHECK(cc.num_layers == d.num_layers && cc.width == dim && cc.tokens_per_frame == per_frame,
+                 "forward: the KV cache is shaped for ", cc.num_layers, " layers, width ", cc.width, ", ",
+                 cc.tokens_per_frame, " tokens per frame; this model and latent need ", d.num_layers, ", ", dim, ", ",
+                 per_frame);
+        plan = a.cache->plan(a.start_frame, F, a.protect_sink);
     }
-    const int64_t rpf = spatial ? rpf_of[static_cast<size_t>(sp.rank)] : per_frame;  // s-list tokens per frame
-    const int64_t ns = F * rpf;                                                      // s-list tokens
-    const int64_t Ls = sharded ? (ns + U - 1) / U : ns;  // tokens per Ulysses shard (the last ones padded)
-    const int64_t t0 = std::min(ns, sh.rank * Ls);       // this rank's shard of the s-list: [t0, t0 + n)
-    const int64_t n = std::min(ns, t0 + Ls) - t0;        // tokens of this rank (may be 0)
-    const int64_t lh = heads / U;                        // heads of this rank
-    const int64_t w = lh * hd;                           // their width
-    const auto chunk_token = [&](int64_t i) { return spatial ? s_tok[static_cast<size_t>(i)] : i; };  // s-list i
+    // ---- The tokens this forward computes: all of the chunk, or the attention step's share (a sequence-parallel
+    // worker, attention_step.h), grouped by frame. The per-token layers run on those rows only.
+    const std::vector<int64_t>* share = a.step ? &a.step->tokens() : nullptr;
+    const bool subset = share != nullptr && !share->empty();
+    const int64_t n = subset ? static_cast<int64_t>(share->size()) : L;  // rows of this forward
+    const auto token = [&](int64_t i) { return subset ? (*share)[static_cast<size_t>(i)] : i; };
+    // Runs of rows of one frame: (first row, rows, frame).
+    struct FrameRun {
+        int64_t row, rows, frame;
+    };
+    std::vector<FrameRun> runs;
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t f = token(i) / per_frame;
+        LR_CHECK(token(i) >= 0 && token(i) < L && (runs.empty() || f >= runs.back().frame),
+                 "forward: the attention step's tokens must be chunk tokens grouped by frame");
+        if (runs.empty() || runs.back().frame != f)
+            runs.push_back({i, 1, f});
+        else
+            ++runs.back().rows;
+    }
+    const int64_t ms = 6 * dim;  // stride between frames in mod: [F, 6, dim]
+    // y = LN(x) * (1 + scale_f) + shift_f and x += y * gate_f with each row's frame f (shift/scale/gate rows
+    // `stride` apart, one per frame).
+    const auto modulated_norm = [&](const float* xin, float* yout, const float* shift, const float* scale,
+                                    int64_t stride) {
+        for (const FrameRun& r : runs)
+            run_modulated_norm(xin + r.row * dim, yout + r.row * dim, r.rows, dim, cfg_.eps, shift + r.frame * stride,
+                               scale + r.frame * stride, r.rows, stride);
+    };
+    const auto add_gated_rows = [&](float* xio, const float* yin, const float* gate) {
+        for (const FrameRun& r : runs)
+            add_gated(xio + r.row * dim, yin + r.row * dim, r.rows, dim, gate ? gate + r.frame * ms : nullptr, r.rows,
+                      ms);
+    };
 
-    // ---- Patch embedding: Conv3d as a linear map of each patch. x: [n, dim], the rank's tokens.
+    // ---- Patch embedding: Conv3d as a linear map of each patch. x: [n, dim].
     PatchShape ps{a.frames, d.in_dim, a.height, a.width, d.patch[0], d.patch[1], d.patch[2]};
     std::vector<float> patches(static_cast<size_t>(L * ps.patch_size()));
     patchify_cpu({a.x, patches.data(), ps});
     std::vector<float> x(static_cast<size_t>(n * dim));
-    if (spatial) {
+    if (subset) {
         std::vector<float> mp(static_cast<size_t>(n * ps.patch_size()));
         for (int64_t i = 0; i < n; ++i)
-            std::copy_n(patches.data() + chunk_token(t0 + i) * ps.patch_size(), ps.patch_size(),
-                        mp.data() + i * ps.patch_size());
+            std::copy_n(patches.data() + token(i) * ps.patch_size(), ps.patch_size(), mp.data() + i * ps.patch_size());
         run_linear(w_->patch, mp.data(), n, x.data());
-    } else if (n > 0) {
-        run_linear(w_->patch, patches.data() + t0 * ps.patch_size(), n, x.data());
+    } else {
+        run_linear(w_->patch, patches.data(), n, x.data());
     }
     dump("patch_embedding", x.data(), Shape{n, dim});
 
@@ -406,100 +375,28 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
     run_linear(w_->time_proj, tmp.data(), F, e0.data());
     dump("time_projection", e0.data(), Shape{F, 6, dim});
 
-    // ---- Positions (frame, row, col) of the chunk's tokens. In window-relative mode the frame is the slot.
-    KvWrite plan;
-    LR_CHECK(!(a.step && (a.cache || sharded || spatial)), "forward: an attention step runs one rank's attention ",
-             "over its own cache (no KvCache, no Ulysses or spatial shard)");
-    if (a.step) {
-        AttentionForward af = a.attn;
-        af.start_frame = a.start_frame;
-        af.num_frames = F;
-        af.protect_sink = a.protect_sink;
-        plan = a.step->begin(af);
-    } else if (a.cache) {
-        const KvCacheConfig& cc = a.cache->config();
-        LR_CHECK(cc.num_layers == d.num_layers && cc.width == w && cc.tokens_per_frame == rpf,
-                 "forward: the KV cache is shaped for ", cc.num_layers, " layers, width ", cc.width, ", ",
-                 cc.tokens_per_frame, " tokens per frame; this model, latent and shard need ", d.num_layers, ", ", w,
-                 ", ", rpf);
-        plan = a.cache->plan(a.start_frame, F, a.protect_sink);
-    }
+    // ---- Positions (frame, row, col) of the rows. In window-relative mode the frame is the slot.
     const bool relative = (a.cache || a.step) && a.rope == RopePositions::kWindowRelative;
-    std::vector<int64_t> pos(static_cast<size_t>(3 * L));
-    for (int64_t f = 0; f < F; ++f) {
-        for (int64_t r = 0; r < gh; ++r) {
-            for (int64_t c = 0; c < gw; ++c) {
-                int64_t* p = pos.data() + 3 * ((f * gh + r) * gw + c);
-                p[0] = relative ? plan.slot_begin + f : a.start_frame + f;
-                p[1] = r;
-                p[2] = c;
-            }
-        }
+    std::vector<int64_t> pos(static_cast<size_t>(3 * n));
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t t = token(i), f = t / per_frame, rc = t % per_frame;
+        int64_t* p = pos.data() + 3 * i;
+        p[0] = relative ? plan.slot_begin + f : a.start_frame + f;
+        p[1] = rc / gw;
+        p[2] = rc % gw;
     }
-    std::vector<int64_t> my_pos_v;
-    if (spatial) {
-        my_pos_v.resize(static_cast<size_t>(3 * n));
-        for (int64_t i = 0; i < n; ++i) std::copy_n(pos.data() + 3 * chunk_token(t0 + i), 3, my_pos_v.data() + 3 * i);
-    }
-    const int64_t* my_pos = spatial ? my_pos_v.data() : pos.data() + 3 * t0;
-    // Without a cache: block-causal key ranges over the chunk itself, per query of the s-list.
+    // Without a cache: block-causal key ranges over the chunk itself.
     std::vector<int64_t> kv_end;
-    if (!a.cache && a.causal_block_frames > 0) {
-        kv_end.resize(static_cast<size_t>(ns));
+    if (!a.cache && !a.step && a.causal_block_frames > 0) {
+        kv_end.resize(static_cast<size_t>(L));
         const int64_t block = a.causal_block_frames * per_frame;
-        for (int64_t i = 0; i < ns; ++i)
-            kv_end[static_cast<size_t>(i)] = std::min(L, (chunk_token(i) / block + 1) * block);
+        for (int64_t i = 0; i < L; ++i) kv_end[static_cast<size_t>(i)] = std::min(L, (i / block + 1) * block);
     }
-    // Spatial: the other spatial ranks' K/V (of this rank's heads) of every key frame (the cache's slots, or the
-    // chunk without a cache), received with one grouped send_recv per layer, and the full key set in the 1-rank
-    // token order.
-    const int64_t key_frames = a.cache ? plan.slot_end : F;
-    std::vector<std::vector<float>> rk(static_cast<size_t>(S)), rv(static_cast<size_t>(S));
-    std::vector<float> full_k, full_v;
-    if (spatial) {
-        for (int64_t p = 0; p < S; ++p) {
-            if (p == sp.rank) continue;
-            rk[static_cast<size_t>(p)].resize(static_cast<size_t>(key_frames * rpf_of[static_cast<size_t>(p)] * w));
-            rv[static_cast<size_t>(p)].resize(rk[static_cast<size_t>(p)].size());
-        }
-        full_k.resize(static_cast<size_t>(key_frames * per_frame * w));
-        full_v.resize(full_k.size());
-    }
-    // my_k, my_v: [key_frames * rpf, w], this rank's blocks of the key frames.
-    const auto gather_keys = [&](const float* my_k, const float* my_v) {
-        std::vector<SendSpec> sends;
-        std::vector<RecvSpec> recvs;
-        const size_t my_bytes = static_cast<size_t>(key_frames * rpf * w) * sizeof(float);
-        for (int64_t p = 0; p < S; ++p) {
-            if (p == sp.rank) continue;
-            const int peer = static_cast<int>(p);
-            sends.push_back({peer, my_k, my_bytes});
-            sends.push_back({peer, my_v, my_bytes});
-            const size_t bytes = rk[static_cast<size_t>(p)].size() * sizeof(float);
-            recvs.push_back({peer, rk[static_cast<size_t>(p)].data(), bytes});
-            recvs.push_back({peer, rv[static_cast<size_t>(p)].data(), bytes});
-        }
-        sp.comm->send_recv(sends, recvs);
-        for (int64_t p = 0; p < S; ++p) {
-            const float* pk = p == sp.rank ? my_k : rk[static_cast<size_t>(p)].data();
-            const float* pv = p == sp.rank ? my_v : rv[static_cast<size_t>(p)].data();
-            const int64_t prpf = rpf_of[static_cast<size_t>(p)];
-            for (int64_t s = 0; s < key_frames; ++s) {
-                int64_t off = 0;
-                for (const auto& [start, len] : blocks_of[static_cast<size_t>(p)]) {
-                    const int64_t src = (s * prpf + off) * w, dst = (s * per_frame + start) * w;
-                    std::copy_n(pk + src, len * w, full_k.data() + dst);
-                    std::copy_n(pv + src, len * w, full_v.data() + dst);
-                    off += len;
-                }
-            }
-        }
-    };
-    // Window-relative mode: the cached keys rotated by slot, rebuilt per layer.
+    // Window-relative mode with a KvCache: the cached keys rotated by slot, rebuilt per layer.
     std::vector<float> k_rotated;
     std::vector<int64_t> cache_pos;
-    if (relative) {
-        k_rotated.resize(static_cast<size_t>(plan.slot_end * per_frame * w));
+    if (relative && a.cache) {
+        k_rotated.resize(static_cast<size_t>(plan.slot_end * per_frame * dim));
         cache_pos.resize(static_cast<size_t>(3 * plan.slot_end * per_frame));
         for (int64_t s = 0; s < plan.slot_end; ++s) {
             for (int64_t i = 0; i < per_frame; ++i) {
@@ -511,46 +408,8 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         }
     }
 
-    // Token-shard buffers [n, dim]; with Ulysses also the head-shard q/k/v/o [ns, w] and the exchange buffers.
     std::vector<float> h(static_cast<size_t>(n * dim)), q(h.size()), k(h.size()), v(h.size()), o(h.size()), y(h.size()),
         ffn(static_cast<size_t>(n * d.ffn_dim)), mod(static_cast<size_t>(F * 6 * dim));
-    std::vector<float> qh, kh, vh, oh, send, recv;
-    if (sharded) {
-        qh.resize(static_cast<size_t>(ns * w));
-        kh.resize(qh.size());
-        vh.resize(qh.size());
-        oh.resize(qh.size());
-        send.resize(static_cast<size_t>(U * 3 * Ls * w));
-        recv.resize(send.size());
-    }
-    // Token shards -> head shards: block p of the all-to-all carries this rank's q/k/v rows of p's heads; the
-    // result is the whole s-list of this rank's heads.
-    const auto to_heads = [&]() {
-        const float* src[3] = {q.data(), k.data(), v.data()};
-        float* dst[3] = {qh.data(), kh.data(), vh.data()};
-        std::fill(send.begin(), send.end(), 0.0f);
-        for (int64_t p = 0; p < U; ++p)
-            for (int64_t j = 0; j < 3; ++j)
-                for (int64_t t = 0; t < n; ++t)
-                    std::copy_n(src[j] + t * dim + p * w, w, send.data() + ((p * 3 + j) * Ls + t) * w);
-        sh.comm->all_to_all(send.data(), recv.data(), static_cast<size_t>(3 * Ls * w) * sizeof(float));
-        for (int64_t p = 0; p < U; ++p)
-            for (int64_t j = 0; j < 3; ++j)
-                for (int64_t t = 0; t < Ls && p * Ls + t < ns; ++t)
-                    std::copy_n(recv.data() + ((p * 3 + j) * Ls + t) * w, w, dst[j] + (p * Ls + t) * w);
-    };
-    // Head shards -> token shards: block p carries rank p's tokens of this rank's heads.
-    const auto to_tokens = [&]() {
-        std::fill(send.begin(), send.begin() + U * Ls * w, 0.0f);
-        for (int64_t p = 0; p < U; ++p)
-            for (int64_t t = 0; t < Ls && p * Ls + t < ns; ++t)
-                std::copy_n(oh.data() + (p * Ls + t) * w, w, send.data() + (p * Ls + t) * w);
-        sh.comm->all_to_all(send.data(), recv.data(), static_cast<size_t>(Ls * w) * sizeof(float));
-        for (int64_t p = 0; p < U; ++p)
-            for (int64_t t = 0; t < n; ++t) std::copy_n(recv.data() + (p * Ls + t) * w, w, o.data() + t * dim + p * w);
-    };
-
-    const int64_t ms = 6 * dim;  // stride between frames in mod: [F, 6, dim]
     for (int64_t l = 0; l < d.num_layers; ++l) {
         const BlockW& b = w_->blocks[static_cast<size_t>(l)];
         const std::string name = dump_ ? str_cat("blocks.", l, ".") : std::string();
@@ -561,72 +420,54 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         }
         const float* m = mod.data();
 
-        // ---- Self-attention on norm1(x) * (1 + scale_sa) + shift_sa. q/k/v of the rank's tokens, full width
-        // (RMSNorm is over the whole dim), RoPE per token at its explicit position.
+        // ---- Self-attention on norm1(x) * (1 + scale_sa) + shift_sa; RoPE per token at its explicit position.
         if (n > 0) {
-            run_modulated_norm_at(t0, x.data(), h.data(), n, dim, cfg_.eps, m + 0 * dim, m + 1 * dim, rpf, ms);
+            modulated_norm(x.data(), h.data(), m + 0 * dim, m + 1 * dim, ms);
             run_linear(b.self_q, h.data(), n, q.data());
             run_rms_norm(b.self_norm_q, q.data(), n, dim, cfg_.eps);
             run_linear(b.self_k, h.data(), n, k.data());
             run_rms_norm(b.self_norm_k, k.data(), n, dim, cfg_.eps);
             run_linear(b.self_v, h.data(), n, v.data());
-            rope_3d_cpu({q.data(), q.data(), my_pos, n, heads, hd});
-            if (!relative) rope_3d_cpu({k.data(), k.data(), my_pos, n, heads, hd});
+            rope_3d_cpu({q.data(), q.data(), pos.data(), n, heads, hd});
+            if (!relative) rope_3d_cpu({k.data(), k.data(), pos.data(), n, heads, hd});
         }
-        if (sharded) to_heads();  // now the whole s-list (ns tokens) of this rank's lh heads
-        float* aq = sharded ? qh.data() : q.data();
-        float* ak = sharded ? kh.data() : k.data();
-        float* av = sharded ? vh.data() : v.data();
-        float* ao = sharded ? oh.data() : o.data();
         if (dump_) {
-            dump(name + "self_attn.q", aq, Shape{ns, lh, hd});
-            dump(name + "self_attn.k", ak, Shape{ns, lh, hd});
-            dump(name + "self_attn.v", av, Shape{ns, lh, hd});
+            dump(name + "self_attn.q", q.data(), Shape{n, heads, hd});
+            dump(name + "self_attn.k", k.data(), Shape{n, heads, hd});
+            dump(name + "self_attn.v", v.data(), Shape{n, heads, hd});
         }
         if (a.step) {
-            a.step->attend(l, aq, ak, av, ao);
+            a.step->attend(l, q.data(), k.data(), v.data(), o.data());
         } else {
             AttentionParams ap;
-            ap.q = aq;
-            ap.out = ao;
-            ap.q_len = ns;
-            ap.heads = lh;
+            ap.q = q.data();
+            ap.out = o.data();
+            ap.q_len = L;
+            ap.heads = heads;
             ap.head_dim = hd;
             if (a.cache) {
-                a.cache->write(l, plan, ak, av);
+                a.cache->write(l, plan, k.data(), v.data());
                 ap.kv_len = plan.slot_end * per_frame;
                 ap.k = a.cache->keys(l);
                 ap.v = a.cache->values(l);
-                if (spatial) {
-                    gather_keys(a.cache->keys(l), a.cache->values(l));
-                    ap.k = full_k.data();
-                    ap.v = full_v.data();
-                }
                 if (relative) {
-                    rope_3d_cpu({ap.k, k_rotated.data(), cache_pos.data(), ap.kv_len, lh, hd});
+                    rope_3d_cpu({ap.k, k_rotated.data(), cache_pos.data(), ap.kv_len, heads, hd});
                     ap.k = k_rotated.data();
                 }
-            } else if (spatial) {
-                gather_keys(ak, av);
-                ap.kv_len = L;
-                ap.k = full_k.data();
-                ap.v = full_v.data();
-                ap.kv_end = kv_end.empty() ? nullptr : kv_end.data();
             } else {
                 ap.kv_len = L;
-                ap.k = ak;
-                ap.v = av;
+                ap.k = k.data();
+                ap.v = v.data();
                 ap.kv_end = kv_end.empty() ? nullptr : kv_end.data();
             }
             attention_cpu(ap);
         }
-        if (sharded) to_tokens();  // back to the rank's tokens, all heads
         if (n > 0) {
             run_linear(b.self_o, o.data(), n, y.data());
             if (dump_) dump(name + "self_attn", y.data(), Shape{n, dim});
-            add_gated(x.data(), y.data(), n, dim, m + 2 * dim, rpf, ms, t0);
+            add_gated_rows(x.data(), y.data(), m + 2 * dim);
 
-            // ---- Cross-attention on norm3(x) (affine, no modulation, no gate): the rank's tokens, all heads.
+            // ---- Cross-attention on norm3(x) (affine, no modulation, no gate): all heads.
             LayerNormParams n3;
             n3.x = x.data();
             n3.y = h.data();
@@ -650,15 +491,15 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
             attention_cpu(cp);
             run_linear(b.cross_o, o.data(), n, y.data());
             if (dump_) dump(name + "cross_attn", y.data(), Shape{n, dim});
-            add_gated(x.data(), y.data(), n, dim, nullptr, rpf, ms, t0);
+            add_gated_rows(x.data(), y.data(), nullptr);
 
             // ---- FFN on norm2(x) * (1 + scale_ff) + shift_ff.
-            run_modulated_norm_at(t0, x.data(), h.data(), n, dim, cfg_.eps, m + 3 * dim, m + 4 * dim, rpf, ms);
+            modulated_norm(x.data(), h.data(), m + 3 * dim, m + 4 * dim, ms);
             run_linear(b.ffn0, h.data(), n, ffn.data());
             gelu_tanh_cpu({ffn.data(), ffn.data(), n * d.ffn_dim});
             run_linear(b.ffn2, ffn.data(), n, y.data());
             if (dump_) dump(name + "ffn", y.data(), Shape{n, dim});
-            add_gated(x.data(), y.data(), n, dim, m + 5 * dim, rpf, ms, t0);
+            add_gated_rows(x.data(), y.data(), m + 5 * dim);
         }
         if (dump_) dump(str_cat("blocks.", l), x.data(), Shape{n, dim});
     }
@@ -676,34 +517,18 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         }
     }
     const int64_t head_out = w_->head.out;  // pt * ph * pw * out_dim, ordered (kt, kh, kw, c)
-    // The rank's rows [n, head_out], all-gathered in two steps so that every rank returns the whole chunk: over
-    // the Ulysses ranks into the s-list (each shard padded to Ls rows: rank p's starts at s-list token p * Ls),
-    // then over the spatial ranks (each s-list padded to F * max_rpf rows) and put back at their chunk tokens.
-    const int64_t slist_rows = std::max(U * Ls, spatial ? F * max_rpf : 0);  // >= ns
-    std::vector<float> slist(static_cast<size_t>(slist_rows * head_out), 0.0f);
-    std::vector<float> mine(static_cast<size_t>((sharded ? Ls : 0) * head_out), 0.0f);
+    std::vector<float> rows(static_cast<size_t>(n * head_out));
     if (n > 0) {
-        run_modulated_norm_at(t0, x.data(), h.data(), n, dim, cfg_.eps, hm.data(), hm.data() + dim, rpf, 2 * dim);
-        run_linear(w_->head, h.data(), n, sharded ? mine.data() : slist.data());
+        modulated_norm(x.data(), h.data(), hm.data(), hm.data() + dim, 2 * dim);
+        run_linear(w_->head, h.data(), n, rows.data());
     }
-    if (sharded) sh.comm->all_gather(mine.data(), slist.data(), static_cast<size_t>(Ls * head_out) * sizeof(float));
-    const float* hout = slist.data();  // [L, head_out] in chunk order
-    std::vector<float> chunk_rows;
-    if (spatial) {
-        const int64_t rows = F * max_rpf;
-        std::vector<float> all(static_cast<size_t>(S * rows * head_out));
-        sp.comm->all_gather(slist.data(), all.data(), static_cast<size_t>(rows * head_out) * sizeof(float));
-        chunk_rows.resize(static_cast<size_t>(L * head_out));
-        for (int64_t p = 0; p < S; ++p) {
-            int64_t row = p * rows;
-            for (int64_t f = 0; f < F; ++f)
-                for (const auto& [start, len] : blocks_of[static_cast<size_t>(p)]) {
-                    std::copy_n(all.data() + row * head_out, len * head_out,
-                                chunk_rows.data() + (f * per_frame + start) * head_out);
-                    row += len;
-                }
-        }
-        hout = chunk_rows.data();
+    // Every worker's rows, in chunk order.
+    std::vector<float> all;
+    const float* hout = rows.data();
+    if (subset) {
+        all.resize(static_cast<size_t>(L * head_out));
+        a.step->gather(rows.data(), n, head_out, all.data());
+        hout = all.data();
     }
     dump("head", hout, Shape{L, head_out});
     PatchShape os{a.frames, d.out_dim, a.height, a.width, d.patch[0], d.patch[1], d.patch[2]};

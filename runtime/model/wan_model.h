@@ -23,43 +23,24 @@ namespace lr {
 
 class Communicator;
 
-// Head-parallel (Ulysses) self-attention, DESIGN.md section 7. With size U > 1 (U divides num_heads) every
-// rank of `comm` (rank `rank` of `size`) calls forward with the same arguments; each runs the linear layers,
-// norms, cross-attention and FFN on its own contiguous shard of the chunk's tokens (ceil(L / U) tokens, the
-// last shards shorter or empty), an all-to-all turns its q/k/v token shard into all tokens of num_heads / U
-// heads (heads [rank * H/U, (rank + 1) * H/U)), self-attention runs over the KV cache of those heads only (the
-// cache is built with kv_cache_config(..., size): width dim / U), and a second all-to-all brings the
-// attention output back to token shards. Cross-attention runs on the rank's tokens with all heads (the text
-// K/V are small and per prompt: no exchange). The head's output is all-gathered, so every rank returns the
-// whole chunk's flow. size == 1 (the default) is the single-rank path, bit for bit; comm may then be null.
-// In a sharded forward the dump hook sees the rank's token shard (and its heads for q/k/v).
+// The CUDA model's sharded forwards (wan_model_cuda.h) still take their rank here; the CPU model has no rank: its
+// sequence parallelism is an attention step (dist/sharded_attention_step.h).
+//
+// Head-parallel (Ulysses) self-attention on the GPU, DESIGN.md section 7: rank `rank` of `size` U runs the linear
+// layers on its contiguous shard of the chunk's tokens and self-attention over the heads
+// [rank * H/U, (rank + 1) * H/U) of all tokens (all-to-alls over `comm` in between).
 struct AttentionShard {
     int rank = 0;
     int size = 1;
-    Communicator* comm = nullptr;  // host-buffer communicator of the U ranks (MpiCommunicator)
+    Communicator* comm = nullptr;  // communicator of the U ranks
 };
 
-// Spatial parallelism (S), DESIGN.md section 7. Each latent frame's tokens (order row, col) are cut into
-// ceil(tokens_per_frame / block_size) blocks of block_size tokens (the last one may be short); rank r of the S
-// ranks of `comm` owns the blocks b with b % S == r in every frame: its tokens of the chunk go through the
-// linear layers, norms, cross-attention and FFN, and its KV cache holds only those blocks (the cache is built
-// with kv_cache_config(..., spatial): tokens_per_frame = the rank's tokens of a frame, in frame order, blocks
-// ascending). Self-attention gathers the K/V of the other ranks' blocks of every cached frame in the window
-// (the dense table: every block) plus the chunk's, with one grouped send_recv per layer, assembles the keys in
-// the 1-rank token order and attends with the rank's queries. The head's output is all-gathered, so every rank
-// returns the whole chunk. size == 1 (the default) is the single-rank path, bit for bit.
-//
-// Both together (a sequence-parallel group of U x S ranks; rank (u, s) holds AttentionShard{u, U, its U group}
-// and SpatialShard{s, S, its S group}): spatial rank s's tokens of the chunk (frame, block, token order) take the
-// place of the chunk in the Ulysses scheme above. Rank (u, s) runs the linear layers on the Ulysses shard u of
-// spatial s's tokens; the all-to-all within its U group (same s) turns them into all of spatial s's tokens for
-// the heads of u; self-attention fetches the K/V of those heads from the other spatial ranks' blocks with the
-// grouped send_recv within its S group (same u); its KV cache holds its heads (width dim / U) of its blocks
-// (kv_cache_config(..., U, spatial)). The head's output is all-gathered over U, then over S.
+// Spatial parallelism on the GPU: rank r of the S ranks owns the blocks b % S == r of block_size tokens of every
+// frame (its tokens and its KV cache), and gathers the other ranks' blocks for self-attention.
 struct SpatialShard {
     int rank = 0;
     int size = 1;
-    Communicator* comm = nullptr;  // host-buffer communicator of the S ranks (MpiCommunicator)
+    Communicator* comm = nullptr;  // communicator of the S ranks
     int64_t block_size = 128;      // tokens per block (spatial tile)
 };
 
@@ -101,18 +82,16 @@ struct WanForwardArgs {
     // With a cache: the chunk attends to the cached frames plus itself and is written into the cache.
     KvCache* cache = nullptr;
     bool protect_sink = false;  // LongLive re-cache: rewriting cached frames leaves the sink slots alone
-    // Or, on one rank: the attention step owns the cache, the block policy and the kernel (attention_step.h);
-    // attn says where the rollout is (its frames and protect_sink are taken from the fields above).
+    // Or: the attention step owns the cache, the block policy, the kernel and any exchange between workers
+    // (attention_step.h); attn says where the rollout is (its frames and protect_sink are taken from the fields
+    // above). A step may hand the forward a share of the tokens (a sequence-parallel worker); the forward still
+    // returns the whole chunk's flow.
     AttentionStep* step = nullptr;
     AttentionForward attn;
     RopePositions rope = RopePositions::kAbsolute;
     // Without a cache: attention within x only, block-causal over blocks of this many frames (0: bidirectional).
     // This is the reference's training-time path, used to check the cached path.
     int64_t causal_block_frames = 0;
-    // Ulysses head parallelism (see AttentionShard); the default is one rank.
-    AttentionShard shard;
-    // Spatial parallelism (see SpatialShard); the default is one rank.
-    SpatialShard spatial;
 };
 
 // Observes intermediates: name ("blocks.3.self_attn.o", "head", ...), data, shape. Called synchronously.
@@ -138,18 +117,14 @@ class WanModel {
     // Tokens per latent frame of a latent height x width.
     int64_t tokens_per_frame(int64_t height, int64_t width) const;
     // A KV cache shaped for this model: `window_frames` = local_attn_size (-1: none), `max_frames` = storage.
-    // head_shards = U of a head-parallel forward: the cache of one rank, holding num_heads / U heads.
-    // spatial (size S > 1): the cache of one spatial rank, holding its blocks of every frame. Both: its heads of
-    // its blocks.
     KvCacheConfig kv_cache_config(int64_t height, int64_t width, int64_t window_frames, int64_t sink_frames,
-                                  int64_t max_frames, int head_shards = 1, const SpatialShard& spatial = {}) const;
-    // Tokens of one latent frame that spatial rank `rank` of `size` owns with blocks of `block_size` tokens.
-    int64_t spatial_tokens_per_frame(int64_t height, int64_t width, const SpatialShard& spatial) const;
+                                  int64_t max_frames) const;
 
     // context: [L <= text_len, text_dim] (F32, BF16 or F16, contiguous), zero-padded to text_len here.
     WanPrompt encode_prompt(const TensorView& context) const;
 
-    // out: [frames, out_dim, height, width], the predicted flow (noise - x0).
+    // out: [frames, out_dim, height, width], the predicted flow (noise - x0). In a dump, a forward whose step
+    // hands it a share of the tokens shows that share's rows (q/k/v with every head).
     void forward(const WanForwardArgs& args, float* out) const;
 
     void set_dump(WanDumpFn fn) { dump_ = std::move(fn); }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "dist/sharded_attention_step.h"
 #include "runtime/core/check.h"
 
 namespace lr {
@@ -27,14 +28,21 @@ Rollout::Rollout(const WanModel& model, const RolloutOptions& opts, const Rollou
              "rollout: local_attn_size ", opts.local_attn_size, " must be -1 or hold the sink (", opts.sink_size,
              ") plus a chunk (", opts.frames_per_chunk, ")");
     timesteps_ = scheduler_.warp(opts.denoising_steps);
-    if (uses_step(opts)) {
-        step_ = std::make_unique<CpuAttentionStep>(step_config(model, opts, shape));
+    if (single_rank(opts)) {
+        auto step = std::make_unique<CpuAttentionStep>(step_config(model, opts, shape));
+        local_ = step.get();
+        step_ = std::move(step);
     } else {
-        LR_CHECK(opts.policy.kind == BlockPolicyKind::kDense || opts.policy.kind == BlockPolicyKind::kSinkWindow,
-                 "attention.policy ", block_policy_name(opts.policy.kind),
-                 " with parallel.ulysses or parallel.spatial > 1 is not built yet: the sharded attention steps read ",
-                 "every block (use DENSE or SINK_WINDOW, or one rank)");
-        cache_ = KvCache(cache_config(model, opts, shape));
+        SequenceMesh mesh;
+        mesh.ulysses_rank = opts.shard.rank;
+        mesh.ulysses = opts.shard.size;
+        mesh.ulysses_comm = opts.shard.comm;
+        mesh.spatial_rank = opts.spatial.rank;
+        mesh.spatial = opts.spatial.size;
+        mesh.spatial_comm = opts.spatial.comm;
+        auto step = std::make_unique<ShardedAttentionStep>(step_config(model, opts, shape), mesh);
+        local_ = &step->inner();
+        step_ = std::move(step);
     }
 }
 
@@ -56,18 +64,14 @@ AttentionStepConfig Rollout::step_config(const WanModel& model, const RolloutOpt
         std::max(opts.frames_per_chunk, opts.local_attn_size == -1 ? shape.frames : opts.local_attn_size);
     c.rope = opts.rope;
     c.policy = opts.policy;
+    c.q_block = opts.q_block;
     return c;
 }
 
-KvCacheConfig Rollout::cache_config(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape) {
-    const int64_t storage = opts.local_attn_size == -1 ? shape.frames : opts.local_attn_size;
-    return model.kv_cache_config(shape.height, shape.width, opts.local_attn_size, opts.sink_size, storage,
-                                 opts.shard.size, opts.spatial);
-}
-
 size_t Rollout::kv_cache_bytes(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape) {
-    if (uses_step(opts)) return CpuAttentionStep::kv_bytes_for(step_config(model, opts, shape));
-    return KvCache::bytes_for(cache_config(model, opts, shape));
+    SequenceMesh mesh;
+    mesh.ulysses = opts.shard.size;
+    return CpuAttentionStep::kv_bytes_for(ShardedAttentionStep::inner_config(step_config(model, opts, shape), mesh));
 }
 
 int64_t Rollout::num_chunks() const { return (shape_.frames + opts_.frames_per_chunk - 1) / opts_.frames_per_chunk; }
@@ -83,18 +87,12 @@ void Rollout::forward(const float* x, int64_t start_frame, int64_t frames, float
     a.width = shape_.width;
     a.start_frame = start_frame;
     a.prompt = &prompt;
-    if (step_) {
-        a.step = step_.get();
-        a.attn.chunk = chunk;
-        a.attn.step = step;
-        a.attn.num_steps = static_cast<int64_t>(timesteps_.size());
-    } else {
-        a.cache = &cache_;
-    }
+    a.step = step_.get();
+    a.attn.chunk = chunk;
+    a.attn.step = step;
+    a.attn.num_steps = static_cast<int64_t>(timesteps_.size());
     a.protect_sink = protect_sink;
     a.rope = opts_.rope;
-    a.shard = opts_.shard;
-    a.spatial = opts_.spatial;
     model_.forward(a, out);
 }
 
@@ -148,11 +146,7 @@ void Rollout::run(const std::vector<PromptSegment>& prompts, const NoiseSource& 
     }
     LR_CHECK(resume_chunks >= 0 && resume_chunks <= num_chunks() && (resume_chunks == 0 || resume_latents),
              "rollout: cannot resume after ", resume_chunks, " of ", num_chunks(), " chunks");
-    if (step_) {
-        step_->reset();
-    } else {
-        cache_.reset();
-    }
+    local_->reset();
     history_begin_ = 0;
     history_frames_ = 0;
     const int64_t kept = opts_.local_attn_size == -1 ? shape_.frames : opts_.local_attn_size;

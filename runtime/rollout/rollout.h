@@ -41,20 +41,19 @@ struct RolloutOptions {
     int64_t sink_size = 0;         // first frames never evicted
     RopePositions rope = RopePositions::kAbsolute;
     int num_train_timesteps = 1000;
-    // Ulysses head parallelism (DESIGN.md section 7): every rank of shard.comm runs the same rollout with the
-    // same inputs; each holds the KV cache of its num_heads / size heads and every rank gets every chunk.
+    // Sequence parallelism (DESIGN.md section 7): every rank of a U x S group runs the same rollout with the same
+    // inputs through a ShardedAttentionStep (dist/sharded_attention_step.h): shard = its Ulysses rank of U (heads)
+    // and communicator, spatial = its spatial rank of S (query blocks) and communicator (spatial.block_size is
+    // the CUDA path's). Every rank gets every chunk, equal to the single rank's bit for bit, for every policy.
     AttentionShard shard;
-    // Spatial parallelism (DESIGN.md section 7, see SpatialShard): each rank holds its blocks of every frame.
-    // Both set: a U x S group, each rank holding its heads of its blocks.
     SpatialShard spatial;
     // Which cached blocks each query block reads (DESIGN.md section 6) and the KV block size (a tile of that many
-    // tokens). On one rank the attention step runs any policy; the sharded forwards read every block (DENSE,
-    // SINK_WINDOW) until their steps move behind the seam.
+    // tokens).
     BlockPolicyConfig policy;
     int64_t block_size = 128;
-    // DENSE and SINK_WINDOW on one rank keep the model's inline cache path (raster key order), which the sharded
-    // forwards reproduce bit for bit; the sparse policies, and this flag (profile-heads), run the attention step.
-    bool attention_step = false;
+    // Query rows per row of the block tables (and, on several ranks, the unit spatial ranks share): 128, the CUDA
+    // kernels' query tile, so that both paths build the same tables.
+    int64_t q_block = 128;
 };
 
 // The latent video: frames of `channels` x height x width (latent pixels: video / 8).
@@ -87,18 +86,20 @@ class Rollout {
     Rollout(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape);
 
     // Bytes of the KV cache a rollout of this shape allocates (the window, or the whole run without one): for
-    // checking that a run fits before starting it. With opts.shard.size = U and opts.spatial.size = S: one rank's
-    // cache (its num_heads / U heads of its blocks).
+    // checking that a run fits before starting it. With opts.shard.size = U: one rank's cache (its num_heads / U
+    // heads; spatial ranks each hold the whole window of their heads).
     static size_t kv_cache_bytes(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape);
 
     int64_t num_chunks() const;
     int64_t channels() const { return channels_; }
     const FlowMatchScheduler& scheduler() const { return scheduler_; }
     const std::vector<float>& timesteps() const { return timesteps_; }  // the warped denoising list
-    const KvCache& cache() const { return step_ ? step_->cache() : cache_; }
-    // The single-rank attention step (null when sharded, or DENSE / SINK_WINDOW without attention_step).
-    const CpuAttentionStep* step() const { return step_.get(); }
-    CpuAttentionStep* mutable_step() { return step_.get(); }
+    const KvCache& cache() const { return local_->cache(); }
+    // This rank's attention step over its heads (the sharded step's inner one on a sequence-parallel rank).
+    const CpuAttentionStep* step() const { return local_; }
+    CpuAttentionStep* mutable_step() { return local_; }
+    // The attention step the forwards run through (stats for the metrics).
+    const AttentionStep& attention() const { return *step_; }
 
     // Generates the whole video, calling on_chunk after every chunk. prompts: sorted by start_frame, the first
     // at frame 0. To resume, pass the latents of the first resume_chunks chunks ([resume_chunks *
@@ -110,15 +111,9 @@ class Rollout {
              int64_t resume_chunks = 0, const float* resume_latents = nullptr);
 
   private:
-    static KvCacheConfig cache_config(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape);
     static AttentionStepConfig step_config(const WanModel& model, const RolloutOptions& opts,
                                            const RolloutShape& shape);
     static bool single_rank(const RolloutOptions& opts) { return opts.shard.size == 1 && opts.spatial.size == 1; }
-    static bool uses_step(const RolloutOptions& opts) {
-        const bool sparse =
-            opts.policy.kind != BlockPolicyKind::kDense && opts.policy.kind != BlockPolicyKind::kSinkWindow;
-        return single_rank(opts) && (sparse || opts.attention_step);
-    }
     int64_t frame_numel() const { return channels_ * shape_.height * shape_.width; }
     void forward(const float* x, int64_t start_frame, int64_t frames, float t, const WanPrompt& prompt,
                  bool protect_sink, float* out, int64_t chunk, int64_t step);
@@ -132,8 +127,8 @@ class Rollout {
     int64_t channels_ = 0;
     FlowMatchScheduler scheduler_;
     std::vector<float> timesteps_;
-    KvCache cache_;                           // sharded forwards
-    std::unique_ptr<CpuAttentionStep> step_;  // one rank
+    std::unique_ptr<AttentionStep> step_;  // CpuAttentionStep on one rank, ShardedAttentionStep on several
+    CpuAttentionStep* local_ = nullptr;     // the step over this rank's heads
     // Clean latents of the frames a prompt switch re-caches: the last local_attn_size frames (all without a window).
     std::vector<float> history_;
     int64_t history_begin_ = 0;  // absolute frame of history_[0]

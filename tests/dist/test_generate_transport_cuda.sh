@@ -5,7 +5,8 @@
 #     (the summary says the ranks share the GPU) and gives the 1-rank latents to bf16 accuracy (relative error
 #     < 1e-2: the token shards run GEMMs of other row counts, as in test_generate_ulysses_cuda.sh);
 #   - two GPUs or more: NCCL and AUTO run over NCCL (the summary says so), give the 1-rank latents to bf16 accuracy
-#     and every video frame, and longroll_exchanged_bytes_total counts the NCCL all-to-alls; MPI still runs.
+#     and every video frame, NCCL's latents are identical to MPI's (same shards, same kernels, only the transport
+#     differs), and longroll_exchanged_bytes_total counts the NCCL all-to-alls; MPI still runs.
 # Exit 77 (skipped) without mpirun, python3 or a GPU.
 # Usage: test_generate_transport_cuda.sh LONGROLL
 set -u
@@ -80,8 +81,13 @@ if two auto AUTO; then expect_line auto "$dir/auto.log" "transport  nccl \(one G
 if two nccl NCCL; then
   expect_line nccl "$dir/nccl.log" "transport  nccl \(one GPU per rank\)"
   expect_line nccl "$dir/nccl.log" "heads split over 2 ranks \(NCCL, device buffers\)"
-  # The same shards and the same arithmetic as over MPI: only the transport differs.
-  echo "[ measured ] NCCL vs MPI latents: $(rel_err "$dir/nccl.safetensors" "$dir/mpi.safetensors" 2>&1)"
+  # The same shards and the same arithmetic as over MPI: only the transport differs, and it moves the bytes
+  # exactly, so the latents must be identical (any difference is a transport bug, not rounding).
+  err=$(rel_err "$dir/nccl.safetensors" "$dir/mpi.safetensors" 2>&1)
+  echo "[ measured ] NCCL vs MPI latents: relative error $err (bound: 0, identical)"
+  if python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) == 0.0 else 1)" "${err%% *}" 2>/dev/null; then
+    echo "ok: NCCL latents identical to MPI's"
+  else echo "FAIL: NCCL vs MPI latents differ ($err)"; fails=1; fi
 fi
 
 # The exchange meter watches the NCCL communicators: every rank exports all-to-all bytes.

@@ -134,6 +134,54 @@ TEST(BlockSparseAttention, MatchesBruteForceOnRandomTables) {
     }
 }
 
+// A worker computing its share of the query blocks (dist/sharded_attention_step.h): masked-in blocks equal the
+// brute force, bit for bit the unmasked run, and the other rows are not touched.
+TEST(BlockSparseAttention, QueryBlockMaskComputesOnlyItsBlocks) {
+    const int64_t H = 2, D = 16, B = 8, n = 7, q_len = 29, q_block = 4;
+    const int64_t nqb = (q_len + q_block - 1) / q_block;
+    const Blocks bl(n, H, D, B, 21, true);
+    const std::vector<float> q = random_vector(q_len * H * D, 6);
+    std::vector<int32_t> indptr, indices;
+    random_table(H * nqb, n, 23, &indptr, &indices);
+    std::vector<uint8_t> mask(static_cast<size_t>(nqb));
+    for (int64_t b = 0; b < nqb; ++b) mask[static_cast<size_t>(b)] = static_cast<uint8_t>(b % 3 == 1);
+    const float sentinel = 12345.0f;
+    std::vector<float> full(q.size()), part(q.size(), sentinel);
+    BlockSparseAttentionParams p;
+    p.q = q.data();
+    p.k_blocks = bl.kp.data();
+    p.v_blocks = bl.vp.data();
+    p.block_len = bl.len.data();
+    p.block_len_heads = H;
+    p.indptr = indptr.data();
+    p.indices = indices.data();
+    p.num_blocks = n;
+    p.q_len = q_len;
+    p.heads = H;
+    p.head_dim = D;
+    p.q_block = q_block;
+    p.table_heads = H;
+    p.out = full.data();
+    block_sparse_attention_cpu(p);
+    p.out = part.data();
+    p.q_block_mask = mask.data();
+    block_sparse_attention_cpu(p);
+    const std::vector<float> want = brute_force(q, q_len, q_block, bl, indptr, indices, H, nullptr);
+    int64_t computed = 0;
+    for (int64_t i = 0; i < q_len; ++i)
+        for (int64_t c = 0; c < H * D; ++c) {
+            const size_t at = static_cast<size_t>(i * H * D + c);
+            if (mask[static_cast<size_t>(i / q_block)]) {
+                ++computed;
+                EXPECT_EQ(part[at], full[at]) << "row " << i;
+                EXPECT_NEAR(part[at], want[at], 2e-6) << "row " << i;
+            } else {
+                EXPECT_EQ(part[at], sentinel) << "row " << i << " outside the mask was written";
+            }
+        }
+    EXPECT_GT(computed, 0);
+}
+
 TEST(BlockSparseAttention, MergeOfDisjointHalvesEqualsTheUnion) {
     const int64_t H = 2, D = 8, B = 4, n = 6, q_len = 10, q_block = 4;
     const Blocks bl(n, H, D, B, 3, false);

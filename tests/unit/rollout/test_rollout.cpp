@@ -45,11 +45,13 @@ TEST(Rollout, FirstChunkFollowsTheSchedulerStepByStep) {
     const RolloutOptions o = options(2, -1, 0);
     const auto got = roll(m, o, 2, noise, {{0, ctx.view}});
 
-    // By hand: 4 forwards with re-noising in between, at the warped timesteps.
+    // By hand: 4 forwards with re-noising in between, at the warped timesteps, through an attention step shaped
+    // as the rollout's.
     const FlowMatchScheduler s(5.0);
     const auto ts = s.warp({1000, 750, 500, 250});
     const WanPrompt p = m.encode_prompt(ctx.view);
-    KvCache cache(m.kv_cache_config(kH, kW, -1, 0, 2));
+    const Rollout probe(m, o, RolloutShape{2, kH, kW});
+    CpuAttentionStep step(probe.step()->config());
     std::vector<float> x(2 * kFrame), flow(x.size()), x0(x.size()), fresh(x.size());
     noise.initial(0, x.data());
     noise.initial(1, x.data() + kFrame);
@@ -62,7 +64,9 @@ TEST(Rollout, FirstChunkFollowsTheSchedulerStepByStep) {
         a.height = kH;
         a.width = kW;
         a.prompt = &p;
-        a.cache = &cache;
+        a.step = &step;
+        a.attn.step = static_cast<int64_t>(i);
+        a.attn.num_steps = static_cast<int64_t>(ts.size());
         m.forward(a, flow.data());
         s.flow_to_x0(flow.data(), x.data(), ts[i], x0.data(), 2 * kFrame);
         if (i + 1 < ts.size()) {
