@@ -8,6 +8,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -71,6 +72,10 @@ class Communicator {
     uint64_t bytes_sent(CommOp op) const { return bytes_[static_cast<size_t>(op)].load(std::memory_order_relaxed); }
     uint64_t bytes_sent_total() const;
     void reset_byte_counters();
+    // Wall seconds this rank spent inside the operations, waiting included (the time-to-solution the exchange
+    // costs on this rank: the "comm" stage). Host-buffer communicators (MPI) return complete, so this is their
+    // whole time; device-buffer ones (NCCL) only enqueue, and their time is on the stream, not counted here.
+    double busy_seconds() const { return static_cast<double>(busy_ns_.load(std::memory_order_relaxed)) * 1e-9; }
 
   protected:
     void count_bytes(CommOp op, uint64_t bytes) {
@@ -85,8 +90,24 @@ class Communicator {
         if (rank() == root) count_bytes(CommOp::kBroadcast, (size() - 1) * static_cast<uint64_t>(bytes));
     }
     void count_send_recv(std::span<const SendSpec> sends);
+    // Adds its lifetime to busy_seconds(): one per operation of an implementation.
+    class BusyTimer {
+      public:
+        explicit BusyTimer(Communicator& c) : c_(c), start_(std::chrono::steady_clock::now()) {}
+        ~BusyTimer() {
+            const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_);
+            c_.busy_ns_.fetch_add(static_cast<uint64_t>(ns.count()), std::memory_order_relaxed);
+        }
+        BusyTimer(const BusyTimer&) = delete;
+        BusyTimer& operator=(const BusyTimer&) = delete;
+
+      private:
+        Communicator& c_;
+        std::chrono::steady_clock::time_point start_;
+    };
 
   private:
+    std::atomic<uint64_t> busy_ns_{0};
     std::array<std::atomic<uint64_t>, static_cast<size_t>(CommOp::kCount)> bytes_{};
 };
 

@@ -59,34 +59,40 @@ MpiCommunicator::~MpiCommunicator() {
 }
 
 void MpiCommunicator::all_to_all(const void* send, void* recv, size_t bytes_per_rank) {
+    const BusyTimer busy(*this);
     const int n = mpi_count(bytes_per_rank, "all_to_all");
     LR_MPI_CHECK(MPI_Alltoall(send, n, MPI_BYTE, recv, n, MPI_BYTE, comm_));
     count_all_to_all(bytes_per_rank);
 }
 
 void MpiCommunicator::all_gather(const void* send, void* recv, size_t bytes_per_rank) {
+    const BusyTimer busy(*this);
     const int n = mpi_count(bytes_per_rank, "all_gather");
     LR_MPI_CHECK(MPI_Allgather(send, n, MPI_BYTE, recv, n, MPI_BYTE, comm_));
     count_all_gather(bytes_per_rank);
 }
 
 void MpiCommunicator::all_reduce_sum(float* data, size_t count) {
+    const BusyTimer busy(*this);
     LR_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, mpi_count(count, "all_reduce_sum"), MPI_FLOAT, MPI_SUM, comm_));
     count_all_reduce(count * sizeof(float));
 }
 
 void MpiCommunicator::all_reduce_sum(int64_t* data, size_t count) {
+    const BusyTimer busy(*this);
     LR_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, mpi_count(count, "all_reduce_sum"), MPI_INT64_T, MPI_SUM, comm_));
     count_all_reduce(count * sizeof(int64_t));
 }
 
 void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {
+    const BusyTimer busy(*this);
     LR_ASSERT(root >= 0 && root < size_, "broadcast root ", root, " outside [0, ", size_, ")");
     LR_MPI_CHECK(MPI_Bcast(data, mpi_count(bytes, "broadcast"), MPI_BYTE, root, comm_));
     count_broadcast(bytes, root);
 }
 
 void MpiCommunicator::send_recv(std::span<const SendSpec> sends, std::span<const RecvSpec> recvs) {
+    const BusyTimer busy(*this);
     std::vector<MPI_Request> requests;
     requests.reserve(sends.size() + recvs.size());
     // Receives first, so that every matching send finds its buffer posted.
@@ -106,7 +112,10 @@ void MpiCommunicator::send_recv(std::span<const SendSpec> sends, std::span<const
     count_send_recv(sends);
 }
 
-void MpiCommunicator::barrier() { LR_MPI_CHECK(MPI_Barrier(comm_)); }
+void MpiCommunicator::barrier() {
+    const BusyTimer busy(*this);
+    LR_MPI_CHECK(MPI_Barrier(comm_));
+}
 
 std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
     MPI_Comm sub = MPI_COMM_NULL;

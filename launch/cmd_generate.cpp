@@ -720,9 +720,21 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             sink = std::make_unique<DitVideoSink>();
         }
         auto chunk_start = Clock::now();
+        // The DiT's exchange time (host-side communicators: MPI, and NCCL's enqueue) is the "comm" stage, not "dit".
+        const auto dit_comm_seconds = [&] {
+            double s = 0;
+            if (dit_comms.ulysses) s += dit_comms.ulysses->busy_seconds();
+            if (dit_comms.spatial && dit_comms.spatial != dit_comms.ulysses) s += dit_comms.spatial->busy_seconds();
+            return s;
+        };
+        double comm_mark = dit_comm_seconds();
         const ChunkCallback to_video = [&](const RolloutChunk& c) {
             const double dit_s = std::chrono::duration<double>(Clock::now() - chunk_start).count();
-            metrics->stage_time(Stage::kDit, dit_s);
+            const double comm_now = dit_comm_seconds();
+            const double comm_s = std::min(dit_s, comm_now - comm_mark);
+            comm_mark = comm_now;
+            metrics->stage_time(Stage::kDit, dit_s - comm_s);
+            if (comm_s > 0) metrics->stage_time(Stage::kComm, comm_s);
             const auto t_send = Clock::now();
             sink->push(c);
             const double send_s = std::chrono::duration<double>(Clock::now() - t_send).count();

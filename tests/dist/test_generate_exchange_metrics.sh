@@ -38,6 +38,10 @@ for r in (0, 1):
     gather = chunks * passes * max(rows.values()) * head_out * 4
     expected[r] = {"kv_blocks": kv, "all_gather": gather, "all_to_all": 0, "vae_latents": 0, "vae_halo": 0}
 
+def stage(text, name):
+    m = re.search(r'^longroll_stage_seconds_total\{[^}]*stage="%s"[^}]*\} (\S+)$' % name, text, re.M)
+    return float(m.group(1)) if m else None
+
 def value(text, op):
     m = re.search(r'^longroll_exchanged_bytes_total\{[^}]*op="%s"[^}]*\} (\S+)$' % op, text, re.M)
     return float(m.group(1)) if m else None
@@ -54,13 +58,14 @@ if len(targets) < 2:
     print("FAIL: no file_sd files from both ranks"); print(open(os.path.join(d, "log")).read()); sys.exit(1)
 # Until the run is done (rank 0's summary) and both ranks show the expected values (a rank reports its last
 # forward's bytes right after it).
-got = {}
+got, stages = {}, {}
 while time.time() < deadline:
     done = "done:" in open(os.path.join(d, "log")).read()
     for r, t in targets.items():
         try:
             text = urllib.request.urlopen("http://%s/metrics" % t, timeout=5).read().decode()
             got[r] = {op: value(text, op) for op in expected[r]}
+            stages[r] = {name: stage(text, name) for name in ("dit", "comm")}
         except OSError:
             pass
     if done and all(got.get(r) == expected[r] for r in (0, 1)):
@@ -71,6 +76,13 @@ for r in (0, 1):
         print("FAIL: rank %d exchanged bytes %s, expected %s" % (r, got.get(r), expected[r]))
         print(open(os.path.join(d, "log")).read())
         sys.exit(1)
+# The exchange's wall time is the "comm" stage, the rest of the DiT's the "dit" stage: both grow on each rank.
+for r in (0, 1):
+    st = stages.get(r) or {}
+    if not ((st.get("comm") or 0) > 0 and (st.get("dit") or 0) > 0):
+        print("FAIL: rank %d stage seconds %s: expected dit > 0 and comm > 0" % (r, st))
+        sys.exit(1)
+print("ok: stage seconds rank 0 %s, rank 1 %s" % (stages[0], stages[1]))
 print("ok: ranks exported kv_blocks %d / %d and all_gather %d bytes, as the layout requires"
       % (expected[0]["kv_blocks"], expected[1]["kv_blocks"], expected[0]["all_gather"]))
 PY
