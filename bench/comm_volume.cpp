@@ -23,7 +23,8 @@
 //   table-driven replicas (dist/sharded_attention_step.h, what runs now): every policy reads each of the chunk's
 //   own blocks from every query block (the chunk's slots are MUST candidates), so each rank needs the chunk's K/V
 //   at every forward; kept after the clean pass, they are the frozen window's replicas, and no cached block moves
-//   again. Per layer and forward a rank sends its query blocks' K and V rows and one mean query per block:
+//   again. Per layer and forward a rank sends its query blocks' K and V rows and, for the policies that score blocks
+//   (SPARSE_FORCING, LIGHT_FORCING, FORCING_KV), one mean query per block (counted here for all: an upper bound):
 //     table = 5 * L * (2 * F * T + ceil(F * T / 128)) * (D/U) * 2 * (S-1)/S
 //   The same for every policy (DENSE, SINK_WINDOW, SPARSE_FORCING, LIGHT_FORCING, FORCING_KV, LVSA): the tables'
 //   sparsity is over cached blocks, which no longer move. Query routing (queries to the owners of the selected

@@ -127,8 +127,10 @@ void ShardedAttentionStep::attend(int64_t l, const float* q, const float* k, con
     if (S > 1) {
         const auto& owns = plan_.owns[static_cast<size_t>(mesh_.spatial_rank)];
         mask = owns.data();
+        // Mean queries only for the policies that score blocks.
+        const bool means = inner_->uses_summaries();
         qm_.assign(static_cast<size_t>(plan_.q_blocks * w), 0.0f);
-        inner_->query_means(qt_.data(), mask, qm_.data());
+        if (means) inner_->query_means(qt_.data(), mask, qm_.data());
         const auto blocks_of = [&](int64_t p) {
             std::vector<int64_t> b;
             for (int64_t i = 0; i < plan_.q_blocks; ++i)
@@ -136,7 +138,7 @@ void ShardedAttentionStep::attend(int64_t l, const float* q, const float* k, con
             return b;
         };
         // Own query means, packed by block.
-        const std::vector<int64_t> my_blocks = blocks_of(mesh_.spatial_rank);
+        const std::vector<int64_t> my_blocks = means ? blocks_of(mesh_.spatial_rank) : std::vector<int64_t>{};
         std::vector<float> my_qm(my_blocks.size() * static_cast<size_t>(w));
         for (size_t i = 0; i < my_blocks.size(); ++i)
             std::copy_n(qm_.data() + my_blocks[i] * w, w, my_qm.data() + static_cast<int64_t>(i) * w);
@@ -151,15 +153,16 @@ void ShardedAttentionStep::attend(int64_t l, const float* q, const float* k, con
             const size_t my_bytes = static_cast<size_t>(ns * w) * sizeof(float);
             sends.push_back({peer, ks_.data(), my_bytes});
             sends.push_back({peer, vs_.data(), my_bytes});
-            sends.push_back({peer, my_qm.data(), my_qm.size() * sizeof(float)});
+            if (means) sends.push_back({peer, my_qm.data(), my_qm.size() * sizeof(float)});
             const auto pn = static_cast<int64_t>(plan_.slist[static_cast<size_t>(p)].size());
             peer_k_[static_cast<size_t>(p)].resize(static_cast<size_t>(pn * w));
             peer_v_[static_cast<size_t>(p)].resize(static_cast<size_t>(pn * w));
-            peer_qm_[static_cast<size_t>(p)].resize(blocks_of(p).size() * static_cast<size_t>(w));
+            peer_qm_[static_cast<size_t>(p)].resize(means ? blocks_of(p).size() * static_cast<size_t>(w) : 0);
             recvs.push_back({peer, peer_k_[static_cast<size_t>(p)].data(), static_cast<size_t>(pn * w) * sizeof(float)});
             recvs.push_back({peer, peer_v_[static_cast<size_t>(p)].data(), static_cast<size_t>(pn * w) * sizeof(float)});
-            recvs.push_back({peer, peer_qm_[static_cast<size_t>(p)].data(),
-                             peer_qm_[static_cast<size_t>(p)].size() * sizeof(float)});
+            if (means)
+                recvs.push_back({peer, peer_qm_[static_cast<size_t>(p)].data(),
+                                 peer_qm_[static_cast<size_t>(p)].size() * sizeof(float)});
         }
         mesh_.spatial_comm->send_recv(sends, recvs);
         for (int64_t p = 0; p < S; ++p) {
@@ -171,12 +174,12 @@ void ShardedAttentionStep::attend(int64_t l, const float* q, const float* k, con
                 std::copy_n(peer_v_[static_cast<size_t>(p)].data() + static_cast<int64_t>(i) * w, w,
                             vt_.data() + rows[i] * w);
             }
-            const std::vector<int64_t> pb = blocks_of(p);
+            const std::vector<int64_t> pb = means ? blocks_of(p) : std::vector<int64_t>{};
             for (size_t i = 0; i < pb.size(); ++i)
                 std::copy_n(peer_qm_[static_cast<size_t>(p)].data() + static_cast<int64_t>(i) * w, w,
                             qm_.data() + pb[i] * w);
         }
-        qm = qm_.data();
+        qm = means ? qm_.data() : nullptr;
     }
 
     // ---- Attention: the whole chunk's K/V into the replicated window, this rank's query blocks.

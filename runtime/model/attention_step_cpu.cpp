@@ -231,6 +231,11 @@ void CpuAttentionStep::attend(int64_t l, const float* q, const float* k, const f
             std::copy_n(ot_.data() + (f * T + i) * W, W, out + (f * T + tiles_.to_raster(i)) * W);
 }
 
+bool CpuAttentionStep::uses_summaries() const {
+    const BlockPolicyKind k = policy_->kind();
+    return k != BlockPolicyKind::kDense && k != BlockPolicyKind::kSinkWindow && k != BlockPolicyKind::kLvsa;
+}
+
 int64_t CpuAttentionStep::query_blocks() const {
     return (fwd_.num_frames * tpf() + cfg_.q_block - 1) / cfg_.q_block;
 }
@@ -257,7 +262,9 @@ void CpuAttentionStep::attend_tiled(int64_t l, const float* qt, const float* kt,
     const auto lz = static_cast<size_t>(l);
     cache_.write(l, plan_, kt, vt);
 
-    // ---- Summaries of the written blocks, and (Forcing-KV) how much they changed since the frame before.
+    // ---- Summaries of the written blocks, and (Forcing-KV) how much they changed since the frame before: only for
+    // the policies that score blocks (the others' tables list every candidate).
+    const bool summaries = uses_summaries();
     const float* keys = cache_.keys(l);
     std::vector<int64_t> seg_begin, seg_len;
     for (int64_t s = plan_.write_begin; s < plan_.slot_end; ++s)
@@ -273,8 +280,8 @@ void CpuAttentionStep::attend_tiled(int64_t l, const float* qt, const float* kt,
     sm.segments = static_cast<int64_t>(seg_begin.size());
     sm.heads = H;
     sm.head_dim = hd;
-    segment_mean_cpu(sm);
-    if (policy_->retention_score() == RetentionScore::kChange) {
+    if (summaries) segment_mean_cpu(sm);
+    if (summaries && policy_->retention_score() == RetentionScore::kChange) {
         for (int64_t s = plan_.write_begin; s < plan_.slot_end; ++s) {
             const bool prev = s > 0 && frames_[static_cast<size_t>(s - 1)] == frames_[static_cast<size_t>(s)] - 1;
             for (int64_t t = 0; t < tiles; ++t)
@@ -300,7 +307,7 @@ void CpuAttentionStep::attend_tiled(int64_t l, const float* qt, const float* kt,
     const int64_t nqb = query_blocks();
     std::vector<float> qm_own;
     const float* qm = qm_in;
-    if (!qm) {
+    if (!qm && summaries) {
         qm_own.resize(static_cast<size_t>(nqb * W));
         query_means(qt, nullptr, qm_own.data());
         qm = qm_own.data();
@@ -308,8 +315,9 @@ void CpuAttentionStep::attend_tiled(int64_t l, const float* qt, const float* kt,
     std::vector<int64_t> qb_len(static_cast<size_t>(nqb));
     for (int64_t b = 0; b < nqb; ++b) qb_len[static_cast<size_t>(b)] = std::min(cfg_.q_block, L - b * cfg_.q_block);
     float* qmean = qmean_[lz].data();  // [heads][q blocks][head_dim]
-    for (int64_t h = 0; h < H; ++h)
-        for (int64_t b = 0; b < nqb; ++b) std::copy_n(qm + b * W + h * hd, hd, qmean + (h * nqb + b) * hd);
+    if (summaries)
+        for (int64_t h = 0; h < H; ++h)
+            for (int64_t b = 0; b < nqb; ++b) std::copy_n(qm + b * W + h * hd, hd, qmean + (h * nqb + b) * hd);
     qblocks_[lz] = nqb;
 
     // ---- The table: the policy's window candidates plus each head's retained blocks.

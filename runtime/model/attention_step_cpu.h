@@ -75,6 +75,9 @@ class CpuAttentionStep final : public AttentionStep {
     int64_t query_blocks() const;
     int64_t q_block() const { return cfg_.q_block; }
     void query_means(const float* qt, const uint8_t* mask, float* qm) const;
+    // Whether the policy scores blocks (top-k, retention): only then are the mean keys and queries computed (and,
+    // sharded, the mean queries exchanged). DENSE, SINK_WINDOW and LVSA list every candidate they keep.
+    bool uses_summaries() const;
     const AttentionStepConfig& config() const { return cfg_; }
 
     const KvCache& cache() const { return cache_; }

@@ -4,8 +4,8 @@
 // with window-relative RoPE and a prompt switch, and without a window; each must equal the 1-rank rollout
 // computed in the same process, bit for bit. The bytes every rank sends per rollout are recomputed here from
 // first principles: per forward and layer, the Ulysses all-to-alls of the worker's rows, the chunk's own K/V
-// rows of the spatial rank's query blocks and one mean query per such block to each spatial peer, and the
-// head's all-gathers; no cached frame ever moves. One block too many fails the test.
+// rows of the spatial rank's query blocks (and, for the policies that score blocks, one mean query per such block)
+// to each spatial peer, and the head's all-gathers; no cached frame ever moves. One block too many fails the test.
 // Usage under mpirun: dist_sharded_step_test U (S = world size / U); exit 0 when every rank passed.
 #include <algorithm>
 #include <cinttypes>
@@ -117,7 +117,10 @@ std::vector<Case> cases() {
 struct Expected {
     uint64_t all_to_all = 0, kv = 0, gather_u = 0, gather_s = 0;
 };
-Expected expected_bytes(int64_t frames, int64_t u, int64_t U, int64_t s, int64_t S, int64_t dim, int64_t layers) {
+// `means`: the policy scores blocks (SPARSE_FORCING, LIGHT_FORCING, FORCING_KV), so each query block's mean query
+// travels too; DENSE, SINK_WINDOW and LVSA list every block they keep and exchange K/V only.
+Expected expected_bytes(int64_t frames, int64_t u, int64_t U, int64_t s, int64_t S, int64_t dim, int64_t layers,
+                        bool means) {
     const int64_t rows = frames * kTokens, blocks = (rows + kQBlock - 1) / kQBlock;
     std::vector<int64_t> rows_of(static_cast<size_t>(S), 0), blocks_of(static_cast<size_t>(S), 0);
     for (int64_t b = 0; b < blocks; ++b) {
@@ -132,8 +135,8 @@ Expected expected_bytes(int64_t frames, int64_t u, int64_t U, int64_t s, int64_t
     Expected e;
     // Per layer: q, k, v to the heads' owners and the output back, a padded shard of rows to each other rank.
     e.all_to_all = u64((U - 1) * 4 * shard * w * f32 * layers);
-    // Per layer: the K and V rows of its query blocks and one mean query per block, to each other spatial rank.
-    e.kv = u64((S - 1) * (2 * mine + blocks_of[static_cast<size_t>(s)]) * w * f32 * layers);
+    // Per layer: the K and V rows of its query blocks (and one mean query per block), to each other spatial rank.
+    e.kv = u64((S - 1) * (2 * mine + (means ? blocks_of[static_cast<size_t>(s)] : 0)) * w * f32 * layers);
     e.gather_u = u64((U - 1) * shard * head_out * f32);
     e.gather_s = u64((S - 1) * longest * head_out * f32);
     return e;
@@ -201,10 +204,13 @@ int run(int ulysses) {
             // Bytes: every forward of the rollout (no prompt switch: chunks x (steps + clean pass)).
             if (!c.switch_prompt) {
                 Expected want;
+                const bool means = policy.kind == BlockPolicyKind::kSparseForcing ||
+                                   policy.kind == BlockPolicyKind::kLightForcing ||
+                                   policy.kind == BlockPolicyKind::kForcingKv;
                 const int64_t fpc = o.frames_per_chunk, passes = static_cast<int64_t>(o.denoising_steps.size()) + 1;
                 for (int64_t start = 0; start < c.frames; start += fpc) {
                     const Expected f = expected_bytes(std::min(fpc, c.frames - start), u, U, s, S, cfg.dims.dim,
-                                                      cfg.dims.num_layers);
+                                                      cfg.dims.num_layers, means);
                     want.all_to_all += u64(passes) * f.all_to_all;
                     want.kv += u64(passes) * f.kv;
                     want.gather_u += u64(passes) * f.gather_u;

@@ -27,14 +27,14 @@ d = sys.argv[1]
 # Tiny config (configs/tiny.textproto): dim 64, 2 layers, patch 1x2x2, 16 latent channels, 3-frame chunks,
 # 4 denoising steps + 1 clean pass per chunk, no window. 256x128 -> a 32x16 latent -> 16 x 8 = 128 tokens per
 # frame; a chunk's 384 rows are 3 query blocks of 128, dealt round-robin: rank 0 owns blocks 0 and 2 (256 rows),
-# rank 1 block 1 (128 rows). Per layer and forward a rank sends its rows' K and V and one mean query per block
-# to the other (the cached frames never move: every forward costs the same), and its rows of the DiT output,
-# padded to the longest share (256 rows).
+# rank 1 block 1 (128 rows). Per layer and forward a rank sends its rows' K and V to the other (DENSE scores no
+# blocks: no mean queries; the cached frames never move: every forward costs the same), and its rows of the DiT
+# output, padded to the longest share (256 rows).
 dim, layers, head_out, passes, chunks = 64, 2, 1 * 2 * 2 * 16, 5, 2
-rows, blocks = {0: 256, 1: 128}, {0: 2, 1: 1}
+rows = {0: 256, 1: 128}
 expected = {}
 for r in (0, 1):
-    kv = chunks * passes * layers * (2 * rows[r] + blocks[r]) * dim * 4
+    kv = chunks * passes * layers * 2 * rows[r] * dim * 4
     gather = chunks * passes * max(rows.values()) * head_out * 4
     expected[r] = {"kv_blocks": kv, "all_gather": gather, "all_to_all": 0, "vae_latents": 0, "vae_halo": 0}
 
