@@ -38,11 +38,14 @@
 #include "launch/exchange_meter.h"
 #include "launch/generate_inputs.h"
 #include "launch/generate_plan.h"
+#include "launch/run_guard.h"
 #include "launch/video_stage.h"
 #include "monitoring/metrics.h"
 #include "runtime/core/build_info.h"
 #include "runtime/core/check.h"
+#include "runtime/core/output_file.h"
 #include "runtime/core/device.h"
+#include "runtime/core/interrupt.h"
 #include "runtime/core/progress.h"
 #include "runtime/core/stream.h"
 #include "runtime/io/safetensors.h"
@@ -77,9 +80,10 @@ const std::vector<FlagSpec> kGenerateFlags = {
      "from latent FRAME on, use this prompt: embeddings (a .safetensors file) or text (LongLive)", true},
     {"metrics-port", "P|0|off", "Prometheus exporter base port (+ local rank); 0 = ephemeral (sets monitoring)"},
     {"metrics-bind", "ADDR", "address the exporter binds (sets monitoring.bind)"},
-    {"resume", "", "continue an interrupted run from its rollout checkpoint"},
+    {"resume", "", "continue an interrupted run from its checkpoint (OUT.resume.safetensors); same flags otherwise"},
+    {"overwrite", "", "replace existing output files (never the run's inputs)"},
     {"print-config", "", "print the effective config to stdout before generating"},
-    {"quiet", "", "no progress output"},
+    {"quiet", "", "no start-up summary and no progress output (errors and the final line still print)"},
 };
 
 struct Size {
@@ -349,7 +353,7 @@ std::vector<VideoJob> read_prompt_file(const std::string& path, uint64_t base_se
 
 // Writes `text` to `path` through a temporary file, so a reader never sees half a file.
 void write_text_file(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".partial";
+    const std::string tmp = unique_temp_path_for(path);
     {
         std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
         LR_CHECK(f.good(), "cannot write '", tmp, "'");
@@ -388,6 +392,9 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     LR_CHECK(a.positional().empty(), "longroll generate: unexpected argument '", a.positional()[0],
              "' (flags start with --; see longroll generate --help)");
     const ProcessInfo& who = mpi.info();
+    // A first SIGINT/SIGTERM/SIGHUP stops after the chunk in flight with everything made so far finalised; on one
+    // rank for now (several ranks would first have to agree on the chunk to stop after).
+    if (who.world_size == 1) install_interrupt_handlers();
 
     // ---- Config: file (or the embedded default), then --set, then flags; validated as a whole. Every rank
     // reads the same file and flags, so a problem here is the same on every rank: each exits 2 with the
@@ -411,7 +418,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             cfg = parse_config_text(config_to_text(default_config()), "<embedded default config>", overrides, flags);
         }
         validate_config(cfg);
-        LR_CHECK(!a.has("resume"), "--resume: rollout checkpoints are not implemented in this version");
+        LR_CHECK(!a.has("resume") || who.world_size == 1,
+                 "--resume: resuming a multi-rank (mpirun) run is not implemented yet; resume it on one rank");
         layout = check_parallel_layout(cfg, who);
     } catch (const CollectiveInputError&) {
         throw;
@@ -460,6 +468,60 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     const bool latents_rank = coord.group_rank == 0;
     const bool video_rank = dedicated_vae ? coord.vae_index == 0 : coord.group_rank == 0;
     const bool any_video = std::any_of(jobs.begin(), jobs.end(), [](const VideoJob& j) { return j.out.has_value(); });
+
+    // ---- Outputs, before any work: none may be an input or another output, none may exist unless --overwrite (or
+    // it is the interrupted run's own, with --resume), every directory must be writable. Checked on every rank
+    // alike; then each rank locks the files it writes, so that two runs never write one file.
+    const bool resume = a.has("resume");
+    const bool checkpoints = who.world_size == 1;  // resume checkpoints and clean stops: one rank for now
+    std::vector<OutputLock> output_locks;
+    try {
+        std::vector<NamedPath> inputs;
+        for (const char* flag : {"config", "weights", "vae", "prompt-embeds", "noise", "text-encoder", "tokenizer",
+                                 "prompt-file"}) {
+            if (auto v = a.get(flag)) inputs.push_back({*v, str_cat("--", flag)});
+        }
+        for (const VideoJob& job : jobs) {
+            if (job.prompt && !job.prompt->is_text) inputs.push_back({job.prompt->value, job.prompt->where});
+            if (job.noise) inputs.push_back({*job.noise, "--noise"});
+            for (const std::string& s : job.switches) {
+                const size_t colon = s.find(':');
+                if (colon != std::string::npos && s.ends_with(".safetensors")) {
+                    inputs.push_back({s.substr(colon + 1), "--switch-prompt"});
+                }
+            }
+        }
+        std::vector<NamedPath> outputs;
+        std::vector<std::string> may_exist;
+        for (const VideoJob& job : jobs) {
+            const std::string primary = job.out ? *job.out : *job.latents;
+            const std::string ckpt = checkpoint_path_for(primary);
+            if (job.out) outputs.push_back({*job.out, "--out"});
+            if (job.out && cfg.output.save_config) outputs.push_back({*job.out + ".config.textproto", "--out's config"});
+            if (job.latents) outputs.push_back({*job.latents, "--save-latents"});
+            if (!checkpoints) continue;
+            outputs.push_back({ckpt, "the resume checkpoint"});
+            if (resume) {
+                LR_CHECK(std::filesystem::exists(ckpt), "--resume: no checkpoint '", ckpt,
+                         "' to continue from (a run writes it every output.checkpoint_every chunks and when a signal "
+                         "stops it); run without --resume to start over");
+                for (const NamedPath& o : outputs) may_exist.push_back(o.path);
+            } else {
+                LR_CHECK(!std::filesystem::exists(ckpt) || a.has("overwrite"), "an interrupted run left '", ckpt,
+                         "': add --resume to continue it, or --overwrite to start over");
+            }
+        }
+        check_outputs(outputs, inputs, a.has("overwrite"), may_exist);
+    } catch (const InputError& e) {
+        throw CollectiveInputError(e.what());
+    }
+    for (const VideoJob& job : jobs) {
+        if (job.index % layout.data_parallel != coord.dp_group) continue;
+        std::vector<NamedPath> mine;
+        if (video_rank && job.out) mine.push_back({*job.out, "--out"});
+        if (latents_rank && !vae_rank && job.latents) mine.push_back({*job.latents, "--save-latents"});
+        for (OutputLock& l : lock_outputs(mine)) output_locks.push_back(std::move(l));
+    }
 
     // ---- Metrics: started before the inputs load, so that a busy port fails before any work and the time to
     // first frame counts the whole start-up.
@@ -551,6 +613,30 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         }
     }
 
+    // What a resumed run must share with the interrupted one (run_guard.h): the config minus what does not change
+    // the result, the weights files, every prompt's embeddings, the noise.
+    const std::string weights_fp = str_cat(
+        a.get("weights") ? file_fingerprint(*a.get("weights")) : "embedded " + model.description, "/",
+        a.get("vae") ? file_fingerprint(*a.get("vae")) : std::string("embedded vae"));
+    const auto run_fingerprint = [&](size_t j) {
+        RunFingerprint fp;
+        Config c = cfg;
+        c.runtime.seed = jobs[j].seed;
+        c.output.checkpoint_every = 0;
+        c.monitoring = MonitoringConfig{};
+        const std::string text = config_to_text(c);
+        fp.config = digest_hex(text.data(), text.size());
+        fp.weights = weights_fp;
+        std::string p;
+        for (const PromptSegment& s : prompts[j].segments) {
+            p += str_cat(s.start_frame, ":", digest_hex(s.context.data, static_cast<size_t>(s.context.nbytes())), ";");
+        }
+        fp.prompts = digest_hex(p.data(), p.size());
+        fp.noise = jobs[j].noise ? "file " + file_fingerprint(*jobs[j].noise) : str_cat("seed ", jobs[j].seed);
+        fp.latent_frames = plan.latent_frames;
+        return fp;
+    };
+
     // Memory is planned before the run: the KV cache is the part that grows with the window. On the GPU the
     // model plans every device buffer (weights, paged KV, activations) and refuses to start when they do not fit.
     const bool on_gpu = cfg.runtime.device == DeviceChoice::kCuda && !vae_rank;
@@ -584,8 +670,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
                  " but the host has ", format_bytes(host_bytes),
                  "; set a window (rollout.local_attn_size) or generate fewer frames");
     }
-    if (who.rank == 0) {
-        if (a.has("print-config")) std::fputs(config_to_text(cfg).c_str(), stdout);
+    if (who.rank == 0 && a.has("print-config")) std::fputs(config_to_text(cfg).c_str(), stdout);
+    if (who.rank == 0 && !a.has("quiet")) {
         const std::string vae_text =
             dedicated_vae && any_video
                 ? str_cat(a.get("vae") ? *a.get("vae") : std::string("embedded default"), " on ", layout.vae_ranks,
@@ -658,6 +744,16 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         }
         ProgressReporter progress(plan.chunks, plan.video_frames, cfg.video.fps, who.rank == 0 && !a.has("quiet"));
         int64_t frames_done = 0;
+        // The secondary outputs (the config next to the video, the latents when there is a video) are written after
+        // the primary one is in place: a failure there is reported (exit code 1) but never discards the video.
+        std::string secondary_failure;
+        const auto secondary = [&](const std::string& what, const std::function<void()>& write) {
+            try {
+                write();
+            } catch (const Error& e) {
+                secondary_failure += str_cat(secondary_failure.empty() ? "" : "; ", what, ": ", e.what());
+            }
+        };
         const auto job_done = [&](const std::string& wrote) {
             progress.finish();
             if (!delivers) return;
@@ -665,7 +761,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             if (job.out && cfg.output.save_config) {
                 Config saved = cfg;
                 saved.runtime.seed = job.seed;
-                write_text_file(*job.out + ".config.textproto", config_to_text(saved));
+                secondary("the config next to the video",
+                          [&] { write_text_file(*job.out + ".config.textproto", config_to_text(saved)); });
             }
             metrics->video_done(VideoStatus::kOk);
             const ProgressSnapshot snap = progress.snapshot();
@@ -748,9 +845,46 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             }
             chunk_start = Clock::now();
         };
+        // Every finished chunk's clean latents are kept when they are saved or checkpointed: the checkpoint holds
+        // them all (the rollout replays their clean passes on --resume, the VAE decodes them again).
+        const bool checkpointed = checkpoints && latents_rank;
+        const std::string primary = job.out ? *job.out : *job.latents;
+        const std::string ckpt_path = checkpoint_path_for(primary);
         HostTensor latents;
-        if (job.latents)
+        if (job.latents || checkpointed)
             latents = HostTensor(DType::kF32, Shape{plan.latent_frames, channels, shape.height, shape.width});
+        const RunFingerprint fingerprint = run_fingerprint(j);
+        std::optional<RunCheckpoint> resumed;
+        if (resume) {
+            try {
+                resumed = read_run_checkpoint(ckpt_path, fingerprint, channels, shape.height, shape.width,
+                                              cfg.rollout.frames_per_chunk);
+            } catch (const InputError& e) {
+                throw CollectiveInputError(e.what());
+            }
+        }
+        const int64_t resume_chunks = resumed ? resumed->chunks_done : 0;
+        int64_t chunks_done = 0;
+        const auto latents_done = [&] {
+            const int64_t frames = std::min(plan.latent_frames, chunks_done * cfg.rollout.frames_per_chunk);
+            TensorView v = latents.view;
+            v.shape = Shape{frames, channels, shape.height, shape.width};
+            return v;
+        };
+        // After each chunk: its latents are in `latents` and on their way to the video. Every checkpoint_every
+        // chunks (and when a signal asks to stop) the checkpoint is replaced atomically; a stop request then
+        // leaves the rollout (StopAfterChunk) with everything made so far intact.
+        struct StopAfterChunk {};
+        const ChunkCallback after_chunk = [&](const RolloutChunk& c) {
+            to_video(c);
+            chunks_done = c.index + 1;
+            if (!checkpointed || chunks_done >= plan.chunks || chunks_done <= resume_chunks) return;
+            if (interrupt_signal() != 0) throw StopAfterChunk{};
+            const int every = cfg.output.checkpoint_every;
+            if (every > 0 && chunks_done % every == 0) {
+                write_run_checkpoint(ckpt_path, fingerprint, chunks_done, latents_done());
+            }
+        };
         // The step observer: denoising-step times, KV cache use and exchanged bytes after every forward.
         const auto observe = [&](int64_t step, double seconds, int64_t used_frames, int64_t max_frames) {
             if (step < steps) metrics->denoise_step(seconds);
@@ -794,25 +928,82 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         // Updated after every forward on the CPU (the share of the window's keys this rank's tables skip) and by the
         // GPU sparse step; the GPU's dense paths read every block.
         metrics->attention_sparsity(0.0);
-        const auto run_rollout = [&](const ChunkCallback& on_chunk) {
-            if (gpu_rollout) {
-                gpu_rollout->run(prompts[j].segments, *noise, on_chunk);
-            } else {
-                cpu_rollout->run(prompts[j].segments, *noise, on_chunk);
-            }
+        const auto save_latents = [&](const TensorView& v) {
+            write_safetensors(*job.latents, {{"latents", v}},
+                              {{"config", config_to_text(cfg)}, {"seed", std::to_string(job.seed)}});
         };
         try {
-            run_rollout(job.latents ? collect_latents(latents, to_video) : to_video);
+            const ChunkCallback on_chunk = latents.view.data ? collect_latents(latents, after_chunk) : after_chunk;
+            bool stopped = interrupt_signal() != 0;
+            if (resumed && !stopped) {
+                // The video and the latents are rebuilt from the checkpoint's chunks (VAE only); the rollout replays
+                // their clean passes to rebuild the KV cache, then goes on with chunk resume_chunks.
+                if (who.rank == 0 && !a.has("quiet")) {
+                    std::fprintf(stderr, "resuming after chunk %lld/%lld from %s\n",
+                                 static_cast<long long>(resume_chunks), static_cast<long long>(plan.chunks),
+                                 ckpt_path.c_str());
+                }
+                const int64_t fpc = cfg.rollout.frames_per_chunk;
+                for (int64_t c = 0; c < resume_chunks; ++c) {
+                    const int64_t start = c * fpc;
+                    on_chunk(RolloutChunk{c, start, std::min(fpc, plan.latent_frames - start),
+                                          resumed->latents.as<float>() + start * latent_frame.numel()});
+                }
+            }
+            if (!stopped) {
+                try {
+                    if (gpu_rollout) {
+                        gpu_rollout->run(prompts[j].segments, *noise, on_chunk, resume_chunks,
+                                         resumed ? resumed->latents.as<float>() : nullptr);
+                    } else {
+                        cpu_rollout->run(prompts[j].segments, *noise, on_chunk, resume_chunks,
+                                         resumed ? resumed->latents.as<float>() : nullptr);
+                    }
+                } catch (const StopAfterChunk&) {
+                    stopped = true;
+                }
+            }
             sink->finish();
             exchange.report(*metrics);
+            if (stopped) {
+                // A signal: what exists is finalised (the video plays up to the last finished chunk), the checkpoint
+                // says where to go on from, and the exit code is 128 + the signal's number.
+                const int sig = interrupt_signal();
+                progress.finish();
+                if (chunks_done == 0) {
+                    std::fprintf(stderr, "longroll: stopped by %s before the first chunk; nothing was written\n",
+                                 signal_name(sig).c_str());
+                    return 128 + sig;
+                }
+                if (writer) writer->finish();
+                write_run_checkpoint(ckpt_path, fingerprint, chunks_done, latents_done());
+                if (job.latents) secondary("--save-latents " + *job.latents, [&] { save_latents(latents_done()); });
+                std::fprintf(stderr,
+                             "longroll: stopped by %s after chunk %lld/%lld (%lld video frames)%s%s; checkpoint %s. "
+                             "To continue, run the same command with --resume\n",
+                             signal_name(sig).c_str(), static_cast<long long>(chunks_done),
+                             static_cast<long long>(plan.chunks), static_cast<long long>(frames_done),
+                             writer ? str_cat("; the video so far in ", *job.out).c_str() : "",
+                             job.latents ? str_cat("; latents so far in ", *job.latents).c_str() : "",
+                             ckpt_path.c_str());
+                LR_RUNTIME(secondary_failure.empty(), secondary_failure);
+                return 128 + sig;
+            }
             // With dedicated VAE ranks the frames are counted there; here, what the latents stand for.
             LR_ASSERT(frames_done == plan.video_frames, "frame accounting: ", frames_done, " of ", plan.video_frames);
             if (latents_rank && job.latents) {
-                write_safetensors(*job.latents, {{"latents", latents.view}},
-                                  {{"config", config_to_text(cfg)}, {"seed", std::to_string(job.seed)}});
+                if (writer) {
+                    writer->finish();  // the primary output first: a latents failure must not discard it
+                    secondary("--save-latents " + *job.latents, [&] { save_latents(latents.view); });
+                } else {
+                    save_latents(latents.view);
+                }
             }
             job_done(str_cat(writer ? "; wrote " + *job.out : std::string(),
-                             latents_rank && job.latents ? "; latents in " + *job.latents : std::string()));
+                             latents_rank && job.latents && secondary_failure.empty() ? "; latents in " + *job.latents
+                                                                                       : std::string()));
+            if (checkpointed) std::filesystem::remove(ckpt_path);
+            LR_RUNTIME(secondary_failure.empty(), secondary_failure, writer ? str_cat("; the video ", *job.out, " is complete") : std::string());
         } catch (...) {
             if (delivers) metrics->video_done(VideoStatus::kFailed);
             throw;

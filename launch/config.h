@@ -147,6 +147,7 @@ struct OutputConfig {
     int crf = 18;
     std::string preset = "medium";
     bool save_config = true;
+    int checkpoint_every = 4;  // chunks between resume checkpoints; 0 = only when stopped by a signal
 
     friend bool operator==(const OutputConfig&, const OutputConfig&) = default;
 };

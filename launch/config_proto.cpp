@@ -184,6 +184,7 @@ OutputConfig output_from_proto(const pb::Output& m, std::vector<Issue>* issues) 
     LR_TAKE(m, c, crf);
     LR_TAKE(m, c, preset);
     LR_TAKE(m, c, save_config);
+    LR_TAKE(m, c, checkpoint_every);
     return c;
 }
 
@@ -415,6 +416,7 @@ pb::Config config_to_proto(const Config& cfg) {
     o->set_crf(cfg.output.crf);
     o->set_preset(cfg.output.preset);
     o->set_save_config(cfg.output.save_config);
+    o->set_checkpoint_every(cfg.output.checkpoint_every);
 
     pb::Monitoring* mon = msg.mutable_monitoring();
     mon->set_enabled(cfg.monitoring.enabled);

@@ -238,6 +238,8 @@ std::vector<Issue> find_config_issues(const Config& cfg) {
 
     const OutputConfig& o = cfg.output;
     c.check(o.crf >= 0 && o.crf <= 51, "output.crf", "expected 0 (lossless) to 51, found ", o.crf);
+    c.check(o.checkpoint_every >= 0, "output.checkpoint_every",
+            "expected chunks between resume checkpoints (0 = only when stopped), found ", o.checkpoint_every);
     bool preset_ok = false;
     for (std::string_view p : kX264Presets) preset_ok |= o.preset == p;
     c.check(preset_ok, "output.preset",

@@ -126,10 +126,11 @@ struct NamedTensor {
 };
 
 // Writes a safetensors file: the header padded with spaces to a multiple of 8 bytes, then the tensors in
-// the given order, contiguous. Written to "<path>.partial" and renamed over `path` only when complete; the
-// partial file is removed on failure. Empty, duplicate or reserved ("__metadata__") names, names or
-// metadata that are not UTF-8, non-contiguous or non-CPU views -> InputError. An unwritable path ->
-// InputError naming it; a failing write (disk full) -> RuntimeError.
+// the given order, contiguous. Written to a temporary name unique to this writer ("<dir>/.<name>.<pid>-<random>
+// .partial") and renamed over `path` only when complete; the partial file is removed on failure. Empty,
+// duplicate or reserved ("__metadata__") names, names or metadata that are not UTF-8, non-contiguous or non-CPU
+// views -> InputError. A path that cannot be created or replaced, or a failing write (disk full) -> RuntimeError
+// naming it (callers check the location before any work).
 void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                        const std::vector<std::pair<std::string, std::string>>& metadata = {});
 

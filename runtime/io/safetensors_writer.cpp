@@ -1,4 +1,5 @@
-// write_safetensors: validate everything first, then write "<path>.partial" and rename it over `path`, so
+// write_safetensors: validate everything first, then write a temporary file unique to this writer
+// ("<dir>/.<name>.<pid>-<random>.partial") and rename it over `path`, so
 // that a reader never sees a half-written file under the final name.
 #include <fcntl.h>
 #include <unistd.h>
@@ -8,6 +9,8 @@
 #include <set>
 
 #include "runtime/core/check.h"
+#include "runtime/core/interrupt.h"
+#include "runtime/core/output_file.h"
 #include "runtime/io/file_io.h"
 #include "runtime/io/json.h"
 #include "runtime/io/safetensors.h"
@@ -15,20 +18,24 @@
 namespace lr {
 namespace {
 
-// "<path>.partial", created (or truncated) by the constructor and removed by the destructor unless commit()
-// renamed it to `path`.
+// The temporary file, created by the constructor and removed by the destructor (or a second signal) unless
+// commit() renamed it to `path`. Failing to create or rename it is a runtime failure (exit code 1): the caller
+// checked the location before any work (check_output_location).
 class PartialFile {
   public:
     explicit PartialFile(const std::string& final_path)
-        : final_path_(final_path), partial_path_(final_path + ".partial") {
-        fd_ = io::UniqueFd(::open(partial_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        : final_path_(final_path), partial_path_(unique_temp_path_for(final_path)) {
+        fd_ = io::UniqueFd(::open(partial_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
         if (fd_.get() < 0) {
-            LR_FAIL(final_path_, ": cannot write: creating ", partial_path_, " failed: ", io::errno_message(errno));
+            LR_RUNTIME(false, final_path_, ": cannot write: creating ", partial_path_, " failed: ",
+                       io::errno_message(errno));
         }
+        cleanup_slot_ = register_cleanup_path(partial_path_);
     }
     PartialFile(const PartialFile&) = delete;
     PartialFile& operator=(const PartialFile&) = delete;
     ~PartialFile() {
+        unregister_cleanup_path(cleanup_slot_);
         if (committed_) return;
         fd_.reset();
         ::unlink(partial_path_.c_str());
@@ -51,7 +58,7 @@ class PartialFile {
         LR_RUNTIME(::fsync(fd_.get()) == 0, final_path_, ": fsync failed: ", io::errno_message(errno));
         LR_RUNTIME(::close(fd_.release()) == 0, final_path_, ": close failed: ", io::errno_message(errno));
         if (::rename(partial_path_.c_str(), final_path_.c_str()) != 0) {
-            LR_FAIL(final_path_, ": cannot replace it with the written file: ", io::errno_message(errno));
+            LR_RUNTIME(false, final_path_, ": cannot replace it with the written file: ", io::errno_message(errno));
         }
         committed_ = true;
     }
@@ -61,6 +68,7 @@ class PartialFile {
     std::string final_path_;
     std::string partial_path_;
     bool committed_ = false;
+    int cleanup_slot_ = -1;
 };
 
 void check_tensor(const std::string& path, const NamedTensor& t) {

@@ -1,7 +1,9 @@
 // The MP4 path: RGB24 -> (libswscale) yuv420p, limited range, BT.709 or BT.601 -> (libx264, CRF, GOP of
 // 2 s) H.264 -> (libavformat "mp4") the temporary file -> renamed by finish(). Timestamps count frames
-// (time base 1/fps), so the frame count and duration are exact. The moov index goes at the end (no
-// +faststart: that rewrites the whole file, which a streaming writer avoids).
+// (time base 1/fps), so the frame count and duration are exact. The file is fragmented MP4: an empty moov up
+// front, then a moof + mdat fragment at every keyframe and at least every second, so a file cut at any byte
+// (a killed run's temporary file, a copy in progress) still plays up to its last complete fragment; finish()
+// appends the fragment index (mfra) for seeking.
 #include "runtime/video/mp4_writer.h"
 
 #include <climits>
@@ -126,7 +128,13 @@ class Mp4Writer final : public VideoWriter {
         const int open_err = avio_open(&fmt_->pb, url.c_str(), AVIO_FLAG_WRITE);
         LR_CHECK(open_err >= 0, "cannot write video '", path, "': cannot create '", file_.temp_path(),
                  "': ", av_error_text(open_err));
-        check(avformat_write_header(fmt_.get(), nullptr), "writing the MP4 header");
+        AVDictionary* mux_opts = nullptr;
+        av_dict_set(&mux_opts, "movflags", "frag_keyframe+empty_moov+default_base_moof", 0);
+        av_dict_set(&mux_opts, "frag_duration", "1000000", 0);  // microseconds: a fragment at least every second
+        const int header_err = avformat_write_header(fmt_.get(), &mux_opts);
+        std::unique_ptr<AVDictionary, DictDeleter> mux_unused(mux_opts);
+        check(header_err, "writing the MP4 header");
+        LR_ASSERT(av_dict_count(mux_unused.get()) == 0, "the MP4 muxer ignored an option");
 
         sws_.reset(sws_getContext(spec_.width, out_rows_, AV_PIX_FMT_RGB24, spec_.width, out_rows_, AV_PIX_FMT_YUV420P,
                                   SWS_BILINEAR | SWS_ACCURATE_RND, nullptr, nullptr, nullptr));
@@ -215,6 +223,11 @@ class Mp4Writer final : public VideoWriter {
             av_packet_rescale_ts(pkt_.get(), enc_->time_base, stream_->time_base);
             pkt_->stream_index = stream_->index;
             check(av_interleaved_write_frame(fmt_.get(), pkt_.get()), "writing to the file");  // takes the packet
+            // The muxer holds a fragment's samples until it closes it, then writes moof + mdat. Flushing after
+            // every packet keeps the I/O buffer empty between fragments, so a fragment's header (moof, well under
+            // a page) always goes out at the start of one write: a killed process never leaves a torn moof, the
+            // one cut that libavformat's demuxer cannot read past.
+            avio_flush(fmt_->pb);
         }
     }
 

@@ -10,6 +10,8 @@
 #include <utility>
 
 #include "runtime/core/check.h"
+#include "runtime/core/interrupt.h"
+#include "runtime/core/output_file.h"
 
 namespace lr {
 namespace {
@@ -47,17 +49,16 @@ void check_output_location(const std::string& path) {
     LR_CHECK(!fs::is_directory(fs::status(p, ec)), "cannot write video '", path, "': it is an existing directory");
 }
 
-std::string partial_path_for(const std::string& path) {
-    const fs::path p(path);
-    const std::string name = "." + p.filename().string() + ".partial";
-    return p.has_parent_path() ? (p.parent_path() / name).string() : name;
-}
+std::string partial_path_for(const std::string& path) { return unique_temp_path_for(path); }
 
 PartialFile::PartialFile(std::string final_path)
-    : final_path_(std::move(final_path)), temp_path_(partial_path_for(final_path_)) {}
+    : final_path_(std::move(final_path)),
+      temp_path_(partial_path_for(final_path_)),
+      cleanup_slot_(register_cleanup_path(temp_path_)) {}
 
 PartialFile::~PartialFile() {
     if (!committed_) std::remove(temp_path_.c_str());
+    unregister_cleanup_path(cleanup_slot_);
 }
 
 void PartialFile::commit() {
@@ -69,6 +70,8 @@ void PartialFile::commit() {
     LR_RUNTIME(std::rename(temp_path_.c_str(), final_path_.c_str()) == 0, "cannot rename '", temp_path_, "' to '",
                final_path_, "': ", std::strerror(errno));
     committed_ = true;
+    unregister_cleanup_path(cleanup_slot_);
+    cleanup_slot_ = -1;
     // Best effort: some file systems refuse fsync on a directory, and the file itself is already safe.
     fsync_path(directory_of(final_path_), O_RDONLY | O_DIRECTORY);
 }

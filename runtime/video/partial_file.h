@@ -1,4 +1,4 @@
-// Write-then-rename for output files: a writer fills "<dir>/.<name>.partial" and commit() moves it to the
+// Write-then-rename for output files: a writer fills "<dir>/.<name>.<pid>-<random>.partial" and commit() moves it to the
 // final path, so `path` only ever holds a complete file (a previous file there stays intact until then).
 #pragma once
 
@@ -10,11 +10,11 @@ namespace lr {
 // directory and is writable, and `path` itself is not a directory. InputError naming the path otherwise.
 void check_output_location(const std::string& path);
 
-// "<dir>/.<name>.partial" for "<dir>/<name>"; ".<name>.partial" for a bare "<name>".
+// "<dir>/.<name>.<pid>-<random>.partial" for "<dir>/<name>" (unique_temp_path_for): two writers never share one.
 std::string partial_path_for(const std::string& path);
 
 // Owns the temporary file of one output. It creates nothing itself (the writer opens temp_path() with
-// its own I/O); its destructor removes the temporary file unless commit() succeeded.
+// its own I/O); a second signal (runtime/core/interrupt.h) or its destructor removes the temporary file unless commit() succeeded.
 class PartialFile {
   public:
     explicit PartialFile(std::string final_path);
@@ -34,6 +34,7 @@ class PartialFile {
     std::string final_path_;
     std::string temp_path_;
     bool committed_ = false;
+    int cleanup_slot_ = -1;  // a second signal removes temp_path_
 };
 
 }  // namespace lr

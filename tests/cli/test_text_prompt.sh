@@ -12,8 +12,8 @@ expect 0 "UMT5 text encoder, Wan (wan/modules/t5.py) names: vocab 196, d_model 6
 expect 0 '"type":"umt5_encoder","naming":"huggingface"' "$LONGROLL" inspect --json "$HF"
 
 # The same weights under both namings give the same video latents; another prompt gives others.
-expect 0 "then freed before the DiT plans its memory" run --text-encoder "$HF" --prompt "a red fox in snow" \
-  --save-latents "$TMP/hf.safetensors"
+expect 0 "then freed before the DiT plans its memory" "$LONGROLL" generate --latent-frames 3 --tokenizer "$TOK" \
+  --text-encoder "$HF" --prompt "a red fox in snow" --save-latents "$TMP/hf.safetensors"
 expect 0 "" run --text-encoder "$WAN" --prompt "a red fox in snow" --save-latents "$TMP/wan.safetensors"
 expect 0 "" run --text-encoder "$HF" --prompt "a blue circle moves up" --save-latents "$TMP/other.safetensors"
 check "Wan and Hugging Face names: same latents" python3 "$SRC/tests/cli/compare_latents.py" "$TMP/wan.safetensors" \

@@ -51,6 +51,24 @@ inline std::string input_error_of(const std::function<void()>& f) {
     return "";
 }
 
+// The message of the RuntimeError f throws (exit code 1: I/O at run time), or "" if it throws none.
+inline std::string runtime_error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const RuntimeError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+// True when `dir` holds a writer's temporary file ("*.partial").
+inline bool has_partial_file(const std::string& dir) {
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+        if (e.path().filename().string().ends_with(".partial")) return true;
+    }
+    return false;
+}
+
 inline std::string read_bytes(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());

@@ -16,7 +16,9 @@ namespace lr {
 namespace {
 
 using test::corpus_file;
+using test::has_partial_file;
 using test::input_error_of;
+using test::runtime_error_of;
 using namespace std::string_literals;
 
 // A host tensor filled with random bytes; BOOL gets 0/1. Never zeros, so a reader that returns the wrong
@@ -65,7 +67,7 @@ TEST(SafetensorsWriter, RandomRoundTrips) {
         };
         const std::string path = dir.file("round_trip.safetensors");
         write_safetensors(path, tensors, metadata);
-        EXPECT_FALSE(std::filesystem::exists(path + ".partial"));
+        EXPECT_FALSE(has_partial_file(dir.path()));
 
         const auto f = SafetensorsFile::open(path);
         ASSERT_EQ(f.entries().size(), tensors.size());
@@ -129,7 +131,7 @@ TEST(SafetensorsWriter, Refusals) {
                        const std::vector<std::pair<std::string, std::string>>& metadata = {}) {
         std::string msg = input_error_of([&] { write_safetensors(path, tensors, metadata); });
         EXPECT_FALSE(std::filesystem::exists(path)) << msg;
-        EXPECT_FALSE(std::filesystem::exists(path + ".partial")) << msg;
+        EXPECT_FALSE(has_partial_file(dir.path())) << msg;
         EXPECT_EQ(msg.rfind(path + ": ", 0), 0u) << msg;
         return msg;
     };
@@ -165,7 +167,8 @@ TEST(SafetensorsWriter, Refusals) {
 TEST(SafetensorsWriter, UnwritablePathsLeaveNothingBehind) {
     std::mt19937_64 rng(8);
     HostTensor a = random_tensor(rng, DType::kBF16, {5});
-    const std::string msg = input_error_of([&] { write_safetensors("/nonexistent/x.safetensors", {{"w", a.view}}); });
+    // Run-time I/O failures (exit code 1): generate checks its output locations before any work.
+    const std::string msg = runtime_error_of([&] { write_safetensors("/nonexistent/x.safetensors", {{"w", a.view}}); });
     EXPECT_EQ(msg.rfind("/nonexistent/x.safetensors: cannot write: ", 0), 0u) << msg;
     EXPECT_NE(msg.find("No such file or directory"), std::string::npos) << msg;
 
@@ -173,9 +176,9 @@ TEST(SafetensorsWriter, UnwritablePathsLeaveNothingBehind) {
     test::TempDir dir;
     const std::string target = dir.file("is_a_dir.safetensors");
     std::filesystem::create_directory(target);
-    const std::string rename_msg = input_error_of([&] { write_safetensors(target, {{"w", a.view}}); });
+    const std::string rename_msg = runtime_error_of([&] { write_safetensors(target, {{"w", a.view}}); });
     EXPECT_EQ(rename_msg.rfind(target + ": cannot replace it", 0), 0u) << rename_msg;
-    EXPECT_FALSE(std::filesystem::exists(target + ".partial"));
+    EXPECT_FALSE(has_partial_file(dir.path()));
     EXPECT_TRUE(std::filesystem::is_directory(target));
     EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);
 }

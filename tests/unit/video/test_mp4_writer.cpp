@@ -130,7 +130,10 @@ TEST_F(Mp4WriterTest, StreamsToTheTemporaryFileBeforeFinish) {
     VideoSpec spec = spec_of(256, 128);
     spec.preset = "ultrafast";  // no lookahead: packets leave the encoder as frames arrive
     auto writer = open_video_writer(path, spec);
-    EXPECT_EQ(dir.entries(), std::vector<std::string>{".v.mp4.partial"});
+    ASSERT_EQ(dir.entries().size(), 1u);
+    const std::string temp = dir.entries()[0];
+    EXPECT_EQ(temp.rfind(".v.mp4.", 0), 0u) << temp;
+    EXPECT_TRUE(temp.ends_with(".partial")) << temp;
     // Noise does not compress: about 40 KiB a frame, so 32 frames overflow libavformat's I/O buffer.
     std::mt19937 rng(7);
     std::vector<uint8_t> rgb(size_t{256} * 128 * 3);
@@ -139,7 +142,7 @@ TEST_F(Mp4WriterTest, StreamsToTheTemporaryFileBeforeFinish) {
         write_rgb(*writer, rgb);
     }
     // The encoded frames are on disk already, not held in memory until finish().
-    const auto streamed = fs::file_size(dir.file(".v.mp4.partial"));
+    const auto streamed = fs::file_size(dir.file(temp));
     EXPECT_GT(streamed, 256u * 1024);
     EXPECT_FALSE(fs::exists(path));
     writer->finish();
@@ -191,6 +194,94 @@ TEST_F(Mp4WriterTest, WriteAfterFinishIsABug) {
     write_pattern(*writer, 2);
     const std::vector<uint8_t> rgb = pattern_frame(0, 64, 32);
     EXPECT_THROW(write_rgb(*writer, rgb), InternalError);
+}
+
+}  // namespace
+}  // namespace lr
+
+namespace lr {
+namespace {
+
+// The fragments of a fragmented MP4: where each moof starts, where its mdat ends, and its sample count (trun).
+struct Fragment {
+    uint64_t moof_end = 0;
+    uint64_t mdat_end = 0;
+    int64_t samples = 0;
+};
+
+uint32_t be32(const std::string& b, uint64_t at) {
+    return (uint32_t{static_cast<uint8_t>(b[at])} << 24) | (uint32_t{static_cast<uint8_t>(b[at + 1])} << 16) |
+           (uint32_t{static_cast<uint8_t>(b[at + 2])} << 8) | uint32_t{static_cast<uint8_t>(b[at + 3])};
+}
+
+std::vector<Fragment> fragments_of(const std::string& b) {
+    std::vector<Fragment> out;
+    for (uint64_t at = 0; at + 8 <= b.size();) {
+        const uint64_t size = be32(b, at);
+        const std::string type = b.substr(at + 4, 4);
+        if (size < 8) break;
+        if (type == "moof") {
+            Fragment f;
+            f.moof_end = at + size;
+            const size_t trun = b.find("trun", at);
+            if (trun != std::string::npos && trun < at + size) f.samples = be32(b, trun + 8);  // after version+flags
+            out.push_back(f);
+        } else if (type == "mdat" && !out.empty()) {
+            out.back().mdat_end = at + size;
+        }
+        at += size;
+    }
+    return out;
+}
+
+int64_t decoded_frames(const std::string& path) {
+    FILE* pipe = ::popen(("ffprobe -v quiet -count_frames -select_streams v:0 -show_entries stream=nb_read_frames "
+                          "-of csv=p=0 '" + path + "' 2>/dev/null").c_str(), "r");
+    char buf[64] = {};
+    const size_t n = pipe ? std::fread(buf, 1, sizeof(buf) - 1, pipe) : 0;
+    if (pipe) ::pclose(pipe);
+    return n > 0 ? std::atoll(buf) : 0;
+}
+
+TEST_F(Mp4WriterTest, FragmentedSoACutFilePlaysUpToItsLastFragment) {
+    if (!have_ffmpeg_tools()) GTEST_SKIP() << "ffprobe/ffmpeg not on PATH";
+    ScratchDir dir;
+    const std::string path = dir.file("v.mp4");
+    VideoSpec spec = spec_of(64, 32);
+    spec.preset = "ultrafast";
+    auto writer = open_video_writer(path, spec);
+    const int frames = 80;  // 5 s at 16 fps: fragments at every keyframe (2 s) and at least every second
+    for (int i = 0; i < frames; ++i) write_rgb(*writer, pattern_frame(i, 64, 32));
+    writer->finish();
+    std::ifstream in(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::vector<Fragment> frags = fragments_of(bytes);
+    ASSERT_GE(frags.size(), 4u) << "not a fragmented MP4";
+    int64_t total = 0;
+    for (const Fragment& f : frags) total += f.samples;
+    EXPECT_EQ(total, frames);
+    EXPECT_EQ(decoded_frames(path), frames);
+    // Cut at random offsets: every fragment whose data is complete decodes; nothing of a fragment whose header is
+    // missing does. Not inside a moof box: libavformat cannot open a file ending in half a moof, and the writer
+    // flushes so that a moof always starts a write() (mp4_writer.cpp), so no killed process leaves one.
+    std::mt19937 rng(11);
+    for (int trial = 0; trial < 8; ++trial) {
+        uint64_t cut = frags[0].moof_end + rng() % (bytes.size() - frags[0].moof_end);
+        for (const Fragment& f : frags) {
+            const uint64_t moof_start = &f == &frags[0] ? 0 : (&f)[-1].mdat_end;
+            if (cut > moof_start && cut < f.moof_end) cut = f.moof_end;
+        }
+        int64_t complete = 0, started = 0;
+        for (const Fragment& f : frags) {
+            if (f.mdat_end <= cut) complete += f.samples;
+            if (f.moof_end <= cut) started += f.samples;
+        }
+        const std::string cut_path = dir.file("cut" + std::to_string(trial) + ".mp4");
+        std::ofstream(cut_path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(cut));
+        const int64_t got = decoded_frames(cut_path);
+        EXPECT_GE(got, complete) << "cut at byte " << cut << " of " << bytes.size();
+        EXPECT_LE(got, started) << "cut at byte " << cut << " of " << bytes.size();
+    }
 }
 
 }  // namespace

@@ -138,10 +138,13 @@ TEST(VideoOpen, ReadOnlyDirectoryIsAnInputError) {
     ::chmod(ro.c_str(), 0755);
 }
 
-TEST(VideoOpen, PartialPathIsAHiddenSibling) {
-    EXPECT_EQ(partial_path_for("/data/run/video.mp4"), "/data/run/.video.mp4.partial");
-    EXPECT_EQ(partial_path_for("video.y4m"), ".video.y4m.partial");
-    EXPECT_EQ(partial_path_for("out/v.y4m"), "out/.v.y4m.partial");
+TEST(VideoOpen, PartialPathIsAHiddenSiblingUniqueToTheWriter) {
+    const std::string a = partial_path_for("/data/run/video.mp4");
+    EXPECT_EQ(a.rfind("/data/run/.video.mp4.", 0), 0u) << a;
+    EXPECT_TRUE(a.ends_with(".partial")) << a;
+    EXPECT_NE(a, partial_path_for("/data/run/video.mp4"));  // two writers of one path never share a temporary
+    EXPECT_EQ(partial_path_for("video.y4m").rfind(".video.y4m.", 0), 0u);
+    EXPECT_EQ(partial_path_for("out/v.y4m").rfind("out/.v.y4m.", 0), 0u);
 }
 
 TEST(VideoOpen, WriterReportsItsSpecAndPath) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/core/check.h"
+#include "runtime/core/output_file.h"
 #include "runtime/video/partial_file.h"
 #include "runtime/video/video_writer.h"
 #include "runtime/video/yuv420.h"
@@ -134,7 +135,9 @@ TEST(Y4mWriter, TemporaryFileUntilFinish) {
     ScratchDir dir;
     const std::string path = dir.file("v.y4m");
     auto writer = open_video_writer(path, spec_of(32, 16));
-    EXPECT_EQ(dir.entries(), std::vector<std::string>{".v.y4m.partial"});
+    ASSERT_EQ(dir.entries().size(), 1u);
+    EXPECT_EQ(dir.entries()[0].rfind(".v.y4m.", 0), 0u) << dir.entries()[0];
+    EXPECT_TRUE(dir.entries()[0].ends_with(".partial")) << dir.entries()[0];
     const std::vector<uint8_t> rgb = pattern_frame(0, 32, 16);
     write_rgb(*writer, rgb);
     write_rgb(*writer, rgb);
@@ -190,13 +193,17 @@ TEST(Y4mWriter, ZeroFramesGiveAHeaderOnlyFile) {
     EXPECT_TRUE(y4m.frames.empty());
 }
 
-TEST(Y4mWriter, StaleTemporaryFileIsOverwritten) {
+TEST(Y4mWriter, AnotherWritersTemporaryFileIsNeverTouched) {
     ScratchDir dir;
     const std::string path = dir.file("v.y4m");
-    std::ofstream(partial_path_for(path)) << std::string(100000, 'x');  // left by a killed run
+    const std::string other = partial_path_for(path);  // another run's (or a killed run's) temporary file
+    std::ofstream(other) << std::string(100000, 'x');
     auto writer = open_video_writer(path, spec_of(32, 16));
     write_pattern(*writer, 2);
     EXPECT_EQ(read_y4m(path).frames.size(), 2u);
+    EXPECT_EQ(fs::file_size(other), 100000u);
+    // The run that holds the output's lock removes what killed runs left (generate does, after locking).
+    remove_stale_temporaries(path);
     EXPECT_EQ(dir.entries(), std::vector<std::string>{"v.y4m"});
 }
 
