@@ -43,9 +43,9 @@
 #include "monitoring/metrics.h"
 #include "runtime/core/build_info.h"
 #include "runtime/core/check.h"
-#include "runtime/core/output_file.h"
 #include "runtime/core/device.h"
 #include "runtime/core/interrupt.h"
+#include "runtime/core/output_file.h"
 #include "runtime/core/progress.h"
 #include "runtime/core/stream.h"
 #include "runtime/io/safetensors.h"
@@ -477,8 +477,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     std::vector<OutputLock> output_locks;
     try {
         std::vector<NamedPath> inputs;
-        for (const char* flag : {"config", "weights", "vae", "prompt-embeds", "noise", "text-encoder", "tokenizer",
-                                 "prompt-file"}) {
+        for (const char* flag :
+             {"config", "weights", "vae", "prompt-embeds", "noise", "text-encoder", "tokenizer", "prompt-file"}) {
             if (auto v = a.get(flag)) inputs.push_back({*v, str_cat("--", flag)});
         }
         for (const VideoJob& job : jobs) {
@@ -497,18 +497,14 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             const std::string primary = job.out ? *job.out : *job.latents;
             const std::string ckpt = checkpoint_path_for(primary);
             if (job.out) outputs.push_back({*job.out, "--out"});
-            if (job.out && cfg.output.save_config) outputs.push_back({*job.out + ".config.textproto", "--out's config"});
+            if (job.out && cfg.output.save_config)
+                outputs.push_back({*job.out + ".config.textproto", "--out's config"});
             if (job.latents) outputs.push_back({*job.latents, "--save-latents"});
             if (!checkpoints) continue;
             outputs.push_back({ckpt, "the resume checkpoint"});
+            may_exist.push_back(ckpt);  // checked below, once the lock says no other run is writing it
             if (resume) {
-                LR_CHECK(std::filesystem::exists(ckpt), "--resume: no checkpoint '", ckpt,
-                         "' to continue from (a run writes it every output.checkpoint_every chunks and when a signal "
-                         "stops it); run without --resume to start over");
                 for (const NamedPath& o : outputs) may_exist.push_back(o.path);
-            } else {
-                LR_CHECK(!std::filesystem::exists(ckpt) || a.has("overwrite"), "an interrupted run left '", ckpt,
-                         "': add --resume to continue it, or --overwrite to start over");
             }
         }
         check_outputs(outputs, inputs, a.has("overwrite"), may_exist);
@@ -521,6 +517,17 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         if (video_rank && job.out) mine.push_back({*job.out, "--out"});
         if (latents_rank && !vae_rank && job.latents) mine.push_back({*job.latents, "--save-latents"});
         for (OutputLock& l : lock_outputs(mine)) output_locks.push_back(std::move(l));
+        if (!checkpoints) continue;
+        // Locked: a checkpoint here is an interrupted run's, not one being written.
+        const std::string ckpt = checkpoint_path_for(job.out ? *job.out : *job.latents);
+        if (resume) {
+            LR_CHECK(std::filesystem::exists(ckpt), "--resume: no checkpoint '", ckpt,
+                     "' to continue from (a run writes it every output.checkpoint_every chunks and when a signal stops "
+                     "it); run without --resume to start over");
+        } else {
+            LR_CHECK(!std::filesystem::exists(ckpt) || a.has("overwrite"), "an interrupted run left '", ckpt,
+                     "': add --resume to continue it, or --overwrite to start over");
+        }
     }
 
     // ---- Metrics: started before the inputs load, so that a busy port fails before any work and the time to
@@ -615,13 +622,13 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
 
     // What a resumed run must share with the interrupted one (run_guard.h): the config minus what does not change
     // the result, the weights files, every prompt's embeddings, the noise.
-    const std::string weights_fp = str_cat(
-        a.get("weights") ? file_fingerprint(*a.get("weights")) : "embedded " + model.description, "/",
-        a.get("vae") ? file_fingerprint(*a.get("vae")) : std::string("embedded vae"));
+    const std::string weights_fp =
+        str_cat(a.get("weights") ? file_fingerprint(*a.get("weights")) : "embedded " + model.description, "/",
+                a.get("vae") ? file_fingerprint(*a.get("vae")) : std::string("embedded vae"));
     const auto run_fingerprint = [&](size_t j) {
         RunFingerprint fp;
         Config c = cfg;
-        c.runtime.seed = jobs[j].seed;
+        c.runtime.seed = 0;  // the noise's fingerprint says which seed
         c.output.checkpoint_every = 0;
         c.monitoring = MonitoringConfig{};
         const std::string text = config_to_text(c);
@@ -1001,9 +1008,10 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             }
             job_done(str_cat(writer ? "; wrote " + *job.out : std::string(),
                              latents_rank && job.latents && secondary_failure.empty() ? "; latents in " + *job.latents
-                                                                                       : std::string()));
+                                                                                      : std::string()));
             if (checkpointed) std::filesystem::remove(ckpt_path);
-            LR_RUNTIME(secondary_failure.empty(), secondary_failure, writer ? str_cat("; the video ", *job.out, " is complete") : std::string());
+            LR_RUNTIME(secondary_failure.empty(), secondary_failure,
+                       writer ? str_cat("; the video ", *job.out, " is complete") : std::string());
         } catch (...) {
             if (delivers) metrics->video_done(VideoStatus::kFailed);
             throw;
