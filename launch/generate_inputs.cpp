@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -52,6 +53,12 @@ HostTensor read_context(const std::string& path, const ModelConfig& m) {
              ": tensor 'context' has dtype ", dtype_name(e->dtype), ", expected F32, BF16 or F16");
     HostTensor ctx(DType::kF32, e->shape);
     cast(f.view("context"), ctx.view);
+    // NaN or Inf would flow through cross-attention into every frame (an all-black video with exit code 0).
+    const float* v = ctx.as<float>();
+    for (int64_t i = 0; i < ctx.view.numel(); ++i) {
+        LR_CHECK(std::isfinite(v[i]), path, ": tensor 'context' holds ", std::isnan(v[i]) ? "NaN" : "Inf",
+                 " at token ", i / m.text_dim, ", channel ", i % m.text_dim, "; the embeddings are broken");
+    }
     return ctx;
 }
 

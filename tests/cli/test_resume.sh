@@ -88,6 +88,22 @@ head += b' ' * (-len(head) % 8)
 open(sys.argv[1], 'wb').write(struct.pack('<Q', len(head)) + head + data)
 PY
 
+# NaN / Inf in prompt embeddings: refused (exit 2) naming the tensor, nothing written.
+for bad in nan inf; do
+  python3 - "$TMP/$bad.safetensors" "$bad" <<'PY'
+import json, struct, sys
+vals = [0.5] * 256
+vals[70] = float(sys.argv[2])
+data = struct.pack('<256f', *vals)
+head = json.dumps({'context': {'dtype': 'F32', 'shape': [4, 64], 'data_offsets': [0, len(data)]}}).encode()
+head += b' ' * (-len(head) % 8)
+open(sys.argv[1], 'wb').write(struct.pack('<Q', len(head)) + head + data)
+PY
+  expect 2 "$bad.safetensors: tensor 'context' holds" "$LONGROLL" generate --latent-frames 3 \
+    --prompt-embeds "$TMP/$bad.safetensors" --out "$TMP/$bad.y4m"
+  check "$bad embeddings: nothing written" test ! -e "$TMP/$bad.y4m"
+done
+
 # ---- kill -9 at a random chunk: the last periodic checkpoint resumes to the same result.
 d="$TMP/kill9"; mkdir "$d"
 "$LONGROLL" generate "${RUN[@]}" --out "$d/v.y4m" --save-latents "$d/l.safetensors" 2>/dev/null &
