@@ -696,7 +696,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             "  rollout  %zu steps, window %s, sink %d, %s RoPE; KV cache %s\n"
             "  attention  %s, KV blocks of %d tokens (%lldx%lld-patch tiles)\n"
             "  device   %s; %s\n"
-            "  transport  %s (%s)\n",
+            "  transport  %s (%s)\n"
+            "  metrics  %s\n",
             kVersion, kGitSha, static_cast<long long>(cfg.model.dim), static_cast<long long>(cfg.model.num_layers),
             static_cast<long long>(cfg.model.num_heads), model.description.c_str(), load_seconds,
             jobs.size() == 1 ? prompts[0].description.c_str()
@@ -710,7 +711,12 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             format_bytes(cache_bytes).c_str(), block_policy_name(ropts.policy.kind), cfg.attention.block_size,
             static_cast<long long>(tile_shape_for_block(cfg.attention.block_size).rows),
             static_cast<long long>(tile_shape_for_block(cfg.attention.block_size).cols), device.c_str(),
-            describe(layout).c_str(), transport.transport == Transport::kNccl ? "nccl" : "mpi", transport.why.c_str());
+            describe(layout).c_str(), transport.transport == Transport::kNccl ? "nccl" : "mpi", transport.why.c_str(),
+            metrics->enabled() ? str_cat("http://", cfg.monitoring.bind == "0.0.0.0" ? who.host : cfg.monitoring.bind,
+                                         ":", metrics->port(), "/metrics",
+                                         who.world_size > 1 ? " (rank 0; rank r on its host: + local rank)" : "")
+                                     .c_str()
+                               : "off");
     }
 
     VideoSpec spec;

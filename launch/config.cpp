@@ -4,6 +4,7 @@
 #include "launch/config.h"
 
 #include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/text_format.h>
 
 #include <algorithm>
@@ -257,6 +258,22 @@ constexpr std::string_view kTinyConfig = R"pb(
     monitoring { enabled: false }
 )pb";
 
+// Protobuf's text format reads 0x10 as 16 and 010 as 8; a config is written by people who mean decimal, so both
+// are refused with the place and the value, not silently taken for another number.
+void refuse_non_decimal_integers(std::string_view name, const std::string& text) {
+    google::protobuf::io::ArrayInputStream in(text.data(), static_cast<int>(text.size()));
+    ParseErrors ignored(name, text);  // the parser has reported (and accepted) the text already
+    google::protobuf::io::Tokenizer tok(&in, &ignored);
+    tok.set_comment_style(google::protobuf::io::Tokenizer::SH_COMMENT_STYLE);
+    while (tok.Next()) {
+        const auto& t = tok.current();
+        if (t.type != google::protobuf::io::Tokenizer::TYPE_INTEGER || t.text.size() < 2 || t.text[0] != '0') continue;
+        const bool hex = t.text[1] == 'x' || t.text[1] == 'X';
+        LR_FAIL(name, ":", t.line + 1, ":", t.column + 1, ": integer '", t.text, "' is ", hex ? "hexadecimal" : "octal",
+                " in protobuf text format; write it in decimal");
+    }
+}
+
 }  // namespace
 
 Config parse_config_text(std::string_view text, std::string_view name, const std::vector<ConfigOverride>& overrides,
@@ -269,6 +286,7 @@ Config parse_config_text(std::string_view text, std::string_view name, const std
     parser.RecordErrorsTo(&errors);
     parser.WriteLocationsTo(&tree);
     if (!parser.ParseFromString(text_copy, &msg)) LR_FAIL(errors.joined());
+    refuse_non_decimal_integers(name, text_copy);
 
     FieldOrigins origins{std::string(name)};
     record_locations(msg, &tree, "", &origins);

@@ -1,6 +1,8 @@
 // Semantic checks: a config that passes can be run (up to what depends on the world size, the weights and
 // the memory, which the launcher checks). Each problem names one field; checks that need another field to
 // be valid first are skipped while it is not, so that one mistake gives one message.
+#include <arpa/inet.h>
+
 #include <array>
 #include <cmath>
 #include <string>
@@ -254,6 +256,15 @@ std::vector<Issue> find_config_issues(const Config& cfg) {
                 "--set monitoring.port=off), found ",
                 mon.port);
         c.check(!mon.bind.empty(), "monitoring.bind", "expected an address to listen on (e.g. 0.0.0.0), found \"\"");
+        // The exporter listens on a literal address; civetweb parses a bad one leniently (999.1.1.1 became
+        // 231.1.1.1), so it is checked here.
+        std::string addr = mon.bind;
+        if (addr.size() > 2 && addr.front() == '[' && addr.back() == ']') addr = addr.substr(1, addr.size() - 2);
+        unsigned char buf[16];
+        c.check(mon.bind.empty() || ::inet_pton(AF_INET, addr.c_str(), buf) == 1 ||
+                    ::inet_pton(AF_INET6, addr.c_str(), buf) == 1,
+                "monitoring.bind", "expected an IPv4 or IPv6 address (e.g. 0.0.0.0, 127.0.0.1, ::), found \"", mon.bind,
+                "\"");
     }
 
     const DType dt = cfg.runtime.dtype;
