@@ -24,6 +24,7 @@ constexpr const char* kTopHelp =
     "  generate          generate a video (or latents) from a config, weights and prompt embeddings\n"
     "  validate-config   parse and check a config file; exit 2 with file:line:col on an error\n"
     "  inspect           list the tensors of a safetensors file or sharded index; exit 2 if malformed\n"
+    "  decode            decode saved latents (generate --save-latents) to a video through the VAE\n"
     "  profile-heads     profile a model's heads for attention.policy FORCING_KV (a short dense CPU rollout)\n"
     "  version           version, git commit and what this build supports\n"
     "\n"
@@ -66,6 +67,7 @@ int run_cli(int argc, char** argv) {
         if (command == "version") return cmd_version(args);
         if (command == "validate-config") return cmd_validate_config(args);
         if (command == "inspect") return cmd_inspect(args);
+        if (command == "decode") return cmd_decode(args);
         if (command == "profile-heads") return cmd_profile_heads(args);
         if (command == "generate") {
             // MPI starts only for the command that uses it, and only under an MPI launcher. One rank failing
@@ -75,8 +77,9 @@ int run_cli(int argc, char** argv) {
             if (mpi.active()) install_exit_guard(who);
             return run_rank_guarded(mpi, [&] { return cmd_generate(args, mpi); });
         }
-        LR_FAIL("unknown command '", command,
-                "' (commands: generate, validate-config, inspect, profile-heads, version; see longroll --help)");
+        LR_FAIL(
+            "unknown command '", command,
+            "' (commands: generate, validate-config, inspect, decode, profile-heads, version; see longroll --help)");
     } catch (const Error& e) {
         if (who.world_size > 1) {
             std::fprintf(stderr, "longroll: error on rank %d (host %s): %s\n", who.rank, who.host.c_str(), e.what());

@@ -16,6 +16,7 @@ int run_cli(int argc, char** argv);
 int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi);
 int cmd_validate_config(const std::vector<std::string>& args);
 int cmd_inspect(const std::vector<std::string>& args);
+int cmd_decode(const std::vector<std::string>& args);
 int cmd_profile_heads(const std::vector<std::string>& args);
 int cmd_version(const std::vector<std::string>& args);
 

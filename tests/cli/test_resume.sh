@@ -30,6 +30,14 @@ PY
 expect 0 "latents in" gen --out "$TMP/ref.y4m" --save-latents "$TMP/ref.safetensors" --quiet
 check "no checkpoint left after a complete run" test ! -e "$TMP/ref.y4m.resume.safetensors"
 
+# ---- longroll decode: saved latents to the same video generate made; its output follows the same rules.
+expect 0 "decoded 24 latent frames into 93 video frames" "$LONGROLL" decode "$TMP/ref.safetensors" --out "$TMP/dec.y4m"
+check "decode gives generate's video byte for byte" same_file "$TMP/dec.y4m" "$TMP/ref.y4m"
+expect 2 "the file exists" "$LONGROLL" decode "$TMP/ref.safetensors" --out "$TMP/dec.y4m"
+expect 2 "is the run's input LATENTS" "$LONGROLL" decode "$TMP/ref.safetensors" --out "$TMP/ref.safetensors" --overwrite
+expect 2 "--out FILE.mp4|FILE.y4m is required" "$LONGROLL" decode "$TMP/ref.safetensors"
+expect 2 "not a safetensors file" "$LONGROLL" decode "$TMP/ref.y4m" --out "$TMP/dec2.y4m"
+
 # ---- Outputs never clobbered.
 expect 2 "the file exists; add --overwrite" gen --out "$TMP/ref.y4m"
 expect 2 "--save-latents $TMP/x.y4m is also --out" gen --out "$TMP/x.y4m" --save-latents "$TMP/x.y4m"
