@@ -30,7 +30,7 @@ refused() {
     rc=$?
     n=$(grep -c "error on rank [0-9]* (host .*$want" "$dir/$name.log")
   fi
-  if [ $rc -ne 2 ] || [ "$n" -ne "$np" ] || [ -e "$dir/$name.y4m" ] || [ -e "$dir/$name.y4m.partial" ] ||
+  if [ $rc -ne 2 ] || [ "$n" -ne "$np" ] || [ -e "$dir/$name.y4m" ] || ls -A "$dir" | grep -q "^\.$name\.y4m\..*partial$" ||
      [ $((SECONDS - start)) -gt 40 ]; then
     echo "FAIL: $name: exit $rc, $n of $np rank messages with '$want'"; cat "$dir/$name.log"; fails=1
   else

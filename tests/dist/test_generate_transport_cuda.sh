@@ -60,7 +60,7 @@ if [ "$gpus" -lt 2 ]; then
       --out "$dir/nccl.y4m" >"$dir/nccl.log" 2>&1
   rc=$?
   n=$(grep -c "error on rank [01] (host .*parallel.transport=NCCL: 2 ranks on host .* share 1 GPU; NCCL needs one GPU per rank" "$dir/nccl.log")
-  if [ $rc -ne 2 ] || [ "$n" -ne 2 ] || [ -e "$dir/nccl.y4m" ] || [ -e "$dir/nccl.y4m.partial" ] ||
+  if [ $rc -ne 2 ] || [ "$n" -ne 2 ] || [ -e "$dir/nccl.y4m" ] || ls -A "$dir" | grep -q "^\.nccl\.y4m\..*partial$" ||
      [ $((SECONDS - start)) -gt 90 ]; then
     echo "FAIL: NCCL on one GPU: exit $rc, $n rank messages"; cat "$dir/nccl.log"; fails=1
   else
