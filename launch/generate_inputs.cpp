@@ -8,6 +8,7 @@
 #include <cmath>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/cast.h"
@@ -16,6 +17,7 @@
 #include "runtime/model/wan_weights.h"
 #include "runtime/text/tokenizer.h"
 #include "runtime/text/umt5_encoder.h"
+#include "runtime/text/umt5_encoder_cuda.h"
 
 namespace lr {
 namespace {
@@ -165,7 +167,7 @@ std::vector<std::pair<int64_t, PromptRef>> parse_prompt_switches(const std::vect
     return out;
 }
 
-EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Config& cfg, bool verbose) {
+EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Config& cfg, bool verbose, int gpu) {
     EncodedTexts out;
     std::vector<const PromptRef*> texts;
     for (const PromptRef& p : prompts) {
@@ -197,7 +199,9 @@ EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Co
         lengths += str_cat(lengths.empty() ? "" : ", ", t.ids.size());
         ids.push_back(std::move(t.ids));
     }
-    std::vector<HostTensor> contexts = encoder.encode(ids);
+    const char* experimental = std::getenv("LONGROLL_EXPERIMENTAL_CUDA_TEXT");
+    const bool on_gpu = gpu >= 0 && experimental && std::string(experimental) == "1";
+    std::vector<HostTensor> contexts = on_gpu ? encode_umt5_cuda(encoder, ids, gpu) : encoder.encode(ids);
     for (size_t i = 0; i < texts.size(); ++i) out.contexts[texts[i]->value] = std::move(contexts[i]);
     char seconds[32];
     std::snprintf(seconds, sizeof(seconds), "%.2f",
@@ -206,7 +210,8 @@ EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Co
         str_cat("UMT5 ", cfg.text.encoder, " (", umt5_naming_name(encoder.naming()), " names, ", ec.num_layers,
                 " layers, d_model ", ec.d_model, ", ", format_bytes(encoder.weight_bytes()), ") + ", cfg.text.tokenizer,
                 ": ", texts.size(), " prompt", texts.size() == 1 ? "" : "s", " (", lengths,
-                " tokens) encoded on the CPU in ", seconds, " s, then freed before the DiT plans its memory");
+                " tokens) encoded on ", on_gpu ? str_cat("GPU ", gpu, " (bf16)") : std::string("the CPU"), " in ", seconds,
+                " s, then freed before the DiT plans its memory");
     return out;
 }
 

@@ -35,6 +35,8 @@ class Umt5Encoder {
     const Umt5Config& config() const { return config_; }
     Umt5Naming naming() const { return naming_; }
     uint64_t weight_bytes() const { return ckpt_.total_bytes(); }
+    const SafetensorsCheckpoint& checkpoint() const { return ckpt_; }
+    const std::string& embedding_name() const { return embedding_name_; }
 
     // Encodes each prompt's token ids (1 <= length, each id < vocab_size) to F32 [length, d_model]. InputError
     // naming the tensor when a weight holds NaN or Inf.

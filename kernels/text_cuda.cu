@@ -1,0 +1,121 @@
+// UMT5's relative-bias attention and gated GELU on the GPU (text_cuda.h). Written for agreement with the CPU
+// reference, not for peak speed: the encoder runs once per job (a 512-token prompt is ~1 GFLOP of attention per
+// layer next to ~19 GFLOP of GEMMs on cuBLASLt).
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cfloat>
+
+#include "kernels/text_cuda.h"
+#include "runtime/core/check.h"
+#include "runtime/core/cuda_check.h"
+
+namespace lr {
+namespace {
+
+constexpr int kThreads = 128;
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Reduction over the block (kThreads threads): max when is_max, else sum. `red` holds kThreads / 32 floats.
+__device__ float block_reduce(float v, bool is_max, float* red) {
+    v = is_max ? warp_max(v) : warp_sum(v);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __syncthreads();  // red may still be read by a previous reduction
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    float r = is_max ? -FLT_MAX : 0.0f;
+    for (int w = 0; w < kThreads / 32; ++w) r = is_max ? fmaxf(r, red[w]) : r + red[w];
+    return r;
+}
+
+// Block (i, h): query i, head h. Shared: the query row (head_dim floats), the scores (len floats), the reduction.
+__global__ void relative_bias_attention_kernel(RelativeBiasAttentionCudaParams p) {
+    extern __shared__ float smem[];
+    const int64_t i = blockIdx.x, h = blockIdx.y, D = p.head_dim, L = p.len;
+    float* sq = smem;
+    float* ss = sq + D;
+    float* red = ss + L;
+    const auto* q = static_cast<const __nv_bfloat16*>(p.q) + i * p.q_stride + h * D;
+    const auto* k = static_cast<const __nv_bfloat16*>(p.k) + h * D;
+    const auto* v = static_cast<const __nv_bfloat16*>(p.v) + h * D;
+    for (int64_t d = threadIdx.x; d < D; d += kThreads) sq[d] = __bfloat162float(q[d]);
+    __syncthreads();
+    const float* bias = p.rel_bias + h * (2 * L - 1) + (L - 1) - i;  // bias[j] for key j
+    float local_max = -FLT_MAX;
+    for (int64_t j = threadIdx.x; j < L; j += kThreads) {
+        const __nv_bfloat16* kj = k + j * p.k_stride;
+        float dot = 0.0f;
+        for (int64_t d = 0; d < D; ++d) dot += sq[d] * __bfloat162float(kj[d]);
+        const float s = p.scale * dot + bias[j];
+        ss[j] = s;
+        local_max = fmaxf(local_max, s);
+    }
+    const float m = block_reduce(local_max, true, red);
+    float local_sum = 0.0f;
+    for (int64_t j = threadIdx.x; j < L; j += kThreads) {
+        const float e = expf(ss[j] - m);
+        ss[j] = e;
+        local_sum += e;
+    }
+    const float inv = 1.0f / block_reduce(local_sum, false, red);  // also orders the ss writes before the reads
+    auto* out = static_cast<__nv_bfloat16*>(p.out) + i * p.out_stride + h * D;
+    for (int64_t d = threadIdx.x; d < D; d += kThreads) {
+        float acc = 0.0f;
+        for (int64_t j = 0; j < L; ++j) acc += ss[j] * __bfloat162float(v[j * p.v_stride + d]);
+        out[d] = __float2bfloat16_rn(acc * inv);
+    }
+}
+
+__device__ __forceinline__ float gelu_tanh_f32(float x) {
+    constexpr float kSqrt2OverPi = 0.7978845608028654f;
+    return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+}
+
+__global__ void gated_gelu_kernel(const __nv_bfloat16* gate, const __nv_bfloat16* up, __nv_bfloat16* out, int64_t n) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        out[i] = __float2bfloat16_rn(gelu_tanh_f32(__bfloat162float(gate[i])) * __bfloat162float(up[i]));
+    }
+}
+
+}  // namespace
+
+void launch_relative_bias_attention(const RelativeBiasAttentionCudaParams& in, Stream stream) {
+    RelativeBiasAttentionCudaParams p = in;
+    LR_ASSERT(p.q && p.k && p.v && p.out && p.rel_bias && p.len > 0 && p.heads > 0 && p.head_dim > 0,
+              "relative_bias_attention: null pointer or empty shape (len ", p.len, ", heads ", p.heads, ", head_dim ",
+              p.head_dim, ")");
+    const int64_t width = p.heads * p.head_dim;
+    if (p.q_stride == 0) p.q_stride = width;
+    if (p.k_stride == 0) p.k_stride = width;
+    if (p.v_stride == 0) p.v_stride = width;
+    if (p.out_stride == 0) p.out_stride = width;
+    const size_t shared = static_cast<size_t>(p.head_dim + p.len + kThreads / 32) * sizeof(float);
+    LR_CHECK(shared <= 48 * 1024, "relative_bias_attention: ", p.len, " tokens need ", shared,
+             " bytes of shared memory (at most 48 KiB: about 12000 tokens)");
+    LR_ASSERT(p.len <= 65535 && p.heads <= 65535, "relative_bias_attention: grid of ", p.len, " x ", p.heads);
+    const dim3 grid(static_cast<unsigned>(p.len), static_cast<unsigned>(p.heads));
+    relative_bias_attention_kernel<<<grid, kThreads, shared, stream>>>(p);
+    LR_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_gated_gelu(const void* gate, const void* up, void* out, int64_t n, Stream stream) {
+    LR_ASSERT(gate && up && out && n >= 0, "gated_gelu: null pointer or negative size");
+    if (n == 0) return;
+    const auto blocks = static_cast<unsigned>(std::min<int64_t>((n + 255) / 256, 65535));
+    gated_gelu_kernel<<<blocks, 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(gate),
+                                                  static_cast<const __nv_bfloat16*>(up),
+                                                  static_cast<__nv_bfloat16*>(out), n);
+    LR_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace lr
