@@ -39,6 +39,7 @@
 #include "launch/generate_inputs.h"
 #include "launch/generate_plan.h"
 #include "launch/run_guard.h"
+#include "launch/stop_vote.h"
 #include "launch/video_stage.h"
 #include "monitoring/metrics.h"
 #include "runtime/core/build_info.h"
@@ -274,6 +275,10 @@ MeshLayout check_parallel_layout(const Config& cfg, const ProcessInfo& who) {
     return resolve_mesh_layout(request, who.world_size, shape);
 }
 
+// How a job begins: from its first chunk; from its checkpoint (--resume); or not at all (--resume of a
+// --prompt-file run that had finished this job before it was stopped).
+enum class JobStart { kFresh, kResume, kDone };
+
 // One video to make: from the flags, or one line of --prompt-file.
 struct VideoJob {
     int64_t index = 0;
@@ -283,6 +288,7 @@ struct VideoJob {
     std::optional<std::string> latents;
     std::optional<std::string> noise;
     uint64_t seed = 0;
+    std::string where = "--out";  // names the job in messages: the flag, or the --prompt-file line
 };
 
 // A leading "TEXT" of a --prompt-file line (\" and \\ escape a quote and a backslash): the text, and `line` cut to
@@ -332,6 +338,7 @@ std::vector<VideoJob> read_prompt_file(const std::string& path, uint64_t base_se
             job.prompt = PromptRef{embeds, false, where};
         }
         job.out = output;
+        job.where = str_cat("--prompt-file ", where);
         job.seed = base_seed + static_cast<uint64_t>(job.index);
         if (in >> seed) {
             char* end = nullptr;
@@ -392,9 +399,9 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     LR_CHECK(a.positional().empty(), "longroll generate: unexpected argument '", a.positional()[0],
              "' (flags start with --; see longroll generate --help)");
     const ProcessInfo& who = mpi.info();
-    // A first SIGINT/SIGTERM/SIGHUP stops after the chunk in flight with everything made so far finalised; on one
-    // rank for now (several ranks would first have to agree on the chunk to stop after).
-    if (who.world_size == 1) install_interrupt_handlers();
+    // A first SIGINT/SIGTERM/SIGHUP stops after the chunk in flight with everything made so far finalised; under
+    // mpirun the ranks of a video agree on that chunk (launch/stop_vote.h), and rank 0 alone announces the stop.
+    install_interrupt_handlers(who.rank == 0);
 
     // ---- Config: file (or the embedded default), then --set, then flags; validated as a whole. Every rank
     // reads the same file and flags, so a problem here is the same on every rank: each exits 2 with the
@@ -418,8 +425,6 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             cfg = parse_config_text(config_to_text(default_config()), "<embedded default config>", overrides, flags);
         }
         validate_config(cfg);
-        LR_CHECK(!a.has("resume") || who.world_size == 1,
-                 "--resume: resuming a multi-rank (mpirun) run is not implemented yet; resume it on one rank");
         layout = check_parallel_layout(cfg, who);
     } catch (const CollectiveInputError&) {
         throw;
@@ -473,7 +478,6 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     // it is the interrupted run's own, with --resume), every directory must be writable. Checked on every rank
     // alike; then each rank locks the files it writes, so that two runs never write one file.
     const bool resume = a.has("resume");
-    const bool checkpoints = who.world_size == 1;  // resume checkpoints and clean stops: one rank for now
     std::vector<OutputLock> output_locks;
     try {
         std::vector<NamedPath> inputs;
@@ -496,11 +500,10 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         for (const VideoJob& job : jobs) {
             const std::string primary = job.out ? *job.out : *job.latents;
             const std::string ckpt = checkpoint_path_for(primary);
-            if (job.out) outputs.push_back({*job.out, "--out"});
+            if (job.out) outputs.push_back({*job.out, job.where});
             if (job.out && cfg.output.save_config)
-                outputs.push_back({*job.out + ".config.textproto", "--out's config"});
+                outputs.push_back({*job.out + ".config.textproto", job.where + "'s config"});
             if (job.latents) outputs.push_back({*job.latents, "--save-latents"});
-            if (!checkpoints) continue;
             outputs.push_back({ckpt, "the resume checkpoint"});
             may_exist.push_back(ckpt);  // checked below, once the lock says no other run is writing it
             if (resume) {
@@ -511,19 +514,30 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     } catch (const InputError& e) {
         throw CollectiveInputError(e.what());
     }
+    // How each job of this rank's group starts. Every rank of the group decides alike from the same files, before
+    // any of them writes (the mesh is built collectively after this).
+    std::vector<JobStart> starts(jobs.size(), JobStart::kFresh);
     for (const VideoJob& job : jobs) {
         if (job.index % layout.data_parallel != coord.dp_group) continue;
         std::vector<NamedPath> mine;
-        if (video_rank && job.out) mine.push_back({*job.out, "--out"});
+        if (video_rank && job.out) mine.push_back({*job.out, job.where});
         if (latents_rank && !vae_rank && job.latents) mine.push_back({*job.latents, "--save-latents"});
         for (OutputLock& l : lock_outputs(mine)) output_locks.push_back(std::move(l));
-        if (!checkpoints) continue;
         // Locked: a checkpoint here is an interrupted run's, not one being written.
-        const std::string ckpt = checkpoint_path_for(job.out ? *job.out : *job.latents);
+        const std::string primary = job.out ? *job.out : *job.latents;
+        const std::string ckpt = checkpoint_path_for(primary);
         if (resume) {
-            LR_CHECK(std::filesystem::exists(ckpt), "--resume: no checkpoint '", ckpt,
-                     "' to continue from (a run writes it every output.checkpoint_every chunks and when a signal stops "
-                     "it); run without --resume to start over");
+            const bool many = a.has("prompt-file");
+            if (std::filesystem::exists(ckpt)) {
+                starts[static_cast<size_t>(job.index)] = JobStart::kResume;
+            } else if (many) {
+                // The interrupted run finished this job (its video is in place, no checkpoint) or never began it.
+                if (std::filesystem::exists(primary)) starts[static_cast<size_t>(job.index)] = JobStart::kDone;
+            } else {
+                LR_CHECK(false, "--resume: no checkpoint '", ckpt,
+                         "' to continue from (a run writes it every output.checkpoint_every chunks and when a signal "
+                         "stops it); run without --resume to start over");
+            }
         } else {
             LR_CHECK(!std::filesystem::exists(ckpt) || a.has("overwrite"), "an interrupted run left '", ckpt,
                      "': add --resume to continue it, or --overwrite to start over");
@@ -748,6 +762,32 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         if (job.index % layout.data_parallel != coord.dp_group) continue;
         // Latents only: the group's first rank delivers the video's frames (counted from the latents).
         const bool delivers = job.out ? video_rank : latents_rank;
+        if (starts[j] == JobStart::kDone) {
+            if (delivers) {
+                std::fprintf(stderr, "video %lld/%zu (%s): finished before the stop, kept\n",
+                             static_cast<long long>(job.index + 1), jobs.size(), job.where.c_str());
+            }
+            continue;
+        }
+        // The checkpoint of a resumed job: read and checked on every rank of the group (the DiT ranks replay its
+        // chunks), so that a mismatch ends them all alike, before any of them waits for another.
+        const std::string primary = job.out ? *job.out : *job.latents;
+        const std::string ckpt_path = checkpoint_path_for(primary);
+        const RunFingerprint fingerprint = run_fingerprint(j);
+        std::optional<RunCheckpoint> resumed;
+        if (starts[j] == JobStart::kResume) {
+            try {
+                resumed = read_run_checkpoint(ckpt_path, fingerprint, channels, shape.height, shape.width,
+                                              cfg.rollout.frames_per_chunk);
+            } catch (const InputError& e) {
+                throw CollectiveInputError(e.what());
+            }
+        }
+        const int64_t resume_chunks = resumed ? resumed->chunks_done : 0;
+        // The ranks that vote on stopping after each chunk (launch/stop_vote.h): the DiT ranks of the video, and its
+        // dedicated VAE ranks when they decode it. Alone (null), a rank decides by itself.
+        Communicator* stop_group = nullptr;
+        if (mesh) stop_group = dedicated_vae && job.out ? &mesh->group() : mesh->sequence();
         std::unique_ptr<VideoWriter> writer;
         if (video_rank && job.out) writer = make_async_writer(open_video_writer(*job.out, spec));
         if (delivers && jobs.size() > 1) {
@@ -792,6 +832,12 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
                 const int64_t start = c * cfg.rollout.frames_per_chunk;
                 chunk_frames.push_back(std::min<int64_t>(cfg.rollout.frames_per_chunk, plan.latent_frames - start));
             }
+            bool stopped = false;
+            const auto stop_after = [&](int64_t chunk) {
+                if (chunk + 1 >= plan.chunks) return false;
+                stopped = vote_stop(stop_group, /*replaying=*/false).stop;
+                return stopped;
+            };
             try {
                 run_vae_rank(
                     mesh->group(), *mesh->vae(), *vae.decoder, writer.get(), latent_frame, chunk_frames,
@@ -799,7 +845,12 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
                         report_video(v, delivers, frames_done, progress);
                         exchange.report(*metrics);
                     },
-                    gpu);
+                    gpu, nullptr, stop_after);
+                if (stopped) {  // the video so far is finalised; the group's first DiT rank writes the checkpoint
+                    progress.finish();
+                    if (writer) writer->finish();
+                    return 128 + interrupt_signal();
+                }
                 LR_ASSERT(frames_done == plan.video_frames, "frame accounting: ", frames_done, " of ",
                           plan.video_frames);
                 job_done(delivers ? str_cat("; wrote ", *job.out) : std::string());
@@ -860,23 +911,10 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         };
         // Every finished chunk's clean latents are kept when they are saved or checkpointed: the checkpoint holds
         // them all (the rollout replays their clean passes on --resume, the VAE decodes them again).
-        const bool checkpointed = checkpoints && latents_rank;
-        const std::string primary = job.out ? *job.out : *job.latents;
-        const std::string ckpt_path = checkpoint_path_for(primary);
+        const bool checkpointed = latents_rank;
         HostTensor latents;
         if (job.latents || checkpointed)
             latents = HostTensor(DType::kF32, Shape{plan.latent_frames, channels, shape.height, shape.width});
-        const RunFingerprint fingerprint = run_fingerprint(j);
-        std::optional<RunCheckpoint> resumed;
-        if (resume) {
-            try {
-                resumed = read_run_checkpoint(ckpt_path, fingerprint, channels, shape.height, shape.width,
-                                              cfg.rollout.frames_per_chunk);
-            } catch (const InputError& e) {
-                throw CollectiveInputError(e.what());
-            }
-        }
-        const int64_t resume_chunks = resumed ? resumed->chunks_done : 0;
         int64_t chunks_done = 0;
         const auto latents_done = [&] {
             const int64_t frames = std::min(plan.latent_frames, chunks_done * cfg.rollout.frames_per_chunk);
@@ -884,15 +922,16 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             v.shape = Shape{frames, channels, shape.height, shape.width};
             return v;
         };
-        // After each chunk: its latents are in `latents` and on their way to the video. Every checkpoint_every
-        // chunks (and when a signal asks to stop) the checkpoint is replaced atomically; a stop request then
-        // leaves the rollout (StopAfterChunk) with everything made so far intact.
+        // After each chunk: its latents are in `latents` and on their way to the video. The ranks agree whether a
+        // signal stops the run here (a stop leaves the rollout, StopAfterChunk, with everything made so far intact);
+        // every checkpoint_every chunks the checkpoint is replaced atomically.
         struct StopAfterChunk {};
         const ChunkCallback after_chunk = [&](const RolloutChunk& c) {
             to_video(c);
             chunks_done = c.index + 1;
-            if (!checkpointed || chunks_done >= plan.chunks || chunks_done <= resume_chunks) return;
-            if (interrupt_signal() != 0) throw StopAfterChunk{};
+            if (chunks_done >= plan.chunks) return;
+            if (vote_stop(stop_group, chunks_done <= resume_chunks).stop) throw StopAfterChunk{};
+            if (!checkpointed || chunks_done <= resume_chunks) return;
             const int every = cfg.output.checkpoint_every;
             if (every > 0 && chunks_done % every == 0) {
                 write_run_checkpoint(ckpt_path, fingerprint, chunks_done, latents_done());
@@ -947,11 +986,13 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         };
         try {
             const ChunkCallback on_chunk = latents.view.data ? collect_latents(latents, after_chunk) : after_chunk;
-            bool stopped = interrupt_signal() != 0;
+            // A signal before the first chunk stops a rank that decides alone; ranks that vote stop after a chunk.
+            const bool alone = stop_group == nullptr || stop_group->size() == 1;
+            bool stopped = alone && interrupt_signal() != 0;
             if (resumed && !stopped) {
                 // The video and the latents are rebuilt from the checkpoint's chunks (VAE only); the rollout replays
                 // their clean passes to rebuild the KV cache, then goes on with chunk resume_chunks.
-                if (who.rank == 0 && !a.has("quiet")) {
+                if (latents_rank && !a.has("quiet")) {
                     std::fprintf(stderr, "resuming after chunk %lld/%lld from %s\n",
                                  static_cast<long long>(resume_chunks), static_cast<long long>(plan.chunks),
                                  ckpt_path.c_str());
@@ -976,6 +1017,13 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
                     stopped = true;
                 }
             }
+            // A stop: the checkpoint and the latents first, from memory, then the video side drains its queue (up to
+            // three chunks behind the DiT). A launcher that kills the ranks soon after its signal (Open MPI's mpirun:
+            // odls_base_sigkill_timeout) then costs at most the end of the video, never the resume point.
+            if (stopped && checkpointed && chunks_done > 0) {
+                write_run_checkpoint(ckpt_path, fingerprint, chunks_done, latents_done());
+                if (job.latents) secondary("--save-latents " + *job.latents, [&] { save_latents(latents_done()); });
+            }
             sink->finish();
             exchange.report(*metrics);
             if (stopped) {
@@ -989,14 +1037,13 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
                     return 128 + sig;
                 }
                 if (writer) writer->finish();
-                write_run_checkpoint(ckpt_path, fingerprint, chunks_done, latents_done());
-                if (job.latents) secondary("--save-latents " + *job.latents, [&] { save_latents(latents_done()); });
+                if (!checkpointed) return 128 + sig;  // the group's first rank finalises and says how to go on
                 std::fprintf(stderr,
                              "longroll: stopped by %s after chunk %lld/%lld (%lld video frames)%s%s; checkpoint %s. "
                              "To continue, run the same command with --resume\n",
                              signal_name(sig).c_str(), static_cast<long long>(chunks_done),
                              static_cast<long long>(plan.chunks), static_cast<long long>(frames_done),
-                             writer ? str_cat("; the video so far in ", *job.out).c_str() : "",
+                             job.out ? str_cat("; the video so far in ", *job.out).c_str() : "",
                              job.latents ? str_cat("; latents so far in ", *job.latents).c_str() : "",
                              ckpt_path.c_str());
                 LR_RUNTIME(secondary_failure.empty(), secondary_failure);

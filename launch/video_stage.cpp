@@ -77,7 +77,7 @@ void DitVideoSink::finish() {
 
 int64_t run_vae_rank(Communicator& group, Communicator& rows, const WanVaeDecoder& vae, VideoWriter* writer,
                      const LatentFrameShape& shape, const std::vector<int64_t>& chunk_frames, const ChunkVideoFn& done,
-                     int gpu, Stream rows_stream) {
+                     int gpu, Stream rows_stream, const std::function<bool(int64_t)>& stop_after) {
     LR_ASSERT((writer != nullptr) == (rows.rank() == 0), "VAE rank ", rows.rank(), ": only the first one writes");
     // One of the two decoders; both emit the frames on rows' rank 0 only and count them on every rank.
     std::optional<VaeStream> cpu;
@@ -105,6 +105,7 @@ int64_t run_vae_rank(Communicator& group, Communicator& rows, const WanVaeDecode
         const RecvSpec recv{0, latents.data(), latents.size() * sizeof(float)};
         group.send_recv({}, {&recv, 1});
         const double wait_s = seconds_since(t0);
+        const bool last = stop_after && stop_after(static_cast<int64_t>(i));
         const auto t1 = Clock::now();
         const int64_t before = frames_emitted();
         encode_s = 0;
@@ -123,6 +124,7 @@ int64_t run_vae_rank(Communicator& group, Communicator& rows, const WanVaeDecode
         v.interval_seconds = seconds_since(last_done);
         last_done = Clock::now();
         if (done) done(v);
+        if (last) break;
     }
     return frames_emitted();
 }

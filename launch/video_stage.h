@@ -85,9 +85,11 @@ class DitVideoSink {
 // given (rank 0 of `rows`), writes the frames. `done` after each chunk. Returns the video frames decoded.
 // gpu >= 0: the CUDA decoder on that device, on a stream of its own (`rows` on host buffers is staged through
 // pinned memory; on device buffers, NCCL, it needs its stream as `rows_stream`); -1: the CPU decoder (host
-// buffers only). Every rank of `rows` must make the same choice.
+// buffers only). Every rank of `rows` must make the same choice. `stop_after(i)`, when given, runs once chunk i's
+// latents have arrived (before its decode, so the DiT goes on meanwhile): true makes chunk i the last one decoded
+// (a stop the group agreed on, launch/stop_vote.h).
 int64_t run_vae_rank(Communicator& group, Communicator& rows, const WanVaeDecoder& vae, VideoWriter* writer,
                      const LatentFrameShape& shape, const std::vector<int64_t>& chunk_frames, const ChunkVideoFn& done,
-                     int gpu = -1, Stream rows_stream = nullptr);
+                     int gpu = -1, Stream rows_stream = nullptr, const std::function<bool(int64_t)>& stop_after = {});
 
 }  // namespace lr

@@ -14,6 +14,7 @@ constexpr int kSlots = 64;
 constexpr size_t kPathMax = 4096;
 
 std::atomic<int> g_signal{0};
+std::atomic<bool> g_announce{true};
 // A slot is readable by the handler while g_used[i] is 1; the path is written before the flag is set and the
 // flag cleared before the slot is reused, so the handler never sees a half-written path.
 char g_paths[kSlots][kPathMax];
@@ -28,6 +29,7 @@ void write_stderr(const char* s) {
 void on_signal(int sig) {
     int expected = 0;
     if (g_signal.compare_exchange_strong(expected, sig)) {
+        if (!g_announce.load()) return;
         write_stderr(
             "\nlongroll: stopping after the chunk in flight: the video and latents so far are finalised and a resume "
             "checkpoint written (signal again to stop at once)\n");
@@ -42,7 +44,8 @@ void on_signal(int sig) {
 
 }  // namespace
 
-void install_interrupt_handlers() {
+void install_interrupt_handlers(bool announce) {
+    g_announce.store(announce);
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);

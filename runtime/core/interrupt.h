@@ -10,8 +10,9 @@
 namespace lr {
 
 // Installs the handlers for SIGINT, SIGTERM and SIGHUP (idempotent). SA_RESTART, so library calls in flight are
-// not cut short by the first signal.
-void install_interrupt_handlers();
+// not cut short by the first signal. `announce`: the first signal prints that the run is stopping (one rank of an
+// mpirun job says it, not every one).
+void install_interrupt_handlers(bool announce = true);
 
 // The first signal received (SIGINT, SIGTERM or SIGHUP), or 0.
 int interrupt_signal();
