@@ -136,6 +136,26 @@ check "kill -9 then --resume: the latents equal the uninterrupted ones" latents_
 check "kill -9 then --resume: the killed run's temporaries are gone" test -z "$(ls -A "$d" | grep -e partial -e lock)"
 expect 2 "no checkpoint" gen --out "$d/v.y4m" --save-latents "$d/l.safetensors" --resume
 
+# ---- --prompt-file: an existing output is refused naming its job line; a stop in the second job, then --resume,
+# keeps the finished first video, resumes the second, and both equal the uninterrupted run.
+d="$TMP/jobs"; mkdir "$d"
+printf -- '- %s/a.y4m 5\n- %s/b.y4m 5\n' "$d" "$d" >"$d/jobs.txt"
+JOBS=("$LONGROLL" generate "${BASE[@]}" --latent-frames 24 --prompt-file "$d/jobs.txt")
+echo old >"$d/b.y4m"
+expect 2 "--prompt-file $d/jobs.txt:2 $d/b.y4m: the file exists; add --overwrite" "${JOBS[@]}"
+rm "$d/b.y4m"
+"${JOBS[@]}" 2>"$d/log" &
+pid=$!
+wait_for "$d/b.y4m.resume.safetensors"
+kill -TERM $pid
+wait $pid
+rc=$?
+check "--prompt-file, SIGTERM in the second job: exit 143 (got $rc)" test $rc -eq 143
+check "--prompt-file: the first job's video is complete" same_file "$d/a.y4m" "$TMP/ref.y4m"
+expect 0 "video 1/2 (--prompt-file $d/jobs.txt:1): finished before the stop, kept" "${JOBS[@]}" --resume
+check "--prompt-file then --resume: the second video equals the uninterrupted one" same_file "$d/b.y4m" "$TMP/ref.y4m"
+check "--prompt-file then --resume: no checkpoint left" test ! -e "$d/b.y4m.resume.safetensors"
+
 # ---- A second signal stops at once and removes the temporaries.
 d="$TMP/twice"; mkdir "$d"
 "$LONGROLL" generate "${RUN[@]}" --out "$d/v.y4m" 2>"$d/log" &
