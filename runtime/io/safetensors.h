@@ -84,6 +84,13 @@ class SafetensorsFile {
     std::vector<uint32_t> by_name_;  // indices into header_.entries, sorted by name
 };
 
+class SafetensorsCheckpoint;
+
+// The weight `name` of `ckpt` (F32, BF16 or F16) converted into `dst` (F32, the same element count), refusing NaN
+// and Inf: InputError naming the file, the tensor, the first bad element and how many there are. The check rides
+// along the conversion every weight goes through anyway (an OR of exponent bits per element), not a second pass.
+void read_finite_f32(const SafetensorsCheckpoint& ckpt, std::string_view name, const TensorView& dst);
+
 // A checkpoint: one .safetensors file, or a sharded "*.safetensors.index.json" ({"metadata": {...},
 // "weight_map": {tensor: shard file}}) with the shards resolved relative to the index file. Every shard
 // is opened and validated; every tensor of weight_map must be in its shard and in no other shard.

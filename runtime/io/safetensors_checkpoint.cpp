@@ -1,11 +1,14 @@
 // SafetensorsCheckpoint: one .safetensors file, or a sharded checkpoint described by an index file
 // (the Hugging Face "*.safetensors.index.json" layout).
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
 
 #include "runtime/core/check.h"
+#include "runtime/core/dtype.h"
 #include "runtime/io/file_io.h"
 #include "runtime/io/json.h"
 #include "runtime/io/safetensors.h"
@@ -158,6 +161,72 @@ uint64_t SafetensorsCheckpoint::total_bytes() const {
     uint64_t n = 0;
     for (const auto& t : tensors_) n += t.entry->end - t.entry->begin;
     return n;
+}
+
+namespace {
+
+// Converts n elements to F32 and says whether any is NaN or Inf: the exponent bits of every value are ANDed with
+// all-ones and the results ORed, which the compiler vectorises with the conversion.
+template <typename Convert>
+bool convert_and_check(int64_t n, float* dst, Convert convert) {
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const float v = convert(i);
+        dst[i] = v;
+        uint32_t bits;
+        std::memcpy(&bits, &v, 4);
+        bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    return bad != 0;
+}
+
+}  // namespace
+
+void read_finite_f32(const SafetensorsCheckpoint& ckpt, std::string_view name, const TensorView& dst) {
+    const TensorView src = ckpt.view(name);
+    LR_ASSERT(dst.dtype == DType::kF32 && dst.numel() == src.numel() && dst.is_contiguous(), "read_finite_f32 into ",
+              dst.str());
+    const int64_t n = src.numel();
+    float* out = static_cast<float*>(dst.data);
+    bool bad = false;
+    switch (src.dtype) {
+        case DType::kF32: {
+            const auto* in = static_cast<const float*>(src.data);
+            bad = convert_and_check(n, out, [in](int64_t i) { return in[i]; });
+            break;
+        }
+        case DType::kBF16: {
+            const auto* in = static_cast<const uint16_t*>(src.data);
+            bad = convert_and_check(n, out, [in](int64_t i) { return bf16_bits_to_f32(in[i]); });
+            break;
+        }
+        case DType::kF16: {
+            const auto* in = static_cast<const uint16_t*>(src.data);
+            bad = convert_and_check(n, out, [in](int64_t i) { return f16_bits_to_f32(in[i]); });
+            break;
+        }
+        default:
+            LR_CHECK(false, ckpt.file_of(name), ": tensor '", name, "' has dtype ", dtype_name(src.dtype),
+                     ", expected F32, BF16 or F16");
+    }
+    if (!bad) return;
+    // Only a refused file pays for the details.
+    int64_t first = -1, count = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        if (std::isfinite(out[i])) continue;
+        if (first < 0) first = i;
+        ++count;
+    }
+    std::string index;
+    int64_t rest = first;
+    for (int d = src.shape.ndim - 1; d >= 0; --d) {
+        index = str_cat(rest % src.shape[d], d == src.shape.ndim - 1 ? "" : ", ", index);
+        rest /= src.shape[d];
+    }
+    LR_CHECK(false, ckpt.file_of(name), ": tensor '", name, "' ", src.shape.str(), " holds ", count,
+             count == 1 ? " value that is" : " values that are", " NaN or Inf (the first, ",
+             std::isnan(out[first]) ? "NaN" : "Inf", ", at [", index,
+             "]): the checkpoint is damaged or its training diverged; export it again from a good step");
 }
 
 }  // namespace lr

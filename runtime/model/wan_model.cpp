@@ -197,7 +197,7 @@ WanModel WanModel::from_checkpoint(const SafetensorsCheckpoint& ckpt, const WanM
     auto w = std::make_unique<Weights>();
     for (const WeightSpec& spec : wan_weight_specs(cfg.dims)) {
         HostTensor t(DType::kF32, spec.shape);
-        cast(ckpt.view(keys.at(spec.name)), t.view);
+        read_finite_f32(ckpt, keys.at(spec.name), t.view);
         w->tensors.emplace(spec.name, std::move(t));
     }
     return WanModel(cfg, std::move(w));

@@ -12,7 +12,6 @@
 
 #include "dist/communicator.h"
 #include "kernels/attention.h"
-#include "kernels/cast.h"
 #include "kernels/conv3d.h"
 #include "kernels/l2_norm.h"
 #include "kernels/upsample_nearest.h"
@@ -179,7 +178,7 @@ WanVaeDecoder WanVaeDecoder::from_checkpoint(const SafetensorsCheckpoint& ckpt, 
     auto w = std::make_unique<Weights>();
     for (const VaeWeightSpec& spec : wan_vae_weight_specs(cfg)) {
         HostTensor t(DType::kF32, spec.shape);
-        cast(ckpt.view(keys.at(spec.name)), t.view);
+        read_finite_f32(ckpt, keys.at(spec.name), t.view);
         w->tensors.emplace(spec.name, to_decoder_layout(spec.name, std::move(t)));
     }
     return WanVaeDecoder(cfg, std::move(w));
