@@ -416,7 +416,17 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         for (const auto& s : a.get_all("set")) overrides.push_back(parse_override(s));
         // The flags go in before validation, so that checks relating fields see them (--size with
         // parallel.spatial: the frame's blocks).
-        const ConfigAdjust flags = [&](Config& c) { apply_flags(a, c); };
+        // The model is the checkpoint's, settled here (a contradicting config refused) so that the validation
+        // (parallel layout, sizes, policies) judges the model actually loaded.
+        ModelSource source;
+        source.config_file = a.has("config");
+        for (const ConfigOverride& o : overrides) {
+            if (o.path.starts_with("model.")) source.set_fields.push_back(o.path.substr(6));
+        }
+        const ConfigAdjust flags = [&](Config& c) {
+            apply_flags(a, c);
+            if (auto w = a.get("weights")) settle_checkpoint_model(*w, c, source, who.rank == 0);
+        };
         if (auto path = a.get("config")) {
             cfg = load_config(*path, overrides, flags);
         } else if (shipped) {

@@ -5,11 +5,12 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <tuple>
 
 #include "kernels/cast.h"
 #include "runtime/core/check.h"
@@ -58,8 +59,8 @@ HostTensor read_context(const std::string& path, const ModelConfig& m) {
     // NaN or Inf would flow through cross-attention into every frame (an all-black video with exit code 0).
     const float* v = ctx.as<float>();
     for (int64_t i = 0; i < ctx.view.numel(); ++i) {
-        LR_CHECK(std::isfinite(v[i]), path, ": tensor 'context' holds ", std::isnan(v[i]) ? "NaN" : "Inf",
-                 " at token ", i / m.text_dim, ", channel ", i % m.text_dim, "; the embeddings are broken");
+        LR_CHECK(std::isfinite(v[i]), path, ": tensor 'context' holds ", std::isnan(v[i]) ? "NaN" : "Inf", " at token ",
+                 i / m.text_dim, ", channel ", i % m.text_dim, "; the embeddings are broken");
     }
     return ctx;
 }
@@ -86,6 +87,82 @@ WanModelConfig wan_model_config(const ModelConfig& m) {
     return c;
 }
 
+bool ModelSource::gave(const std::string& field) const {
+    return config_file || std::find(set_fields.begin(), set_fields.end(), field) != set_fields.end();
+}
+
+void settle_checkpoint_model(const std::string& weights_path, Config& cfg, const ModelSource& source, bool say) {
+    const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(weights_path);
+    const WanModelConfig base = wan_model_config(cfg.model);
+    bool from_metadata = false;
+    WanModelConfig mc = wan_model_config_from_metadata(ckpt, base, &from_metadata);
+    bool guessed_heads = false;
+    if (!from_metadata) {
+        const std::optional<WanDims> d = infer_wan_dims(ckpt, base.dims);
+        if (!d) return;  // not a Wan DiT's names: the tensor checks of the load say what is missing
+        mc.dims = *d;
+        // infer_wan_dims keeps the config's head count where the width agrees; a width of its own needs a guess,
+        // unless the user gave the count.
+        if (d->dim != base.dims.dim) {
+            if (source.gave("num_heads")) {
+                mc.dims.num_heads = base.dims.num_heads;
+            } else {
+                guessed_heads = true;
+            }
+        }
+    }
+    const std::string theirs = from_metadata ? str_cat(weights_path, "'s own config (__metadata__[\"config\"])")
+                                             : str_cat(weights_path, "'s tensor shapes");
+    // field, the config's value, the checkpoint's value
+    std::vector<std::tuple<std::string, std::string, std::string>> fields = {
+        {"dim", std::to_string(base.dims.dim), std::to_string(mc.dims.dim)},
+        {"ffn_dim", std::to_string(base.dims.ffn_dim), std::to_string(mc.dims.ffn_dim)},
+        {"num_heads", std::to_string(base.dims.num_heads), std::to_string(mc.dims.num_heads)},
+        {"num_layers", std::to_string(base.dims.num_layers), std::to_string(mc.dims.num_layers)},
+        {"in_dim", std::to_string(base.dims.in_dim), std::to_string(mc.dims.in_dim)},
+        {"out_dim", std::to_string(base.dims.out_dim), std::to_string(mc.dims.out_dim)},
+        {"text_dim", std::to_string(base.dims.text_dim), std::to_string(mc.dims.text_dim)},
+        {"freq_dim", std::to_string(base.dims.freq_dim), std::to_string(mc.dims.freq_dim)},
+        {"patch_size", str_cat("[", base.dims.patch[0], ", ", base.dims.patch[1], ", ", base.dims.patch[2], "]"),
+         str_cat("[", mc.dims.patch[0], ", ", mc.dims.patch[1], ", ", mc.dims.patch[2], "]")},
+        {"text_len", std::to_string(base.text_len), std::to_string(mc.text_len)},
+        {"eps", str_cat(base.eps), str_cat(mc.eps)},
+    };
+    std::string conflicts;
+    std::string fix;
+    for (const auto& [field, mine, ckpt_value] : fields) {
+        if (mine == ckpt_value || mine == "0" || !source.gave(field)) continue;  // 0: not in the config
+        if (guessed_heads && field == "num_heads") continue;
+        conflicts += str_cat(conflicts.empty() ? "" : "; ", "model.", field, " is ", mine, " in the config but ",
+                             ckpt_value, " in the checkpoint");
+        fix += str_cat(" --set model.", field, "=", ckpt_value);
+    }
+    LR_CHECK(conflicts.empty(), "the config's model disagrees with ", theirs, ": ", conflicts,
+             ". The config must describe the checkpoint: give the config made for it, drop the model { } block from "
+             "--config (the checkpoint's own model is then used), or set",
+             fix);
+    if (guessed_heads && say) {
+        std::fprintf(stderr,
+                     "longroll: note: %s has no model config in its metadata; its sizes come from its tensor shapes, "
+                     "and model.num_heads = %lld is a guess from its width %lld (12 for 1536, 40 for 5120, else "
+                     "width / 128): if that is wrong, give --set model.num_heads=N\n",
+                     weights_path.c_str(), static_cast<long long>(mc.dims.num_heads),
+                     static_cast<long long>(mc.dims.dim));
+    }
+    const WanDims& d = mc.dims;
+    cfg.model.dim = d.dim;
+    cfg.model.ffn_dim = d.ffn_dim;
+    cfg.model.num_heads = d.num_heads;
+    cfg.model.num_layers = d.num_layers;
+    cfg.model.in_dim = d.in_dim;
+    cfg.model.out_dim = d.out_dim;
+    cfg.model.text_dim = d.text_dim;
+    cfg.model.freq_dim = d.freq_dim;
+    cfg.model.patch_size = d.patch;
+    cfg.model.text_len = mc.text_len;
+    cfg.model.eps = mc.eps;
+}
+
 LoadedModel load_model(const std::optional<std::string>& weights_path, Config& cfg, bool weights) {
     LoadedModel out;
     if (weights_path) {
@@ -94,10 +171,10 @@ LoadedModel load_model(const std::optional<std::string>& weights_path, Config& c
         WanModelConfig mc = wan_model_config_from_metadata(ckpt, wan_model_config(cfg.model), &from_metadata);
         bool from_shapes = false;
         if (!from_metadata) {
-            // No config in the file: the tensor shapes say what the model is, whatever the config file says.
+            // No config in the file: the tensor shapes say what the model is (settle_checkpoint_model has refused a
+            // config that says otherwise, where it ran).
             if (auto d = infer_wan_dims(ckpt, mc.dims)) {
-                from_shapes = !(d->dim == mc.dims.dim && d->ffn_dim == mc.dims.ffn_dim &&
-                                d->num_layers == mc.dims.num_layers && d->text_dim == mc.dims.text_dim);
+                from_shapes = true;
                 mc.dims = *d;
             }
         }
@@ -120,7 +197,7 @@ LoadedModel load_model(const std::optional<std::string>& weights_path, Config& c
         if (weights) out.model = WanModel::from_checkpoint(ckpt, wan_model_config(cfg.model));
         out.description = str_cat(*weights_path, " (", format_bytes(ckpt.total_bytes()),
                                   from_metadata ? ", model config from its metadata)"
-                                  : from_shapes ? ", model config inferred from its tensor shapes)"
+                                  : from_shapes ? ", model sizes from its tensor shapes)"
                                                 : ")");
         return out;
     }
@@ -209,8 +286,8 @@ EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Co
     out.description =
         str_cat("UMT5 ", cfg.text.encoder, " (", umt5_naming_name(encoder.naming()), " names, ", ec.num_layers,
                 " layers, d_model ", ec.d_model, ", ", format_bytes(encoder.weight_bytes()), ") + ", cfg.text.tokenizer,
-                ": ", texts.size(), " prompt", texts.size() == 1 ? "" : "s", " (", lengths,
-                " tokens) encoded on ", on_gpu ? str_cat("GPU ", gpu, " (bf16)") : std::string("the CPU"), " in ", seconds,
+                ": ", texts.size(), " prompt", texts.size() == 1 ? "" : "s", " (", lengths, " tokens) encoded on ",
+                on_gpu ? str_cat("GPU ", gpu, " (bf16)") : std::string("the CPU"), " in ", seconds,
                 " s, then freed before the DiT plans its memory");
     return out;
 }

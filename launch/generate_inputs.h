@@ -24,6 +24,21 @@ struct LoadedModel {
     bool embedded = false;    // the embedded default (deterministic random weights)
 };
 
+// Which fields of cfg.model the user gave: every one (a --config file), the --set model.FIELD ones, or none (the
+// embedded default config).
+struct ModelSource {
+    bool config_file = false;
+    std::vector<std::string> set_fields;  // "dim", "num_heads", ... from --set model.FIELD=...
+    bool gave(const std::string& field) const;
+};
+
+// Settles cfg.model against the checkpoint `weights_path` (its header: the config in __metadata__["config"], else
+// the tensor shapes), before anything depends on the model (parallel layout, sizes, policies): a field the user gave
+// that the checkpoint contradicts is refused (InputError naming both values and how to fix it); the others take the
+// checkpoint's values (the caller validates cfg after). A head count guessed from the shapes is said on stderr when
+// `say`. Runs as the config's ConfigAdjust, so that every model-dependent check of the config sees the checkpoint.
+void settle_checkpoint_model(const std::string& weights_path, Config& cfg, const ModelSource& source, bool say);
+
 // `weights_path` empty: the embedded default, refused for models too large for it. A checkpoint's
 // __metadata__["config"] overrides cfg.model (which is then re-validated). `weights` false: the model's config
 // only, `model` left empty (a dedicated VAE rank needs the shapes, not the weights).

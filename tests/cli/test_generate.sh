@@ -73,11 +73,11 @@ expect 2 "--save-latents" "$LONGROLL" generate --latent-frames 3 --save-latents 
 
 # Real (converted) weights end to end: the reference's tiny DiT and tiny VAE checkpoints, a prompt file.
 P="$SRC/tests/data/parity"
-expect 0 "done: 6 latent frames, 21 video frames" "$LONGROLL" generate --config "$SRC/configs/tiny.textproto" \
+expect 0 "done: 6 latent frames, 21 video frames" "$LONGROLL" generate \
   --weights "$P/weights_tiny.safetensors" --prompt-embeds "$P/rollout_sf.safetensors" \
   --vae "$SRC/tests/data/vae/weights_tiny_vae.safetensors" --size 48x32 --latent-frames 6 --out "$TMP/real.y4m"
 check "real weights: 21 frames of 48x32" test "$(frames_of "$TMP/real.y4m"),$(size_of "$TMP/real.y4m")" = "21,48x32"
-expect 2 "--vae FILE is required" "$LONGROLL" generate --config "$SRC/configs/tiny.textproto" \
+expect 2 "--vae FILE is required" "$LONGROLL" generate \
   --weights "$P/weights_tiny.safetensors" --prompt-embeds "$P/rollout_sf.safetensors" --size 48x32 \
   --latent-frames 3 --out "$TMP/x.y4m"
 expect 2 "weights_tiny.safetensors" "$LONGROLL" generate --vae "$P/weights_tiny.safetensors" --latent-frames 3 \

@@ -29,7 +29,7 @@ if len(sys.argv) > 6:
 open(dst, 'wb').write(bytes(b))
 PY
 }
-TINY=(generate --config "$SRC/configs/tiny.textproto" --prompt-embeds "$EMB" --size 48x32 --latent-frames 3)
+TINY=(generate --prompt-embeds "$EMB" --size 48x32 --latent-frames 3)
 
 # ---- NaN / Inf weights: refused while they are converted, nothing written.
 poke "$P/weights_tiny.safetensors" "$TMP/nan_dit.safetensors" model.blocks.1.ffn.0.weight 70 nan
@@ -44,5 +44,29 @@ expect 2 "inf_vae.safetensors: tensor '$VT' [16, 16, 3, 3, 3] holds 1 value that
   "$LONGROLL" "${TINY[@]}" --weights "$P/weights_tiny.safetensors" --vae "$TMP/inf_vae.safetensors" --out "$TMP/x.y4m"
 check "NaN / Inf weights: nothing written" test ! -e "$TMP/x.y4m"
 expect 0 "done" "$LONGROLL" "${TINY[@]}" --weights "$P/weights_tiny.safetensors" --vae "$VAE" --out "$TMP/ok.y4m" --quiet
+
+# ---- The config's model against the checkpoint's own config (weights_tiny carries dim 32, 2 heads, text_len 8).
+expect 2 "model.dim is 64 in the config but 32 in the checkpoint" \
+  "$LONGROLL" "${TINY[@]}" --config "$SRC/configs/tiny.textproto" --weights "$P/weights_tiny.safetensors" \
+  --save-latents "$TMP/x.safetensors"
+expect 2 "--set model.dim=32 --set model.ffn_dim=64" \
+  "$LONGROLL" "${TINY[@]}" --config "$SRC/configs/tiny.textproto" --weights "$P/weights_tiny.safetensors" \
+  --save-latents "$TMP/x.safetensors"
+expect 2 "model.num_heads is 4 in the config but 2 in the checkpoint" \
+  "$LONGROLL" "${TINY[@]}" --weights "$P/weights_tiny.safetensors" --set model.num_heads=4 --save-latents "$TMP/x.safetensors"
+check "a refused model wrote nothing" test ! -e "$TMP/x.safetensors"
+# Without --config the checkpoint's model is used, and the summary says so.
+expect 0 "model config from its metadata" \
+  "$LONGROLL" "${TINY[@]}" --weights "$P/weights_tiny.safetensors" --save-latents "$TMP/meta.safetensors"
+# Without a config in the file: the sizes come from the shapes, the head count is a guess said out loud; given, it
+# is not a guess and the result is the metadata run's.
+poke "$P/weights_tiny.safetensors" "$TMP/nometa.safetensors" - 0 0 drop-config
+expect 0 "model.num_heads = 1 is a guess from its width 32" \
+  "$LONGROLL" "${TINY[@]}" --weights "$TMP/nometa.safetensors" --save-latents "$TMP/guess.safetensors"
+out=$("$LONGROLL" "${TINY[@]}" --weights "$TMP/nometa.safetensors" --set model.num_heads=2 --set model.text_len=8 \
+  --save-latents "$TMP/given.safetensors" 2>&1)
+check "a given head count is not called a guess" bash -c "! grep -q 'is a guess' <<<'$out'"
+check "shapes + given heads == the checkpoint's own config" cmp -s <(tail -c 4096 "$TMP/given.safetensors") \
+  <(tail -c 4096 "$TMP/meta.safetensors")
 
 finish
