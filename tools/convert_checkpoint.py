@@ -31,7 +31,10 @@ __metadata__["config"] (Wan config.json field names) for DiT files, Hugging Face
 text encoders. Names: Self-Forcing/LongLive keys
 keep their "model." prefix (FSDP/compile leftovers removed); --names original strips it.
 
-Exit status: 0 ok, 1 runtime failure (I/O, missing torch), 2 usage or input error (unknown format,
+Needs PyTorch for .pt / .pth inputs; safetensors inputs (and safetensors LoRA files) convert with numpy alone,
+to the same bytes.
+
+Exit status: 0 ok, 1 runtime failure (I/O, missing torch / numpy), 2 usage or input error (unknown format,
 missing key, shape mismatch, bad option).
 """
 
@@ -83,6 +86,133 @@ try:
     import torch
 except ImportError:  # pragma: no cover - exercised on machines without torch
     torch = None
+try:
+    import numpy as np
+except ImportError:  # pragma: no cover
+    np = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Without PyTorch: safetensors inputs (and LoRA files) convert through numpy. The few tensor operations the
+# conversion uses (dtype changes, the LoRA merge) have a numpy stand-in; .pth / .pt inputs still need PyTorch.
+# ----------------------------------------------------------------------------------------------
+
+class NpDType:
+    """A safetensors dtype without PyTorch: its code, numpy storage type (bf16 is stored as uint16)."""
+
+    def __init__(self, code, storage, itemsize, floating):
+        self.code, self.storage, self.itemsize, self.is_floating_point = code, storage, itemsize, floating
+
+    def __eq__(self, other):
+        return isinstance(other, NpDType) and other.code == self.code
+
+    def __hash__(self):
+        return hash(self.code)
+
+    def __repr__(self):
+        return self.code
+
+
+_NP_DTYPES = {c: NpDType(c, st, n, fl) for c, st, n, fl in [
+    ("F64", "float64", 8, True), ("F32", "float32", 4, True), ("F16", "float16", 2, True), ("BF16", "uint16", 2, True),
+    ("I64", "int64", 8, False), ("I32", "int32", 4, False), ("I16", "int16", 2, False), ("I8", "int8", 1, False),
+    ("U8", "uint8", 1, False), ("BOOL", "bool", 1, False)]}
+_NP_BY_TORCH_NAME = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+
+
+class NpTensor:
+    """A tensor held by numpy in its safetensors storage type; float math in fp32."""
+
+    def __init__(self, data, dtype):
+        self.data, self.dtype = data, dtype
+
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    def dim(self):
+        return self.data.ndim
+
+    def float(self):
+        return self.to(_NP_DTYPES["F32"])
+
+    def _f32(self):
+        if self.dtype.code == "BF16":
+            return (self.data.astype(np.uint32) << 16).view(np.float32)
+        return self.data.astype(np.float32)
+
+    def to(self, dtype):
+        if dtype == self.dtype:
+            return self
+        if not (dtype.is_floating_point and self.dtype.is_floating_point):
+            raise InputError(f"cannot convert {self.dtype} to {dtype}")
+        x = self._f32()
+        if dtype.code == "BF16":
+            u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+            rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
+            rounded[np.isnan(x)] = 0x7FC0
+            return NpTensor(rounded, dtype)
+        return NpTensor(x.astype(dtype.storage), dtype)
+
+    def __matmul__(self, other):
+        return NpTensor(self._f32() @ other._f32(), _NP_DTYPES["F32"])
+
+    def __mul__(self, scale):
+        return NpTensor(self._f32() * np.float32(scale), _NP_DTYPES["F32"])
+
+    def __add__(self, other):
+        return NpTensor(self._f32() + other._f32(), _NP_DTYPES["F32"])
+
+    def raw_bytes(self):
+        return np.ascontiguousarray(self.data).tobytes()
+
+
+def dtype_named(torch_name):
+    """The dtype called `torch_name` ("bfloat16", ...) in the backend in use."""
+    if torch is not None:
+        return getattr(torch, torch_name)
+    return _NP_DTYPES[_NP_BY_TORCH_NAME[torch_name]]
+
+
+def open_safetensors_numpy(path, sources, origin):
+    try:
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if n <= 0 or n > 100 << 20:
+                raise ValueError(f"header length {n}")
+            header = json.loads(fh.read(n))
+        size = os.path.getsize(path)
+        data = np.memmap(path, dtype=np.uint8, mode="r") if size > 8 + n else np.zeros(0, np.uint8)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable safetensors file ({e})")
+    if not isinstance(header, dict):
+        raise InputError(f"{path}: not a readable safetensors file (the header is not a JSON object)")
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dt = _NP_DTYPES[info["dtype"]]
+            shape = tuple(int(d) for d in info["shape"])
+            b, e = (int(o) for o in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{path}: tensor '{name}' has an unsupported dtype or a malformed entry ({info!r}); "
+                             f"FP8 and other dtypes need PyTorch")
+        count = 1
+        for d in shape:
+            count *= d
+        if e - b != count * dt.itemsize or b < 0 or 8 + n + e > size:
+            raise InputError(f"{path}: tensor '{name}' has data_offsets [{b}, {e}] that do not fit its shape "
+                             f"{list(shape)} {dt} or the file")
+        if name in sources:
+            raise InputError(f"{path}: tensor '{name}' also appears in {origin[name]}")
+        start = 8 + n + b
+
+        def load(start=start, count=count, dt=dt, shape=shape):
+            return NpTensor(np.frombuffer(data, dtype=dt.storage, count=count, offset=start).reshape(shape), dt)
+        sources[name] = Source(shape, dt, load)
+        origin[name] = path
+    meta = header.get("__metadata__") or {}
+    return meta if isinstance(meta, dict) else {}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,6 +232,8 @@ _ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfl
 
 
 def st_dtype_name(dtype):
+    if isinstance(dtype, NpDType):
+        return dtype.code
     for k, v in _ST_DTYPES.items():
         if getattr(torch, v, None) == dtype:
             return k
@@ -109,6 +241,8 @@ def st_dtype_name(dtype):
 
 
 def open_safetensors(path, sources, origin):
+    if torch is None:
+        return open_safetensors_numpy(path, sources, origin)
     from safetensors import safe_open
     try:
         handle = safe_open(path, framework="pt")
@@ -427,6 +561,9 @@ def write_safetensors(path, items, metadata):
             t = produce()
             if tuple(t.shape) != tuple(shape) or t.dtype != dtype:
                 raise RuntimeError(f"tensor '{name}' changed while writing")
+            if isinstance(t, NpTensor):
+                fh.write(t.raw_bytes())
+                continue
             t = t.detach().to("cpu").contiguous().reshape(-1)
             if t.numel():
                 fh.write(t.view(torch.uint8).numpy().tobytes())
@@ -605,7 +742,7 @@ def convert(args):
                                        "scale": sorted({d[2] for d in deltas.values()})})
 
     # ---- write ----
-    out_dtype = getattr(torch, DTYPES[args.dtype]) if DTYPES[args.dtype] else None
+    out_dtype = dtype_named(DTYPES[args.dtype]) if DTYPES[args.dtype] else None
     items = []
     for name in sorted(renamed):
         _, s = renamed[name]
@@ -633,8 +770,12 @@ def convert(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    if torch is None:
-        fail("this tool needs PyTorch (pip install torch safetensors)", EXIT_RUNTIME)
+    st_only = args.input.endswith((".safetensors", ".json")) and (args.lora is None or args.lora.endswith(".safetensors"))
+    if torch is None and not st_only:
+        fail("reading .pth / .pt checkpoints needs PyTorch (pip install torch); safetensors inputs need only numpy",
+             EXIT_RUNTIME)
+    if torch is None and np is None:
+        fail("this tool needs numpy (pip install numpy) or PyTorch", EXIT_RUNTIME)
     try:
         convert(args)
     except InputError as e:

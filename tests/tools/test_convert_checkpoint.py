@@ -413,6 +413,54 @@ class ConverterTest(unittest.TestCase):
         self.assertIn("needs PyTorch", r.stderr)
 
 
+    # ------------------------------------------------------------------ without PyTorch
+    def test_safetensors_inputs_convert_without_torch_byte_for_byte(self):
+        """Safetensors inputs go through numpy when torch is missing: the same file as the torch path, byte for
+        byte (dtype changes round to nearest even either way), and a LoRA merge to fp32 accuracy."""
+        sd = fake_dit(9)
+        save_file({k: v.to(torch.bfloat16) for k, v in sd.items()}, self.path("bf16.safetensors"))
+        save_file(to_diffusers(sd), self.path("diffusers.safetensors"))
+        names = sorted(sd)
+        shard_of = {}
+        for j, part in enumerate((names[: len(names) // 2], names[len(names) // 2:])):
+            fn = f"m-0000{j + 1}-of-00002.safetensors"
+            save_file({k: sd[k].half() for k in part}, self.path(fn))
+            shard_of.update({k: fn for k in part})
+        with open(self.path("m.safetensors.index.json"), "w") as f:
+            json.dump({"weight_map": shard_of}, f)
+        cases = [("bf16.safetensors", "--dtype", "f32"), ("bf16.safetensors", "--dtype", "f16"),
+                 ("diffusers.safetensors", "--dtype", "bf16"), ("diffusers.safetensors",),
+                 ("m.safetensors.index.json", "--dtype", "bf16")]
+        for i, (src, *extra) in enumerate(cases):
+            with_torch, without = self.path(f"t{i}.safetensors"), self.path(f"n{i}.safetensors")
+            self.run_tool(self.path(src), "-o", with_torch, "--num-heads", "2", *extra)
+            self.run_subprocess(self.path(src), "-o", without, "--num-heads", "2", *extra, hide_torch=True)
+            with open(with_torch, "rb") as a, open(without, "rb") as b:
+                self.assertEqual(a.read(), b.read(), f"{src} {extra}: numpy and torch outputs differ")
+        # A LoRA in safetensors merged into a safetensors base: fp32 math, another summation order.
+        lora = {}
+        g = torch.Generator().manual_seed(3)
+        for t in ("blocks.0.self_attn.q", "blocks.1.ffn.0"):
+            o, i = sd[t + ".weight"].shape
+            lora[f"{t}.lora_A.weight"] = torch.randn(2, i, generator=g)
+            lora[f"{t}.lora_B.weight"] = torch.randn(o, 2, generator=g)
+        save_file(lora, self.path("lora.safetensors"))
+        args = ("--lora", self.path("lora.safetensors"), "--num-heads", "2", "--dtype", "f32")
+        self.run_tool(self.path("bf16.safetensors"), "-o", self.path("lt.safetensors"), *args)
+        self.run_subprocess(self.path("bf16.safetensors"), "-o", self.path("ln.safetensors"), *args, hide_torch=True)
+        a, b = self.read(self.path("lt.safetensors"))[0], self.read(self.path("ln.safetensors"))[0]
+        self.assertEqual(sorted(a), sorted(b))
+        for k in a:
+            torch.testing.assert_close(b[k], a[k], rtol=1e-6, atol=1e-6, msg=k)
+        merged = "blocks.0.self_attn.q.weight"
+        self.assertFalse(torch.equal(a[merged], sd[merged].to(torch.bfloat16).float()), "the LoRA was not merged")
+        # A broken file is still an input error (exit 2) without torch.
+        with open(self.path("garbage.safetensors"), "wb") as f:
+            f.write(b"\xff" * 64)
+        self.run_subprocess(self.path("garbage.safetensors"), "-o", self.path("g.safetensors"), hide_torch=True,
+                            expect=2)
+
+
 class Note:
     """An arbitrary pickled object (as some training checkpoints carry)."""
 
