@@ -111,6 +111,49 @@ TEST(Rollout, DeterministicResumableAndReplayable) {
     EXPECT_NE(roll(m, o, T, SeededNoise(12, kC, kH, kW), {{0, ctx.view}}), a);
 }
 
+// Resume replays the clean passes of the saved chunks: every policy's retained and persistent blocks, chunk-aware
+// budgets and anchors come out as in the uninterrupted run, so the rest is bit-identical.
+TEST(Rollout, ResumeIsBitIdenticalForEveryPolicy) {
+    const WanModel m = tiny_model();
+    const HostTensor ctx = tiny_context(4);
+    const SeededNoise noise(21, kC, kH, kW);
+    const int64_t T = 15, F = 3;  // 5 chunks; resume after 3
+    const int64_t layers = m.num_layers(), heads = m.num_heads();
+    std::vector<RolloutOptions> cases;
+    RolloutOptions sf = options(F, 9, 0);
+    sf.policy.kind = BlockPolicyKind::kSparseForcing;
+    sf.policy.persistent_blocks = 2;
+    sf.policy.sf_topk_blocks = 3;
+    cases.push_back(sf);
+    RolloutOptions lf = options(F, 9, 0);
+    lf.policy.kind = BlockPolicyKind::kLightForcing;
+    lf.policy.near_frames = 1;
+    lf.policy.topk_frames = 2;
+    lf.policy.lf_topk_blocks = 2;
+    cases.push_back(lf);
+    RolloutOptions lvsa = options(F, 9, 1);
+    lvsa.policy.kind = BlockPolicyKind::kLvsa;
+    lvsa.policy.lvsa_window_frames = 1;
+    lvsa.policy.anchor_interval = 2;
+    cases.push_back(lvsa);
+    RolloutOptions fkv = options(F, -1, 1);
+    fkv.policy.kind = BlockPolicyKind::kForcingKv;
+    fkv.policy.recent_frames = 1;
+    fkv.policy.dynamic_keep_ratio = 0.5;
+    for (int64_t i = 0; i < layers * heads; ++i) fkv.policy.static_head.push_back(static_cast<uint8_t>(i % 2));
+    cases.push_back(fkv);
+    for (const RolloutOptions& o : cases) {
+        const auto a = roll(m, o, T, noise, {{0, ctx.view}});
+        const auto b = roll(m, o, T, noise, {{0, ctx.view}}, nullptr, 3, a.data());
+        EXPECT_TRUE(std::equal(a.begin() + 3 * F * kFrame, a.end(), b.begin() + 3 * F * kFrame))
+            << block_policy_name(o.policy.kind);
+        // The policy did something: a dense run differs.
+        RolloutOptions dense = o;
+        dense.policy = BlockPolicyConfig{};
+        EXPECT_NE(roll(m, dense, T, noise, {{0, ctx.view}}), a) << block_policy_name(o.policy.kind);
+    }
+}
+
 TEST(Rollout, WindowBoundsTheCacheForLongRuns) {
     const WanModel m = tiny_model();
     const HostTensor ctx = tiny_context(3);
