@@ -47,8 +47,9 @@ def main():
         header, data = read_safetensors(path)
         r = json.loads(header["__metadata__"]["rollout"])
         T, C, h, w = header["latents"]["shape"]
+        # No --config: the checkpoint carries its model (a config's model block must agree with it); the rollout
+        # settings come from the fixture.
         args = [longroll, "generate", "--quiet",
-                "--config", os.path.join(src, "configs", "tiny.textproto"),
                 "--weights", os.path.join(parity, r["weights"]),
                 "--prompt-embeds", path, "--noise", path,
                 "--size", "%dx%d" % (w * 8, h * 8), "--latent-frames", str(T),
