@@ -46,7 +46,8 @@ struct RunFingerprint {
 
 // A stable 64-bit digest (FNV-1a) as 16 hex digits.
 std::string digest_hex(const void* data, size_t bytes, uint64_t seed = 0xcbf29ce484222325ull);
-// A file's size, first and last MiB: cheap for a many-GiB checkpoint, and any re-export or other file changes it.
+// A file's size, first and last MiB and 64 KiB every 64 MiB (a sharded index: each shard too): cheap for a many-GiB
+// checkpoint, and a re-export, a fine-tune of the same shapes or another file changes it.
 std::string file_fingerprint(const std::string& path);
 
 struct RunCheckpoint {
