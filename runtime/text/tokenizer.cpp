@@ -24,6 +24,14 @@ struct SpmApi {
 };
 
 const SpmApi& spm_api() {
+#ifndef LONGROLL_HAS_SPM
+    // InputError: what was asked for is not in this build (exit 2), not a failure of the run.
+    throw InputError(
+        "text prompts need libsentencepiece, which this longroll was built without: install libsentencepiece-dev "
+        "(scripts/deps.sh does) and rebuild, or give --prompt-embeds");
+#define LONGROLL_SPM_MODULE ""
+#define LONGROLL_SPM_MODULE_NAME ""
+#endif
     static SpmApi api;
     static std::once_flag once;
     std::call_once(once, [] {
