@@ -69,6 +69,7 @@ class ShardedAttentionStep final : public AttentionStep {
     ~ShardedAttentionStep() override;
 
     KvWrite begin(const AttentionForward& f) override;
+    bool shares_tokens() const override { return true; }
     const std::vector<int64_t>& tokens() const override { return plan_.tokens; }
     void attend(int64_t layer, const float* q, const float* k, const float* v, float* out) override;
     void gather(const float* mine, int64_t rows, int64_t width, float* all) override;

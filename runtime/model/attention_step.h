@@ -46,11 +46,15 @@ class AttentionStep {
     // Plans the forward (evictions, retention, the policy's candidates); returns where its frames land (the
     // model gives window-relative RoPE positions from slot_begin).
     virtual KvWrite begin(const AttentionForward& f) = 0;
+    // Whether this worker computes a share of the forward's tokens (a sequence-parallel worker): then tokens() lists
+    // them (possibly none) and the model calls gather(); otherwise it computes every token, in model order.
+    virtual bool shares_tokens() const { return false; }
     // The forward's tokens (model order: frame, row, col of the chunk) this worker computes, in the order of its
-    // rows in attend() and gather(), after begin(). Empty: every token, in model order.
+    // rows in attend() and gather(), after begin(); only when shares_tokens().
     virtual const std::vector<int64_t>& tokens() const { return all_tokens_; }
-    // Layer `layer`: q, k, v [n, heads, head_dim] of the worker's tokens (all of the forward's when tokens() is
-    // empty) with every head; writes their attention output [n, heads, head_dim] to out.
+    // Layer `layer`: q, k, v [n, heads, head_dim] of the worker's tokens (all of the forward's unless
+    // shares_tokens()) with every head; writes their attention output [n, heads, head_dim] to out. A worker with no
+    // tokens (n = 0) still calls it: its peers exchange with it.
     virtual void attend(int64_t layer, const float* q, const float* k, const float* v, float* out) = 0;
     // Every worker's rows [n, width] (its tokens() order) -> all rows [L, width] of the forward in model order,
     // on every worker. Called once per forward, after the layers.

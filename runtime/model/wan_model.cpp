@@ -313,8 +313,8 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
     }
     // ---- The tokens this forward computes: all of the chunk, or the attention step's share (a sequence-parallel
     // worker, attention_step.h), grouped by frame. The per-token layers run on those rows only.
-    const std::vector<int64_t>* share = a.step ? &a.step->tokens() : nullptr;
-    const bool subset = share != nullptr && !share->empty();
+    const bool subset = a.step != nullptr && a.step->shares_tokens();  // possibly no tokens at all
+    const std::vector<int64_t>* share = subset ? &a.step->tokens() : nullptr;
     const int64_t n = subset ? static_cast<int64_t>(share->size()) : L;  // rows of this forward
     const auto token = [&](int64_t i) { return subset ? (*share)[static_cast<size_t>(i)] : i; };
     // Runs of rows of one frame: (first row, rows, frame).
@@ -355,7 +355,7 @@ void WanModel::forward(const WanForwardArgs& a, float* out) const {
         std::vector<float> mp(static_cast<size_t>(n * ps.patch_size()));
         for (int64_t i = 0; i < n; ++i)
             std::copy_n(patches.data() + token(i) * ps.patch_size(), ps.patch_size(), mp.data() + i * ps.patch_size());
-        run_linear(w_->patch, mp.data(), n, x.data());
+        if (n > 0) run_linear(w_->patch, mp.data(), n, x.data());  // a worker may have no tokens
     } else {
         run_linear(w_->patch, patches.data(), n, x.data());
     }

@@ -34,6 +34,7 @@ using disttest::Errors;
 // the spatial shares (4 + 4 blocks with S = 2, 3 + 3 + 2 with S = 3) and the Ulysses shards are uneven.
 constexpr int64_t kC = 16, kH = 4, kW = 10;
 constexpr int64_t kTokens = 10, kBlock = 4, kQBlock = 4;
+constexpr int64_t kWideQBlock = 16;  // the 1-frame case: 10 rows in one query block, so other spatial ranks get none
 
 // 12 heads of 16: U in 1, 2, 3, 4, 6 divides them.
 WanModelConfig config() {
@@ -105,26 +106,30 @@ std::vector<Case> cases() {
     Case c{"no window, 2-frame chunks", {}, 6, false};
     c.opts.frames_per_chunk = 2;
     c.opts.denoising_steps = {1000, 500};
-    for (Case* x : {&a, &b, &c}) {
+    Case d{"1-frame chunks, one query block (ranks without rows)", {}, 4, false};
+    d.opts.frames_per_chunk = 1;
+    d.opts.denoising_steps = {1000, 500};
+    for (Case* x : {&a, &b, &c, &d}) {
         x->opts.block_size = kBlock;
         x->opts.q_block = kQBlock;
     }
-    return {a, b, c};
+    d.opts.q_block = kWideQBlock;
+    return {a, b, c, d};
 }
 
 // Bytes rank (u, s) of a U x S group sends in one forward of `frames` frames, from the layout alone: query blocks
-// of kQBlock rows of the forward's frames * kTokens rows, block b belonging to spatial rank b % S.
+// of q_block rows of the forward's frames * kTokens rows, block b belonging to spatial rank b % S.
 struct Expected {
     uint64_t all_to_all = 0, kv = 0, gather_u = 0, gather_s = 0;
 };
 // `means`: the policy scores blocks (SPARSE_FORCING, LIGHT_FORCING, FORCING_KV), so each query block's mean query
 // travels too; DENSE, SINK_WINDOW and LVSA list every block they keep and exchange K/V only.
 Expected expected_bytes(int64_t frames, int64_t u, int64_t U, int64_t s, int64_t S, int64_t dim, int64_t layers,
-                        bool means) {
-    const int64_t rows = frames * kTokens, blocks = (rows + kQBlock - 1) / kQBlock;
+                        bool means, int64_t q_block) {
+    const int64_t rows = frames * kTokens, blocks = (rows + q_block - 1) / q_block;
     std::vector<int64_t> rows_of(static_cast<size_t>(S), 0), blocks_of(static_cast<size_t>(S), 0);
     for (int64_t b = 0; b < blocks; ++b) {
-        rows_of[static_cast<size_t>(b % S)] += std::min(kQBlock, rows - b * kQBlock);
+        rows_of[static_cast<size_t>(b % S)] += std::min(q_block, rows - b * q_block);
         ++blocks_of[static_cast<size_t>(b % S)];
     }
     const int64_t mine = rows_of[static_cast<size_t>(s)], shard = (mine + U - 1) / U;
@@ -210,7 +215,7 @@ int run(int ulysses) {
                 const int64_t fpc = o.frames_per_chunk, passes = static_cast<int64_t>(o.denoising_steps.size()) + 1;
                 for (int64_t start = 0; start < c.frames; start += fpc) {
                     const Expected f = expected_bytes(std::min(fpc, c.frames - start), u, U, s, S, cfg.dims.dim,
-                                                      cfg.dims.num_layers, means);
+                                                      cfg.dims.num_layers, means, o.q_block);
                     want.all_to_all += u64(passes) * f.all_to_all;
                     want.kv += u64(passes) * f.kv;
                     want.gather_u += u64(passes) * f.gather_u;
