@@ -65,7 +65,7 @@ TEST(Tokenizer, IdsEqualWansTokenizerPath) {
 TEST(Tokenizer, RefusesEmptyAndNonUtf8Prompts) {
     const json::Value doc = read_cases();
     const Umt5Tokenizer tok = Umt5Tokenizer::open(kModel, doc.find("encoder_vocab")->as_int64(), "enc");
-    for (const std::string bad : {std::string(), std::string(" \t\n\u3000"), std::string("\x1b[0m")}) {
+    for (const std::string& bad : {std::string(), std::string(" \t\n\u3000"), std::string("\x1b[0m")}) {
         try {
             tok.encode(bad, 512, "--prompt");
             ADD_FAILURE() << "accepted " << json::quote(bad);
@@ -73,7 +73,7 @@ TEST(Tokenizer, RefusesEmptyAndNonUtf8Prompts) {
             EXPECT_NE(std::string(e.what()).find("--prompt: the prompt is empty"), std::string::npos) << e.what();
         }
     }
-    for (const std::string bad : {std::string("caf\xe9"), std::string("\xed\xa0\x80"), std::string("a\xc0\xafb")}) {
+    for (const std::string& bad : {std::string("caf\xe9"), std::string("\xed\xa0\x80"), std::string("a\xc0\xaf" "b")}) {
         try {
             tok.encode(bad, 512, "jobs.txt:3");
             ADD_FAILURE() << "accepted non-UTF-8";
