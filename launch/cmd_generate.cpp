@@ -674,14 +674,6 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     std::unique_ptr<CudaWanModel> gpu_model;
     size_t cache_bytes = 0;
     if (on_gpu) {
-        // The CUDA sparse step is built and its tests are written, but it has not run on a GPU yet: until it has,
-        // generate refuses it unless asked for explicitly (its tests and policy_bench drive the model directly).
-        const char* experimental = std::getenv("LONGROLL_EXPERIMENTAL_CUDA_SPARSE");
-        LR_CHECK(ropts.policy.kind == BlockPolicyKind::kDense || ropts.policy.kind == BlockPolicyKind::kSinkWindow ||
-                     (experimental && std::string(experimental) == "1"),
-                 "attention.policy ", block_policy_name(ropts.policy.kind),
-                 " with --device cuda: the CUDA sparse step has not been verified on a GPU yet; run it with --device "
-                 "cpu, or set LONGROLL_EXPERIMENTAL_CUDA_SPARSE=1 to try it");
         const bool switches =
             std::any_of(prompts.begin(), prompts.end(), [](const Prompts& p) { return p.segments.size() > 1; });
         CudaModelOptions model_opts = CudaRollout::model_options(ropts, shape, switches);

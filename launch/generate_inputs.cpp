@@ -276,8 +276,7 @@ EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Co
         lengths += str_cat(lengths.empty() ? "" : ", ", t.ids.size());
         ids.push_back(std::move(t.ids));
     }
-    const char* experimental = std::getenv("LONGROLL_EXPERIMENTAL_CUDA_TEXT");
-    const bool on_gpu = gpu >= 0 && experimental && std::string(experimental) == "1";
+    const bool on_gpu = gpu >= 0;
     std::vector<HostTensor> contexts = on_gpu ? encode_umt5_cuda(encoder, ids, gpu) : encoder.encode(ids);
     for (size_t i = 0; i < texts.size(); ++i) out.contexts[texts[i]->value] = std::move(contexts[i]);
     char seconds[32];

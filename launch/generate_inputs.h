@@ -61,8 +61,7 @@ std::vector<std::pair<int64_t, PromptRef>> parse_prompt_switches(const std::vect
 // Every text prompt of the run, encoded in one pass of the UMT5 encoder (cfg.text: the encoder and its tokenizer),
 // which is loaded, run and freed here, before the DiT plans its memory. Text -> context F32 [L, text_dim], L the
 // prompt's tokens + </s> (Wan keeps those outputs; the DiT zero-pads to text_len). `verbose`: print the truncation
-// warnings (rank 0). `gpu` >= 0: encode on that CUDA device (bf16, umt5_encoder_cuda.h) when the environment sets
-// LONGROLL_EXPERIMENTAL_CUDA_TEXT=1 (the GPU encoder has not run on a GPU yet); otherwise on the CPU (fp32).
+// warnings (rank 0). `gpu` >= 0: encode on that CUDA device (bf16, umt5_encoder_cuda.h); otherwise on the CPU (fp32).
 struct EncodedTexts {
     std::map<std::string, HostTensor> contexts;
     std::string description;  // for the start-up summary; empty when no prompt is text

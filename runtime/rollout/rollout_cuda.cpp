@@ -98,8 +98,11 @@ CudaRollout::CudaRollout(CudaWanModel& model, const RolloutOptions& opts, const 
              mo.window_frames, ", sink ", mo.sink_frames, "; this rollout needs ", shape.height, "x", shape.width,
              ", window ", opts.local_attn_size, ", sink ", opts.sink_size,
              " and the same RoPE mode (build it with CudaRollout::model_options)");
-    LR_CHECK(opts.local_attn_size != -1 || kc.max_frames >= shape.frames, "CUDA rollout: ", shape.frames,
-             " frames without a window need a KV cache of as many frames; the model planned ", kc.max_frames);
+    // Without a window the cache holds the whole run, unless the policy keeps a ring of pages itself (Forcing-KV:
+    // sink + recent + chunk, the rest as retained blocks): then its pages are a window.
+    LR_CHECK(opts.local_attn_size != -1 || kc.window_frames != -1 || kc.max_frames >= shape.frames, "CUDA rollout: ",
+             shape.frames, " frames without a window need a KV cache of as many frames; the model planned ",
+             kc.max_frames);
     const int64_t chunk = std::min(opts.frames_per_chunk, shape.frames);
     LR_CHECK(mo.max_forward_frames >= chunk, "CUDA rollout: chunks of ", chunk,
              " frames; the model was planned for forwards of at most ", mo.max_forward_frames);

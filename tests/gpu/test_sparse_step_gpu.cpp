@@ -23,7 +23,7 @@ namespace lr {
 namespace {
 
 #ifdef LONGROLL_HAS_CUDA
-constexpr double kBound = 5e-2;  // as the dense rollout's GPU-vs-CPU bound (test_wan_model_gpu.cpp)
+constexpr double kBound = 5e-3;  // measured 1.69e-3 .. 1.70e-3 on an H100 (2026-12-07), every policy and head size
 
 WanModelConfig config(int64_t dim, int64_t text_dim, int64_t text_len) {
     WanModelConfig c;
@@ -111,7 +111,13 @@ TEST(SparseStepGpu, EveryPolicyMatchesTheCpuStep) {
             EXPECT_LT(err, kBound) << name;
             // (The GPU's density counts blocks, the CPU's tokens: the tiles differ in length, so they only agree
             // roughly.)
-            EXPECT_LT(g.attention_stats().density(), 1.0) << name;
+            // FORCING_KV reads all of its pruned cache (its saving is memory: ForcingKvHoldsLessThanDense); the others
+            // skip blocks.
+            if (name.rfind("FORCING_KV", 0) == 0) {
+                EXPECT_EQ(g.attention_stats().density(), 1.0) << name;
+            } else {
+                EXPECT_LT(g.attention_stats().density(), 1.0) << name;
+            }
         }
     }
 #endif
