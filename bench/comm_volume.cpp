@@ -157,14 +157,14 @@ int main(int argc, char** argv) {
         const double layers = r.model == "wan2.1-14b" ? 40.0 : 30.0;
         const bool hidden = per_layer / layers <= r.compute_s_per_layer_forward;
         const double ratio = r.spatial_sink_window > 0 ? r.spatial_replica / r.spatial_sink_window : 0.0;
-        std::printf("%-12s %-6s %2d %2d %10s %10s %10s %10s | %8s %8s | %8s %8s | %8s %8s | %5.0f%% %-8s\n", r.model.c_str(),
-                    r.resolution.c_str(), r.u, r.s, human(r.ulysses).c_str(), human(r.spatial_dense).c_str(),
-                    human(r.spatial_sink_window).c_str(), human(r.spatial_replica).c_str(),
-                    ms(r.total_dense(), kNvlinkBytesPerSec).c_str(), ms(r.total_dense(), kInterNodeBytesPerSec).c_str(),
-                    ms(r.total_sink_window(), kNvlinkBytesPerSec).c_str(),
-                    ms(r.total_sink_window(), kInterNodeBytesPerSec).c_str(),
-                    ms(r.total_replica(), kNvlinkBytesPerSec).c_str(),
-                    ms(r.total_replica(), kInterNodeBytesPerSec).c_str(), 100.0 * ratio, hidden ? "yes" : "no");
+        std::printf(
+            "%-12s %-6s %2d %2d %10s %10s %10s %10s | %8s %8s | %8s %8s | %8s %8s | %5.0f%% %-8s\n", r.model.c_str(),
+            r.resolution.c_str(), r.u, r.s, human(r.ulysses).c_str(), human(r.spatial_dense).c_str(),
+            human(r.spatial_sink_window).c_str(), human(r.spatial_replica).c_str(),
+            ms(r.total_dense(), kNvlinkBytesPerSec).c_str(), ms(r.total_dense(), kInterNodeBytesPerSec).c_str(),
+            ms(r.total_sink_window(), kNvlinkBytesPerSec).c_str(),
+            ms(r.total_sink_window(), kInterNodeBytesPerSec).c_str(), ms(r.total_replica(), kNvlinkBytesPerSec).c_str(),
+            ms(r.total_replica(), kInterNodeBytesPerSec).c_str(), 100.0 * ratio, hidden ? "yes" : "no");
     }
 
     std::error_code ec;

@@ -95,7 +95,8 @@ class Communicator {
       public:
         explicit BusyTimer(Communicator& c) : c_(c), start_(std::chrono::steady_clock::now()) {}
         ~BusyTimer() {
-            const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_);
+            const auto ns =
+                std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_);
             c_.busy_ns_.fetch_add(static_cast<uint64_t>(ns.count()), std::memory_order_relaxed);
         }
         BusyTimer(const BusyTimer&) = delete;

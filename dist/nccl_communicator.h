@@ -65,7 +65,7 @@ class NcclCommunicator final : public Communicator {
     int size_ = 1;
     cudaStream_t stream_ = nullptr;
     std::atomic<bool> stop_{false};
-    std::atomic<bool> failed_{false};  // an NCCL call or the watchdog saw an error: abort, never destroy
+    std::atomic<bool> failed_{false};   // an NCCL call or the watchdog saw an error: abort, never destroy
     bool mpi_from_any_thread_ = false;  // MPI_THREAD_MULTIPLE: the watchdog may call MPI_Abort
     std::thread watchdog_;
 };

@@ -75,8 +75,8 @@ KvWrite ShardedAttentionStep::begin(const AttentionForward& f) {
         plan_ = plan_sequence(inner_->tiles(), f.num_frames, inner_->q_block(), mesh_);
         frames_ = f.num_frames;
     }
-    LR_ASSERT(plan_.q_blocks == inner_->query_blocks(), "sharded attention: ", plan_.q_blocks, " query blocks planned, ",
-              inner_->query_blocks(), " in the step");
+    LR_ASSERT(plan_.q_blocks == inner_->query_blocks(), "sharded attention: ", plan_.q_blocks,
+              " query blocks planned, ", inner_->query_blocks(), " in the step");
     return w;
 }
 
@@ -158,8 +158,10 @@ void ShardedAttentionStep::attend(int64_t l, const float* q, const float* k, con
             peer_k_[static_cast<size_t>(p)].resize(static_cast<size_t>(pn * w));
             peer_v_[static_cast<size_t>(p)].resize(static_cast<size_t>(pn * w));
             peer_qm_[static_cast<size_t>(p)].resize(means ? blocks_of(p).size() * static_cast<size_t>(w) : 0);
-            recvs.push_back({peer, peer_k_[static_cast<size_t>(p)].data(), static_cast<size_t>(pn * w) * sizeof(float)});
-            recvs.push_back({peer, peer_v_[static_cast<size_t>(p)].data(), static_cast<size_t>(pn * w) * sizeof(float)});
+            recvs.push_back(
+                {peer, peer_k_[static_cast<size_t>(p)].data(), static_cast<size_t>(pn * w) * sizeof(float)});
+            recvs.push_back(
+                {peer, peer_v_[static_cast<size_t>(p)].data(), static_cast<size_t>(pn * w) * sizeof(float)});
             if (means)
                 recvs.push_back({peer, peer_qm_[static_cast<size_t>(p)].data(),
                                  peer_qm_[static_cast<size_t>(p)].size() * sizeof(float)});
@@ -227,7 +229,8 @@ void ShardedAttentionStep::gather(const float* rows_in, int64_t rows, int64_t wi
         std::vector<float> padded(static_cast<size_t>(max_ns * width), 0.0f);
         std::copy_n(slist.data(), ns * width, padded.data());
         every.resize(static_cast<size_t>(S * max_ns * width));
-        mesh_.spatial_comm->all_gather(padded.data(), every.data(), static_cast<size_t>(max_ns * width) * sizeof(float));
+        mesh_.spatial_comm->all_gather(padded.data(), every.data(),
+                                       static_cast<size_t>(max_ns * width) * sizeof(float));
         src = every.data();
         stride = max_ns;
     }

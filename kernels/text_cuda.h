@@ -15,10 +15,10 @@ namespace lr {
 // visible (the encoder runs the prompt's tokens only). One block per (query, head); the row of scores lives in
 // shared memory (4 * len bytes: any prompt the tokenizer makes, 512 tokens = 2 KiB).
 struct RelativeBiasAttentionCudaParams {
-    const void* q = nullptr;          // bf16 [len, heads, head_dim], tokens q_stride elements apart (0: heads * head_dim)
-    const void* k = nullptr;          // bf16, as q
-    const void* v = nullptr;          // bf16, as q
-    void* out = nullptr;              // bf16 [len, heads, head_dim], tokens out_stride elements apart
+    const void* q = nullptr;  // bf16 [len, heads, head_dim], tokens q_stride elements apart (0: heads * head_dim)
+    const void* k = nullptr;  // bf16, as q
+    const void* v = nullptr;  // bf16, as q
+    void* out = nullptr;      // bf16 [len, heads, head_dim], tokens out_stride elements apart
     const float* rel_bias = nullptr;  // f32 [heads, 2 * len - 1]
     int64_t len = 0;
     int64_t heads = 0;

@@ -77,6 +77,22 @@ HostTensor default_context(const ModelConfig& m) {
     return ctx;
 }
 
+// The config's model block as the checkpoint's architecture (the inverse of wan_model_config).
+void set_model_config(ModelConfig& m, const WanModelConfig& mc) {
+    const WanDims& d = mc.dims;
+    m.dim = d.dim;
+    m.ffn_dim = d.ffn_dim;
+    m.num_heads = d.num_heads;
+    m.num_layers = d.num_layers;
+    m.in_dim = d.in_dim;
+    m.out_dim = d.out_dim;
+    m.text_dim = d.text_dim;
+    m.freq_dim = d.freq_dim;
+    m.patch_size = d.patch;
+    m.text_len = mc.text_len;
+    m.eps = mc.eps;
+}
+
 }  // namespace
 
 WanModelConfig wan_model_config(const ModelConfig& m) {
@@ -149,18 +165,7 @@ void settle_checkpoint_model(const std::string& weights_path, Config& cfg, const
                      weights_path.c_str(), static_cast<long long>(mc.dims.num_heads),
                      static_cast<long long>(mc.dims.dim));
     }
-    const WanDims& d = mc.dims;
-    cfg.model.dim = d.dim;
-    cfg.model.ffn_dim = d.ffn_dim;
-    cfg.model.num_heads = d.num_heads;
-    cfg.model.num_layers = d.num_layers;
-    cfg.model.in_dim = d.in_dim;
-    cfg.model.out_dim = d.out_dim;
-    cfg.model.text_dim = d.text_dim;
-    cfg.model.freq_dim = d.freq_dim;
-    cfg.model.patch_size = d.patch;
-    cfg.model.text_len = mc.text_len;
-    cfg.model.eps = mc.eps;
+    set_model_config(cfg.model, mc);
 }
 
 LoadedModel load_model(const std::optional<std::string>& weights_path, Config& cfg, bool weights) {
@@ -180,18 +185,7 @@ LoadedModel load_model(const std::optional<std::string>& weights_path, Config& c
         }
         if (from_metadata || from_shapes) {
             // The checkpoint knows its own architecture better than a config file does.
-            const WanDims& d = mc.dims;
-            cfg.model.dim = d.dim;
-            cfg.model.ffn_dim = d.ffn_dim;
-            cfg.model.num_heads = d.num_heads;
-            cfg.model.num_layers = d.num_layers;
-            cfg.model.in_dim = d.in_dim;
-            cfg.model.out_dim = d.out_dim;
-            cfg.model.text_dim = d.text_dim;
-            cfg.model.freq_dim = d.freq_dim;
-            cfg.model.patch_size = d.patch;
-            cfg.model.text_len = mc.text_len;
-            cfg.model.eps = mc.eps;
+            set_model_config(cfg.model, mc);
             validate_config(cfg);
         }
         if (weights) out.model = WanModel::from_checkpoint(ckpt, wan_model_config(cfg.model));

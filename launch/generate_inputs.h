@@ -66,8 +66,7 @@ struct EncodedTexts {
     std::map<std::string, HostTensor> contexts;
     std::string description;  // for the start-up summary; empty when no prompt is text
 };
-EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Config& cfg, bool verbose,
-                                 int gpu = -1);
+EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Config& cfg, bool verbose, int gpu = -1);
 
 // Prompt embeddings: each prompt's context as F32 [L, text_dim] (read from its file, or encoded from its text),
 // plus the segments the rollout takes. The embedded default prompt is a fixed pseudo-random embedding (the

@@ -27,8 +27,8 @@ class PartialFile {
         : final_path_(final_path), partial_path_(unique_temp_path_for(final_path)) {
         fd_ = io::UniqueFd(::open(partial_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
         if (fd_.get() < 0) {
-            LR_RUNTIME(false, final_path_, ": cannot write: creating ", partial_path_, " failed: ",
-                       io::errno_message(errno));
+            LR_RUNTIME(false, final_path_, ": cannot write: creating ", partial_path_,
+                       " failed: ", io::errno_message(errno));
         }
         cleanup_slot_ = register_cleanup_path(partial_path_);
     }

@@ -236,9 +236,7 @@ bool CpuAttentionStep::uses_summaries() const {
     return k != BlockPolicyKind::kDense && k != BlockPolicyKind::kSinkWindow && k != BlockPolicyKind::kLvsa;
 }
 
-int64_t CpuAttentionStep::query_blocks() const {
-    return (fwd_.num_frames * tpf() + cfg_.q_block - 1) / cfg_.q_block;
-}
+int64_t CpuAttentionStep::query_blocks() const { return (fwd_.num_frames * tpf() + cfg_.q_block - 1) / cfg_.q_block; }
 
 void CpuAttentionStep::query_means(const float* qt, const uint8_t* mask, float* qm) const {
     const int64_t L = fwd_.num_frames * tpf(), nqb = query_blocks();

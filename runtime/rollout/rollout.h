@@ -128,7 +128,7 @@ class Rollout {
     FlowMatchScheduler scheduler_;
     std::vector<float> timesteps_;
     std::unique_ptr<AttentionStep> step_;  // CpuAttentionStep on one rank, ShardedAttentionStep on several
-    CpuAttentionStep* local_ = nullptr;     // the step over this rank's heads
+    CpuAttentionStep* local_ = nullptr;    // the step over this rank's heads
     // Clean latents of the frames a prompt switch re-caches: the last local_attn_size frames (all without a window).
     std::vector<float> history_;
     int64_t history_begin_ = 0;  // absolute frame of history_[0]

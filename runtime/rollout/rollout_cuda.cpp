@@ -100,9 +100,9 @@ CudaRollout::CudaRollout(CudaWanModel& model, const RolloutOptions& opts, const 
              " and the same RoPE mode (build it with CudaRollout::model_options)");
     // Without a window the cache holds the whole run, unless the policy keeps a ring of pages itself (Forcing-KV:
     // sink + recent + chunk, the rest as retained blocks): then its pages are a window.
-    LR_CHECK(opts.local_attn_size != -1 || kc.window_frames != -1 || kc.max_frames >= shape.frames, "CUDA rollout: ",
-             shape.frames, " frames without a window need a KV cache of as many frames; the model planned ",
-             kc.max_frames);
+    LR_CHECK(opts.local_attn_size != -1 || kc.window_frames != -1 || kc.max_frames >= shape.frames,
+             "CUDA rollout: ", shape.frames,
+             " frames without a window need a KV cache of as many frames; the model planned ", kc.max_frames);
     const int64_t chunk = std::min(opts.frames_per_chunk, shape.frames);
     LR_CHECK(mo.max_forward_frames >= chunk, "CUDA rollout: chunks of ", chunk,
              " frames; the model was planned for forwards of at most ", mo.max_forward_frames);

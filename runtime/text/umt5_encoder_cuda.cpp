@@ -120,8 +120,8 @@ std::vector<HostTensor> encode_umt5_cuda(const Umt5Encoder& enc, const std::vect
             LR_CHECK(std::isfinite(x.as<float>()[i]), ckpt.path(), ": UMT5 encoder tensor '", enc.embedding_name(),
                      "' holds NaN or Inf in a row the prompt uses");
         DeviceBuffer buf(static_cast<size_t>(x.view.nbytes()));
-        LR_CUDA_CHECK(cudaMemcpyAsync(buf.data(), x.view.data, static_cast<size_t>(x.view.nbytes()),
-                                      cudaMemcpyHostToDevice, s));
+        LR_CUDA_CHECK(
+            cudaMemcpyAsync(buf.data(), x.view.data, static_cast<size_t>(x.view.nbytes()), cudaMemcpyHostToDevice, s));
         LR_CUDA_CHECK(cudaStreamSynchronize(s));
         xs.push_back(std::move(buf));
         lens.push_back(len);
@@ -130,8 +130,8 @@ std::vector<HostTensor> encode_umt5_cuda(const Umt5Encoder& enc, const std::vect
 
     // Scratch for the longest prompt (bf16 activations, the bias table).
     const size_t bf = 2;
-    DeviceBuffer h(static_cast<size_t>(max_len * d) * bf), q(static_cast<size_t>(max_len * inner) * bf),
-        k(q.size()), v(q.size()), attn(q.size()), gate(static_cast<size_t>(max_len * c.d_ff) * bf), up(gate.size()),
+    DeviceBuffer h(static_cast<size_t>(max_len * d) * bf), q(static_cast<size_t>(max_len * inner) * bf), k(q.size()),
+        v(q.size()), attn(q.size()), gate(static_cast<size_t>(max_len * c.d_ff) * bf), up(gate.size()),
         bias_dev(static_cast<size_t>(H * (2 * max_len - 1)) * sizeof(float));
     std::vector<float> bias_host(static_cast<size_t>(H * (2 * max_len - 1)));
 

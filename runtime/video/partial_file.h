@@ -1,5 +1,5 @@
-// Write-then-rename for output files: a writer fills "<dir>/.<name>.<pid>-<random>.partial" and commit() moves it to the
-// final path, so `path` only ever holds a complete file (a previous file there stays intact until then).
+// Write-then-rename for output files: a writer fills "<dir>/.<name>.<pid>-<random>.partial" and commit() moves it to
+// the final path, so `path` only ever holds a complete file (a previous file there stays intact until then).
 #pragma once
 
 #include <string>
@@ -14,7 +14,8 @@ void check_output_location(const std::string& path);
 std::string partial_path_for(const std::string& path);
 
 // Owns the temporary file of one output. It creates nothing itself (the writer opens temp_path() with
-// its own I/O); a second signal (runtime/core/interrupt.h) or its destructor removes the temporary file unless commit() succeeded.
+// its own I/O); a second signal (runtime/core/interrupt.h) or its destructor removes the temporary file unless commit()
+// succeeded.
 class PartialFile {
   public:
     explicit PartialFile(std::string final_path);

@@ -39,9 +39,9 @@ VideoFormat video_format_for_path(const std::string& path);
 bool mp4_supported();
 
 // Streams frames to disk as they arrive, never holding the video in memory. The file is written to a
-// temporary name in the same directory ("<dir>/.<name>.<pid>-<random>.partial", unique to the writer) and renamed to `path` by finish(); if the
-// writer is destroyed without finish() (error, exception), the temporary file is removed and `path` is
-// untouched. Not thread-safe: one thread writes.
+// temporary name in the same directory ("<dir>/.<name>.<pid>-<random>.partial", unique to the writer) and renamed to
+// `path` by finish(); if the writer is destroyed without finish() (error, exception), the temporary file is removed and
+// `path` is untouched. Not thread-safe: one thread writes.
 class VideoWriter {
   public:
     virtual ~VideoWriter() = default;

@@ -223,14 +223,13 @@ int run(int ulysses) {
                 }
                 const uint64_t a2a = ucomm->bytes_sent(CommOp::kAllToAll), kv = scomm->bytes_sent(CommOp::kSendRecv);
                 const uint64_t gu = ucomm->bytes_sent(CommOp::kAllGather), gs = scomm->bytes_sent(CommOp::kAllGather);
-                e.expect(a2a == want.all_to_all,
-                         name + ": all-to-all sent " + std::to_string(a2a) + ", expected " +
-                             std::to_string(want.all_to_all));
-                e.expect(kv == want.kv,
-                         name + ": K/V + query means sent " + std::to_string(kv) + ", expected " + std::to_string(want.kv));
+                e.expect(a2a == want.all_to_all, name + ": all-to-all sent " + std::to_string(a2a) + ", expected " +
+                                                     std::to_string(want.all_to_all));
+                e.expect(kv == want.kv, name + ": K/V + query means sent " + std::to_string(kv) + ", expected " +
+                                            std::to_string(want.kv));
                 e.expect(gu == want.gather_u && gs == want.gather_s,
-                         name + ": head gathers sent " + std::to_string(gu) + " + " + std::to_string(gs) + ", expected " +
-                             std::to_string(want.gather_u) + " + " + std::to_string(want.gather_s));
+                         name + ": head gathers sent " + std::to_string(gu) + " + " + std::to_string(gs) +
+                             ", expected " + std::to_string(want.gather_u) + " + " + std::to_string(want.gather_s));
                 e.expect(ucomm->bytes_sent_total() == a2a + gu && scomm->bytes_sent_total() == kv + gs,
                          name + ": other traffic than the all-to-alls, the chunk exchange and the head gathers");
                 if (me == 0)
@@ -248,7 +247,8 @@ int run(int ulysses) {
 
     const int64_t total = disttest::agree(*world, e);
     if (me == 0)
-        std::printf("dist_sharded_step_test: %s, %" PRId64 " errors: %s\n", tag.c_str(), total, total ? "FAILED" : "ok");
+        std::printf("dist_sharded_step_test: %s, %" PRId64 " errors: %s\n", tag.c_str(), total,
+                    total ? "FAILED" : "ok");
     return total == 0 ? 0 : 1;
 }
 

@@ -133,9 +133,10 @@ TEST(TextGpu, EncoderMatchesTransformersUnderBothNamings) {
             ASSERT_EQ(got[i].view.numel(), static_cast<int64_t>(want[i].size()));
             const std::vector<float> g(got[i].as<float>(), got[i].as<float>() + want[i].size());
             const double err = rel_err(g, want[i]);
-            std::printf("[ measured ] UMT5 on the GPU vs transformers, %s prompt %zu (%zu tokens): relative error "
-                        "%.3g (bound 3e-2)\n",
-                        file, i, ids[i].size(), err);
+            std::printf(
+                "[ measured ] UMT5 on the GPU vs transformers, %s prompt %zu (%zu tokens): relative error "
+                "%.3g (bound 3e-2)\n",
+                file, i, ids[i].size(), err);
             EXPECT_LT(err, 3e-2) << file << " prompt " << i;  // bf16 weights and activations through 2 layers
         }
     }

@@ -73,7 +73,9 @@ TEST(Tokenizer, RefusesEmptyAndNonUtf8Prompts) {
             EXPECT_NE(std::string(e.what()).find("--prompt: the prompt is empty"), std::string::npos) << e.what();
         }
     }
-    for (const std::string& bad : {std::string("caf\xe9"), std::string("\xed\xa0\x80"), std::string("a\xc0\xaf" "b")}) {
+    for (const std::string& bad : {std::string("caf\xe9"), std::string("\xed\xa0\x80"),
+                                   std::string("a\xc0\xaf"
+                                               "b")}) {
         try {
             tok.encode(bad, 512, "jobs.txt:3");
             ADD_FAILURE() << "accepted non-UTF-8";

@@ -236,7 +236,10 @@ std::vector<Fragment> fragments_of(const std::string& b) {
 
 int64_t decoded_frames(const std::string& path) {
     FILE* pipe = ::popen(("ffprobe -v quiet -count_frames -select_streams v:0 -show_entries stream=nb_read_frames "
-                          "-of csv=p=0 '" + path + "' 2>/dev/null").c_str(), "r");
+                          "-of csv=p=0 '" +
+                          path + "' 2>/dev/null")
+                             .c_str(),
+                         "r");
     char buf[64] = {};
     const size_t n = pipe ? std::fread(buf, 1, sizeof(buf) - 1, pipe) : 0;
     if (pipe) ::pclose(pipe);
