@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "bench/policies.h"
 #include "cache/block_policy.h"
 #include "cache/tile_layout.h"
 #include "runtime/core/check.h"
@@ -58,36 +59,6 @@ Options parse(int argc, char** argv) {
 
 #ifdef LONGROLL_HAS_CUDA
 
-// The policy with the config defaults' budgets (auto) for a frame of `tiles` tiles and a 21-frame window.
-BlockPolicyConfig policy_config(const std::string& name, int64_t tiles, int64_t layers, int64_t heads) {
-    BlockPolicyConfig p;
-    const int64_t past = kWindowFrames - bench::kChunkFrames;
-    if (name == "DENSE") {
-        p.kind = BlockPolicyKind::kDense;
-    } else if (name == "SPARSE_FORCING") {
-        p.kind = BlockPolicyKind::kSparseForcing;
-        p.persistent_blocks = 64;
-        p.sf_topk_blocks = past * tiles / 4;
-    } else if (name == "LIGHT_FORCING") {
-        p.kind = BlockPolicyKind::kLightForcing;
-        p.near_frames = 3;
-        p.topk_frames = (past - p.near_frames) / 2;
-        p.lf_topk_blocks = (p.near_frames + p.topk_frames) * tiles / 2;
-    } else if (name == "LVSA") {
-        p.kind = BlockPolicyKind::kLvsa;
-        p.lvsa_window_frames = 3;
-        p.anchor_interval = 4;
-    } else if (name == "FORCING_KV") {
-        p.kind = BlockPolicyKind::kForcingKv;
-        p.recent_frames = 1;
-        p.dynamic_keep_ratio = 0.33;
-        for (int64_t i = 0; i < layers * heads; ++i) p.static_head.push_back(i % 2 == 0 ? 1 : 0);
-    } else {
-        LR_FAIL("policy_bench: unknown policy '", name, "'");
-    }
-    return p;
-}
-
 struct Row {
     std::string key;
     double ms = 0, density = 1, kv_held_gib = 0, kv_planned_gib = 0, peak_gib = 0;
@@ -104,13 +75,13 @@ void bench_policy(const Options& o, const std::string& name, const bench::Resolu
     mo.rope = RopePositions::kAbsolute;
     mo.kv_block_size = 128;
     const TileLayout tiles(mo.height / 2, mo.width / 2, tile_shape_for_block(128));
-    mo.policy = policy_config(name, tiles.tiles_per_frame(), cfg.dims.num_layers, cfg.dims.num_heads);
+    mo.policy = bench::policy_config(name, tiles.tiles_per_frame(), cfg.dims.num_layers, cfg.dims.num_heads);
     const int64_t chunks_cached = kWindowFrames / bench::kChunkFrames - 1;
     const int64_t run_frames = (chunks_cached + o.warmup + iters) * bench::kChunkFrames;
     mo.frames_per_chunk = bench::kChunkFrames;
     mo.run_frames = run_frames;
-    mo.window_frames = mo.policy.kind == BlockPolicyKind::kForcingKv ? -1 : kWindowFrames;
-    mo.sink_frames = mo.policy.kind == BlockPolicyKind::kForcingKv ? 1 : 0;
+    mo.window_frames = bench::policy_window_frames(mo.policy);
+    mo.sink_frames = bench::policy_sink_frames(mo.policy);
     mo.max_frames = mo.window_frames == -1 ? run_frames : kWindowFrames;
 
     LR_CUDA_CHECK(cudaDeviceSynchronize());
