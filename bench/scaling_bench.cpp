@@ -24,6 +24,7 @@
 #include "dist/fault.h"
 #include "dist/mpi_communicator.h"
 #include "dist/process.h"
+#include "dist/sharded_attention_step_cuda.h"
 #include "runtime/core/check.h"
 #include "runtime/core/device.h"
 
@@ -140,28 +141,31 @@ int run(const MpiSession& mpi, const Options& o) {
     Communicator* ucomm = U > 1 ? heads_comm.get() : nullptr;
     Communicator* scomm = S > 1 ? tiles_comm.get() : nullptr;
     std::vector<std::unique_ptr<Communicator>> twins;
+    CudaSequenceMesh mesh;
 #ifdef LONGROLL_HAS_NCCL
     if (nccl) {
         if (ucomm) {
             auto t = NcclCommunicator::create(*ucomm, device);
-            mo.comm_stream = t->stream();
+            mesh.ulysses_stream = t->stream();
             ucomm = t.get();
             twins.push_back(std::move(t));
         }
         if (scomm) {
             auto t = NcclCommunicator::create(*scomm, device);
-            mo.spatial_comm_stream = t->stream();
+            mesh.spatial_stream = t->stream();
             scomm = t.get();
             twins.push_back(std::move(t));
         }
     }
 #endif
-    if (ucomm) mo.shard = AttentionShard{u, U, ucomm};
-    if (scomm) mo.spatial = SpatialShard{s, S, scomm, mo.kv_block_size};
+    // The rank's attention step (the single-GPU one on one rank): it owns the exchanges; the model only sees it.
+    mesh.mesh = SequenceMesh{u, U, ucomm, s, S, scomm};
 
     LR_CUDA_CHECK(cudaDeviceSynchronize());
     world->barrier();
     const size_t used0 = bench::device_used_bytes();
+    const std::unique_ptr<CudaAttentionStep> attention = make_cuda_attention_step(attention_step_config(cfg, mo), mesh);
+    mo.step = attention.get();
     CudaWanModel m = CudaWanModel::with_random_weights(cfg, mo, o.seed);
     bench::ChunkStep step(m, cfg, mo.height, mo.width, o.seed + 7);
     LR_CUDA_CHECK(cudaStreamSynchronize(m.stream()));

@@ -684,7 +684,7 @@ void launch_paged_attention(const PagedAttentionParams& params, Stream stream) {
         int device = 0, sms = 0;
         LR_CUDA_CHECK(cudaGetDevice(&device));
         LR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-        const int64_t ctas = q_blocks * p.heads;
+        const int64_t ctas = p.split_ctas > 0 ? p.split_ctas : q_blocks * p.heads;
         auto fill = [&](int64_t n) { return static_cast<double>(n) / static_cast<double>((n + sms - 1) / sms * sms); };
         const int splits = fill(2 * ctas) > 1.05 * fill(ctas) ? 2 : 1;
 

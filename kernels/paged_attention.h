@@ -46,6 +46,11 @@ struct PagedAttentionParams {
     int block_size = 0;  // tokens per KV block: a multiple of 64 for head_dim 128, any positive otherwise
     int q_block = 128;   // query rows per table row
     float scale = 0.0f;  // 0: 1 / sqrt(head_dim)
+    // The CTA count whose wave fill decides whether the head_dim 128 kernel splits a table row over two CTAs
+    // (which changes the order of the online softmax's sums): 0, this launch's (q blocks x heads). A sharded
+    // step that launches a share of the rows or heads passes the whole launch's, so that it splits every row as
+    // one rank does and its rows equal that rank's bit for bit.
+    int64_t split_ctas = 0;
 };
 
 inline int64_t paged_attention_q_blocks(const PagedAttentionParams& p) { return (p.q_len + p.q_block - 1) / p.q_block; }

@@ -28,6 +28,7 @@
 #include "dist/mesh.h"
 #include "dist/mpi_communicator.h"
 #include "dist/process.h"
+#include "dist/sharded_attention_step_cuda.h"
 #ifdef LONGROLL_HAS_NCCL
 #include "dist/nccl_communicator.h"
 #endif
@@ -219,7 +220,7 @@ TransportPlan resolve_transport(const Config& cfg, const MeshLayout& layout, con
 struct DitComms {
     Communicator* ulysses = nullptr;
     Communicator* spatial = nullptr;
-    // An NCCL twin's stream, for the model's comm_stream (CudaModelOptions); null with MPI.
+    // An NCCL twin's stream, for the sharded attention step (CudaSequenceMesh); null with MPI.
     Stream ulysses_stream = nullptr;
     Stream spatial_stream = nullptr;
     std::vector<std::unique_ptr<Communicator>> twins;  // the NCCL communicators, owned here
@@ -671,16 +672,30 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     // Memory is planned before the run: the KV cache is the part that grows with the window. On the GPU the
     // model plans every device buffer (weights, paged KV, activations) and refuses to start when they do not fit.
     const bool on_gpu = cfg.runtime.device == DeviceChoice::kCuda && !vae_rank;
+    // The sharded attention step of a sequence-parallel rank is handed to the model, which must not outlive it.
+    std::unique_ptr<CudaAttentionStep> gpu_step;
     std::unique_ptr<CudaWanModel> gpu_model;
     size_t cache_bytes = 0;
     if (on_gpu) {
         const bool switches =
             std::any_of(prompts.begin(), prompts.end(), [](const Prompts& p) { return p.segments.size() > 1; });
         CudaModelOptions model_opts = CudaRollout::model_options(ropts, shape, switches);
-        // An NCCL twin takes device buffers on its own stream, which the model orders its stream against; with MPI
-        // (host-staged) there is none. shard.comm is ropts.shard.comm either way, as CudaRollout checks.
-        model_opts.comm_stream = dit_comms.ulysses_stream;
-        model_opts.spatial_comm_stream = dit_comms.spatial_stream;
+        if (ropts.shard.size > 1 || ropts.spatial.size > 1) {
+            // This rank's step of the U x S group (dist/sharded_attention_step_cuda.h): it owns the exchanges. An
+            // NCCL twin takes device buffers on its own stream, which the step orders the model's stream against;
+            // with MPI (host-staged) there is none.
+            CudaSequenceMesh sm;
+            sm.mesh.ulysses_rank = ropts.shard.rank;
+            sm.mesh.ulysses = ropts.shard.size;
+            sm.mesh.ulysses_comm = ropts.shard.size > 1 ? ropts.shard.comm : nullptr;
+            sm.mesh.spatial_rank = ropts.spatial.rank;
+            sm.mesh.spatial = ropts.spatial.size;
+            sm.mesh.spatial_comm = ropts.spatial.size > 1 ? ropts.spatial.comm : nullptr;
+            sm.ulysses_stream = dit_comms.ulysses_stream;
+            sm.spatial_stream = dit_comms.spatial_stream;
+            gpu_step = make_cuda_attention_step(attention_step_config(model.model->config(), model_opts), sm);
+            model_opts.step = gpu_step.get();
+        }
         gpu_model = std::make_unique<CudaWanModel>(*model.model, model_opts);
         cache_bytes = gpu_model->kv_bytes();
         metrics->gpu_memory_reserved(
@@ -951,7 +966,7 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         if (on_gpu) {
             gpu_rollout.emplace(*gpu_model, ropts, shape);
             gpu_rollout->set_step_observer([&](int64_t, int64_t step, double seconds) {
-                const PagedKvCache& kv = gpu_model->cache();
+                const CudaAttentionStep& kv = gpu_model->attention_step();
                 if (ropts.policy.kind != BlockPolicyKind::kDense && ropts.policy.kind != BlockPolicyKind::kSinkWindow) {
                     // The sparse step: blocks its tables read, K/V held (window + retained blocks).
                     const AttentionStats st = gpu_model->attention_stats();
@@ -961,7 +976,7 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
                     exchange.report(*metrics);
                     return;
                 }
-                observe(step, seconds, kv.frames(), kv.config().max_frames);
+                observe(step, seconds, kv.cached_frames(), kv.max_cached_frames());
             });
         } else {
             cpu_rollout.emplace(*model.model, ropts, shape);

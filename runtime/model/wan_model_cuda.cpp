@@ -12,7 +12,6 @@
 #include <utility>
 #include <vector>
 
-#include "dist/communicator.h"
 #include "runtime/core/check.h"
 #include "runtime/model/wan_model_cuda_plan.h"
 
@@ -31,14 +30,11 @@ using wan_cuda::ceil_div;
 using wan_cuda::DevBlock;
 using wan_cuda::DevLinear;
 using wan_cuda::DevWeights;
-using wan_cuda::exchange_bytes;
-using wan_cuda::head_sharded;
 using wan_cuda::kGemmWorkspace;
 using wan_cuda::kHeadroom;
 using wan_cuda::kQBlock;
 using wan_cuda::lay_out_activations;
 using wan_cuda::lay_out_weights;
-using wan_cuda::paged_config;
 using wan_cuda::plan_bytes;
 using wan_cuda::PlanBytes;
 using wan_cuda::Planner;
@@ -57,6 +53,26 @@ const void* CudaPrompt::k(int64_t layer) const {
 const void* CudaPrompt::v(int64_t layer) const {
     LR_ASSERT(storage.data() && layer >= 0 && layer < num_layers, "CUDA prompt: layer ", layer, " of ", num_layers);
     return static_cast<const char*>(storage.data()) + static_cast<size_t>((2 * layer + 1) * rows * dim) * 2;
+}
+
+CudaAttentionStepConfig attention_step_config(const WanModelConfig& cfg, const CudaModelOptions& o) {
+    const WanDims& d = cfg.dims;
+    CudaAttentionStepConfig c;
+    c.num_layers = d.num_layers;
+    c.num_heads = d.num_heads;
+    c.head_dim = d.num_heads > 0 ? d.dim / d.num_heads : 0;
+    c.grid_rows = d.patch[1] > 0 ? o.height / d.patch[1] : 0;
+    c.grid_cols = d.patch[2] > 0 ? o.width / d.patch[2] : 0;
+    c.block_size = o.kv_block_size;
+    c.window_frames = o.window_frames;
+    c.sink_frames = o.sink_frames;
+    c.max_frames = o.max_frames;
+    c.max_write_frames = o.max_forward_frames;
+    c.rope = o.rope;
+    c.policy = o.policy;
+    c.frames_per_chunk = o.frames_per_chunk;
+    c.run_frames = o.run_frames;
+    return c;
 }
 
 size_t CudaWanModel::device_bytes(const WanModelConfig& cfg, const CudaModelOptions& opts) {
@@ -205,38 +221,22 @@ CudaWanModel::Impl::Impl(const WanModelConfig& c, const CudaModelOptions& o, con
     arena = Arena(Device::kCuda, bytes.weights + bytes.activations);
     Planner planner(&arena);
     lay_out_weights(planner, cfg, w);
-    const PagedKvCacheConfig kc = paged_config(cfg, opts);
-    cache = std::make_unique<PagedKvCache>(kc, Device::kCuda);
     // Activations start zeroed: rows past a forward's tokens are read (never used) by whole-tile kernels.
     planner.zero = true;
-    lay_out_activations(planner, cfg, opts, cache->config().max_frames, act);
+    lay_out_activations(planner, cfg, opts, act);
     LR_ASSERT(planner.total() == bytes.weights + bytes.activations, "CUDA model: laid out ", planner.total(),
               " bytes, planned ", bytes.weights + bytes.activations);
+    if (opts.step) {
+        step = opts.step;
+    } else {
+        own_step = std::make_unique<CudaLocalAttentionStep>(attention_step_config(cfg, opts));
+        step = own_step.get();
+    }
     gemm = std::make_unique<GemmRunner>(kGemmWorkspace);
     const char* graphs_env = std::getenv("LONGROLL_CUDA_GRAPHS");
     use_graphs = opts.cuda_graphs && !(graphs_env && std::string(graphs_env) == "0");
-    forward_staging = PinnedStaging(static_cast<size_t>(opts.max_forward_frames * (1 + 3 * tpf)) * 4, true);
+    forward_staging = PinnedStaging(static_cast<size_t>(opts.max_forward_frames * (1 + 4 * tpf)) * 4, true);
     prompt_staging = PinnedStaging(static_cast<size_t>(cfg.text_len * d.text_dim) * 2, true);
-    if ((sharded() && opts.shard.comm->device_buffers()) ||
-        (wan_cuda::spatial_sharded(opts) && opts.spatial.comm->device_buffers())) {
-        LR_CUDA_CHECK(cudaEventCreateWithFlags(&comm_ready, cudaEventDisableTiming));
-        LR_CUDA_CHECK(cudaEventCreateWithFlags(&comm_done, cudaEventDisableTiming));
-    }
-    if (sharded()) {
-        if (opts.shard.comm->device_buffers()) {
-            xsend = act.xsend;
-            xrecv = act.xrecv;
-        } else {
-            // Zeroed: the padding rows of a short last shard go over the wire unread.
-            const size_t xb = exchange_bytes(cfg, opts);
-            xsend_host = PinnedStaging(xb, true);
-            xrecv_host = PinnedStaging(xb, true);
-            std::memset(xsend_host.data(), 0, xb);
-            std::memset(xrecv_host.data(), 0, xb);
-            xsend = xsend_host.data();
-            xrecv = xrecv_host.data();
-        }
-    }
 
     if (host) {
         HostWeights src(*host);
@@ -246,15 +246,13 @@ CudaWanModel::Impl::Impl(const WanModelConfig& c, const CudaModelOptions& o, con
         fill_weights(src, cfg, w);
     }
     upload_static_tables();
-    if (wan_cuda::spatial_sharded(opts)) init_spatial();
-    if (wan_cuda::sparse_step(opts)) init_sparse();
     // The zeroing and the synchronous uploads ran on the legacy default stream, which a non-blocking stream does
     // not wait for: finish everything before the first forward.
     LR_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 // Tables that never change: the cross-attention table (the prompt's text_len rows as blocks of 128, every
-// block for every query block) and, for window-relative RoPE, the (slot, row, col) position of every cache row.
+// block for every query block).
 void CudaWanModel::Impl::upload_static_tables() {
     const int64_t nb = text_blocks(cfg), qb = act.rows / kQBlock, B = CudaPrompt::kCrossBlock;
     std::vector<int32_t> block_len(static_cast<size_t>(nb)), indptr(static_cast<size_t>(qb + 1)),
@@ -267,17 +265,6 @@ void CudaWanModel::Impl::upload_static_tables() {
     LR_CUDA_CHECK(cudaMemcpy(act.cross_block_len, block_len.data(), block_len.size() * 4, cudaMemcpyHostToDevice));
     LR_CUDA_CHECK(cudaMemcpy(act.cross_indptr, indptr.data(), indptr.size() * 4, cudaMemcpyHostToDevice));
     LR_CUDA_CHECK(cudaMemcpy(act.cross_indices, indices.data(), indices.size() * 4, cudaMemcpyHostToDevice));
-    if (act.slot_positions) {
-        const int64_t rows = cache->config().max_frames * tpf;
-        std::vector<int32_t> pos(static_cast<size_t>(3 * rows));
-        for (int64_t r = 0; r < rows; ++r) {
-            const int64_t i = r % tpf;
-            pos[static_cast<size_t>(3 * r)] = static_cast<int32_t>(r / tpf);
-            pos[static_cast<size_t>(3 * r + 1)] = static_cast<int32_t>(i / gw);
-            pos[static_cast<size_t>(3 * r + 2)] = static_cast<int32_t>(i % gw);
-        }
-        LR_CUDA_CHECK(cudaMemcpy(act.slot_positions, pos.data(), pos.size() * 4, cudaMemcpyHostToDevice));
-    }
 }
 
 void CudaWanModel::Impl::encode(const TensorView& context, CudaPrompt& p) {
@@ -311,73 +298,9 @@ void CudaWanModel::Impl::encode(const TensorView& context, CudaPrompt& p) {
     }
 }
 
-// Runs `op` (one operation of the shard's communicator on xsend / xrecv) after the copies into xsend enqueued so
-// far on the model's stream, and before the copies out of xrecv enqueued after it. A device-buffer communicator
-// runs on its own stream: the two streams wait for each other through events, and the host never blocks. Any
-// other reads host memory and returns complete: the stream is drained first (the packed bytes have landed, and
-// the previous exchange's copies out of xrecv are done before the communicator overwrites it).
-void CudaWanModel::Impl::collective(Communicator* comm, cudaStream_t comm_stream, const std::function<void()>& op) {
-    if (comm->device_buffers()) {
-        LR_CUDA_CHECK(cudaEventRecord(comm_ready, stream.s));
-        LR_CUDA_CHECK(cudaStreamWaitEvent(comm_stream, comm_ready, 0));
-        op();
-        LR_CUDA_CHECK(cudaEventRecord(comm_done, comm_stream));
-        LR_CUDA_CHECK(cudaStreamWaitEvent(stream.s, comm_done, 0));
-    } else {
-        LR_CUDA_CHECK(cudaStreamSynchronize(stream.s));
-        op();
-    }
-}
-
-// Token shards -> head shards, as the CPU path's to_heads: q, k, v (bf16 [n, dim] in act.q, act.h, act.attn) are
-// cut by head groups into xsend [U, 3, Ls, w] (block p: this rank's tokens of p's heads); after the all-to-all
-// block p of xrecv holds rank p's tokens of this rank's heads, which land at rows [p Ls, p Ls + Ls) of act.qh,
-// kh, vh ([L, w]: the whole chunk, this rank's heads).
-void CudaWanModel::Impl::to_heads(int64_t L, int64_t Ls, int64_t n) {
-    const int64_t U = opts.shard.size, dim = cfg.dims.dim, w = dim / U;
-    const size_t row = static_cast<size_t>(w) * 2, full = static_cast<size_t>(dim) * 2;
-    const void* src[3] = {act.q, act.h, act.attn};
-    void* dst[3] = {act.qh, act.kh, act.vh};
-    auto* send = static_cast<char*>(xsend);
-    auto* recv = static_cast<char*>(xrecv);
-    for (int64_t p = 0; p < U; ++p)
-        for (int64_t j = 0; j < 3; ++j)
-            copy_2d(send + static_cast<size_t>((p * 3 + j) * Ls) * row, row,
-                    static_cast<const char*>(src[j]) + static_cast<size_t>(p) * row, full, row, static_cast<size_t>(n));
-    collective([&] { opts.shard.comm->all_to_all(xsend, xrecv, static_cast<size_t>(3 * Ls) * row); });
-    for (int64_t p = 0; p < U; ++p) {
-        const int64_t rows = std::max<int64_t>(0, std::min(Ls, L - p * Ls));  // rank p's tokens
-        for (int64_t j = 0; j < 3; ++j)
-            copy(static_cast<char*>(dst[j]) + static_cast<size_t>(p * Ls) * row,
-                 recv + static_cast<size_t>((p * 3 + j) * Ls) * row, static_cast<size_t>(rows) * row);
-    }
-}
-
-// Head shards -> token shards, as the CPU path's to_tokens: act.oh [L, w] is already the send layout (block p
-// = rows [p Ls, p Ls + Ls): rank p's tokens); block p of xrecv (this rank's tokens of p's heads) lands in
-// columns [p w, p w + w) of act.attn [n, dim].
-void CudaWanModel::Impl::to_tokens(int64_t L, int64_t Ls, int64_t n) {
-    const int64_t U = opts.shard.size, dim = cfg.dims.dim, w = dim / U;
-    const size_t row = static_cast<size_t>(w) * 2, full = static_cast<size_t>(dim) * 2;
-    copy(xsend, act.oh, static_cast<size_t>(L) * row);
-    collective([&] { opts.shard.comm->all_to_all(xsend, xrecv, static_cast<size_t>(Ls) * row); });
-    for (int64_t p = 0; p < U; ++p)
-        copy_2d(static_cast<char*>(act.attn) + static_cast<size_t>(p) * row, full,
-                static_cast<const char*>(xrecv) + static_cast<size_t>(p * Ls) * row, row, row, static_cast<size_t>(n));
-}
-
-// The head's rows of this rank (f32 [n, head_out] in act.tmp) all-gathered into the chunk's [L, head_out] rows,
-// in act.tmp (shard p starts at row p Ls of the gather: the chunk order).
-void CudaWanModel::Impl::gather_head(int64_t L, int64_t Ls, int64_t n, int64_t head_out) {
-    const size_t row = static_cast<size_t>(head_out) * 4;
-    copy(xsend, act.tmp, static_cast<size_t>(n) * row);
-    collective([&] { opts.shard.comm->all_gather(xsend, xrecv, static_cast<size_t>(Ls) * row); });
-    copy(act.tmp, xrecv, static_cast<size_t>(L) * row);
-}
-
 CudaWanModel::Impl::Geometry CudaWanModel::Impl::prepare(const CudaForwardArgs& a) {
     const WanDims& d = cfg.dims;
-    const int64_t dim = d.dim, F = a.frames, L = F * tpf, H = heads();
+    const int64_t dim = d.dim, F = a.frames, L = F * tpf;
     LR_CHECK(a.x != nullptr && a.t != nullptr && a.out != nullptr, "CUDA forward: x, t and out must be set");
     LR_CHECK(F > 0 && F <= opts.max_forward_frames && a.start_frame >= 0, "CUDA forward: ", F, " frames from frame ",
              a.start_frame, "; the model was planned for 1 to ", opts.max_forward_frames,
@@ -386,65 +309,65 @@ CudaWanModel::Impl::Geometry CudaWanModel::Impl::prepare(const CudaForwardArgs& 
                  a.prompt->dim == dim && a.prompt->num_layers == d.num_layers,
              "CUDA forward: no prompt prepared by this model");
     const bool relative = opts.rope == RopePositions::kWindowRelative;
-    // Spatial (SpatialLayout): the rank's tokens of the chunk are its s-list, ns = F * rpf tokens in (frame, its
-    // block, token) order; without spatial sharding the s-list is the chunk.
-    const bool spatial = this->spatial();
-    const int64_t rpf = spatial ? sl.my_rpf() : tpf;
-    const int64_t ns = F * rpf;
-    // Ulysses (wan_model.h, AttentionShard): this rank's tokens are [t0, t0 + n) of the s-list (Ls per shard, the
-    // last ones shorter or empty), its heads lh = H / U of width w for self-attention. One rank: t0 = 0, n = ns.
-    const bool sharded = this->sharded();
-    const int64_t U = opts.shard.size;
-    const int64_t Ls = sharded ? wan_cuda::ceil_div(ns, U) : ns;
-    const int64_t t0 = std::min(ns, opts.shard.rank * Ls);
-    const int64_t n = std::min(ns, t0 + Ls) - t0;
-    const int64_t lh = H / U;
 
-    // ---- KV plan: slots, pages and the block tables (host), uploaded with the positions and timesteps. The sparse
-    // step first retains blocks of the frames leaving the window (their pages are reused by this write).
-    if (sp.on) sparse_retain(cache->plan(a.start_frame, F, a.protect_sink));
-    const PagedKvPlan& plan = cache->write(a.start_frame, F, a.protect_sink);
-    cache->upload(stream.s);
-    if (sp.on) sparse_tables(plan, a);
-    forward_staging.wait();
-    auto* ts = static_cast<float*>(forward_staging.data());
-    auto* pos = reinterpret_cast<int32_t*>(ts + opts.max_forward_frames);
-    std::copy_n(a.t, F, ts);
-    // (frame, row, col) of each token of the s-list; in window-relative mode the frame is the slot.
-    for (int64_t f = 0, k = 0; f < F; ++f) {
-        const int64_t frame = relative ? plan.write.slot_begin + f : a.start_frame + f;
-        for (int64_t b = spatial ? sl.s : 0; b < (spatial ? sl.nb : 1); b += spatial ? sl.S : 1) {
-            const int64_t first = spatial ? b * sl.block : 0, end = spatial ? std::min(tpf, first + sl.block) : tpf;
-            for (int64_t i = first; i < end; ++i, ++k) {
-                int32_t* p = pos + 3 * k;
-                p[0] = static_cast<int32_t>(frame);
-                p[1] = static_cast<int32_t>(i / gw);
-                p[2] = static_cast<int32_t>(i % gw);
-            }
-        }
-    }
-    float* d_t = act.forward_in;
-    const auto* d_pos = reinterpret_cast<const int32_t*>(act.forward_in + opts.max_forward_frames);
-    forward_staging.to_device(d_t, 0, static_cast<size_t>(F) * 4, stream.s);
-    forward_staging.to_device(const_cast<int32_t*>(d_pos), static_cast<size_t>(opts.max_forward_frames) * 4,
-                              static_cast<size_t>(3 * ns) * 4, stream.s);
-    forward_staging.record(stream.s);
+    // ---- The step plans the forward (slots, evictions, tables: host) and uploads it; then this worker's tokens:
+    // every token of the chunk, or the step's share of them.
+    AttentionForward f;
+    f.start_frame = a.start_frame;
+    f.num_frames = F;
+    f.protect_sink = a.protect_sink;
+    f.chunk = a.chunk;
+    f.step = a.step;
+    f.num_steps = a.num_steps;
+    const KvWrite w = step->begin(f, stream.s);
     Geometry g;
     g.F = F;
     g.L = L;
-    g.Ls = Ls;
-    g.t0 = t0;
-    g.n = n;
-    g.lh = lh;
-    g.ns = ns;
-    g.rpg = rpf;
     g.relative = relative;
-    g.sharded = sharded;
-    g.spatial = spatial;
+    g.shares = step->shares_tokens();
+    const std::vector<int64_t>* tokens = g.shares ? &step->tokens() : nullptr;
+    g.n = tokens ? static_cast<int64_t>(tokens->size()) : L;
+    LR_ASSERT(g.n <= L, "CUDA forward: the step shares ", g.n, " tokens of ", L);
+    forward_staging.wait();
+    auto* ts = static_cast<float*>(forward_staging.data());
+    auto* pos = reinterpret_cast<int32_t*>(ts + opts.max_forward_frames);
+    int32_t* tok = pos + 3 * opts.max_forward_frames * tpf;
+    std::copy_n(a.t, F, ts);
+    // (frame, row, col) of each of the worker's tokens; in window-relative mode the frame is the slot.
+    for (int64_t r = 0; r < g.n; ++r) {
+        const int64_t t = tokens ? (*tokens)[static_cast<size_t>(r)] : r, fr = t / tpf, i = t % tpf;
+        int32_t* p = pos + 3 * r;
+        p[0] = static_cast<int32_t>(relative ? w.slot_begin + fr : a.start_frame + fr);
+        p[1] = static_cast<int32_t>(i / gw);
+        p[2] = static_cast<int32_t>(i % gw);
+        if (tokens) tok[r] = static_cast<int32_t>(t);
+    }
+    if (tokens) {
+        // The worker's rows come frame by frame (the step's order): one run per frame for the modulation.
+        for (int64_t r = 0; r < g.n; ++r) {
+            const int64_t fr = (*tokens)[static_cast<size_t>(r)] / tpf;
+            LR_ASSERT(g.runs.empty() || g.runs.back().frame <= fr, "CUDA forward: the step's tokens are not in ",
+                      "frame order (row ", r, ")");
+            if (g.runs.empty() || g.runs.back().frame != fr) g.runs.push_back({r, 0, fr, 0});
+            ++g.runs.back().rows;
+        }
+        for (Geometry::Run& run : g.runs) run.rows_per_group = run.rows;
+    } else {
+        g.runs.push_back({0, L, 0, tpf});
+    }
+    float* d_t = act.forward_in;
+    auto* d_pos = reinterpret_cast<int32_t*>(act.forward_in + opts.max_forward_frames);
+    int32_t* d_tok = d_pos + 3 * opts.max_forward_frames * tpf;
+    forward_staging.to_device(d_t, 0, static_cast<size_t>(F) * 4, stream.s);
+    forward_staging.to_device(d_pos, static_cast<size_t>(opts.max_forward_frames) * 4,
+                              static_cast<size_t>(3 * g.n) * 4, stream.s);
+    if (tokens)
+        forward_staging.to_device(d_tok, static_cast<size_t>(opts.max_forward_frames * (1 + 3 * tpf)) * 4,
+                                  static_cast<size_t>(g.n) * 4, stream.s);
+    forward_staging.record(stream.s);
     g.d_t = d_t;
     g.d_pos = d_pos;
-    g.plan = &plan;
-    if (spatial) prepare_spatial(g, F);
+    g.d_tokens = tokens ? d_tok : nullptr;
     return g;
 }
 
@@ -452,16 +375,16 @@ CudaWanModel::Impl::Geometry CudaWanModel::Impl::prepare(const CudaForwardArgs& 
 //
 // Graphs: the launches of a forward depend only on the geometry (frames), the buffers (x, out, the prompt) and,
 // with window-relative RoPE, the number of cached rows re-rotated; everything else they read (timesteps,
-// positions, block tables, slot rows) comes from device buffers at fixed addresses that prepare() refills before
-// the launch. So a key of those values names a graph that stays valid: a key seen for the first time runs
-// eagerly (which also warms up cuBLASLt's plans and the kernels' attributes, so that nothing synchronous is
-// called while capturing), the second time it is captured, and later forwards with that key replay it. Graphs
-// are off for sharded forwards, heads or spatial (the exchange with a host communicator synchronises; the
-// communicators' byte counters count calls, not replays) and while a dump hook is set.
+// positions, block tables, slot rows) comes from device buffers at fixed addresses that prepare() and the step's
+// begin() refill before the launch. So a key of those values names a graph that stays valid: a key seen for the
+// first time runs eagerly (which also warms up cuBLASLt's plans and the kernels' attributes, so that nothing
+// synchronous is called while capturing), the second time it is captured, and later forwards with that key replay
+// it. Graphs are off where the step says its launches cannot be captured (the sparse step's sizes change with the
+// window's candidates; a sharded step's exchange with a host communicator synchronises, and the communicators'
+// byte counters count calls, not replays) and while a dump hook is set.
 void CudaWanModel::Impl::forward(const CudaForwardArgs& a) {
     const Geometry g = prepare(a);
-    // The sparse step's launches change with the window's candidates (sizes passed by value): eager.
-    if (use_graphs && !dump && !g.sharded && !g.spatial && !sp.on) {
+    if (use_graphs && !dump && !g.shares && step->capturable()) {
         launch_graph(a, g);
     } else {
         ++graph_stats.eager;
@@ -470,7 +393,7 @@ void CudaWanModel::Impl::forward(const CudaForwardArgs& a) {
 }
 
 void CudaWanModel::Impl::launch_graph(const CudaForwardArgs& a, const Geometry& g) {
-    const GraphKey key{g.F, a.x, a.out, a.prompt->storage.data(), g.relative ? g.plan->kv_tokens : 0};
+    const GraphKey key{g.F, a.x, a.out, a.prompt->storage.data(), step->graph_key()};
     auto it = std::find_if(graphs.begin(), graphs.end(), [&](const CachedGraph& c) { return c.key == key; });
     if (it == graphs.end()) {
         if (graphs.size() == kMaxGraphs) {
@@ -508,33 +431,28 @@ void CudaWanModel::Impl::launch_graph(const CudaForwardArgs& a, const Geometry& 
     ++graph_stats.replayed;
 }
 
-// The launches of one forward, all on the model's stream (capturable unless sharded or dumping).
+// The launches of one forward, all on the model's stream (capturable where the step's are, without a dump hook).
 void CudaWanModel::Impl::launch(const CudaForwardArgs& a, const Geometry& geo) {
     const WanDims& d = cfg.dims;
-    const int64_t dim = d.dim, F = geo.F, L = geo.L, H = heads(), hd = head_dim();
-    const int64_t Ls = geo.Ls, t0 = geo.t0, n = geo.n, lh = geo.lh, ns = geo.ns, rpg = geo.rpg;
-    const bool relative = geo.relative, sharded = geo.sharded, spatial = geo.spatial;
-    const PagedKvPlan& plan = *geo.plan;
+    const int64_t dim = d.dim, F = geo.F, L = geo.L, n = geo.n, H = heads(), hd = head_dim();
     const float* d_t = geo.d_t;
     const int32_t* d_pos = geo.d_pos;
-    const int32_t* my_pos = d_pos + 3 * t0;  // positions of this rank's tokens
 
-    // ---- Patch embedding: Conv3d as a linear map of each patch. x: [n, dim] f32, this rank's tokens (spatial:
-    // rows [t0, t0 + n) of its s-list, gathered out of the chunk's patches).
+    // ---- Patch embedding: Conv3d as a linear map of each patch. x: [n, dim] f32, this worker's tokens (a step
+    // that shares tokens: its rows' patches gathered out of the chunk's).
     const PatchShape ps{F, d.in_dim, opts.height, opts.width, d.patch[0], d.patch[1], d.patch[2]};
     launch_patchify({a.x, act.patches, ps}, stream.s);
-    if (n > 0 && spatial) {
+    if (n > 0 && geo.shares) {
         CopyRowsParams g;
         g.src = act.patches;
-        g.dst = act.ffn;  // [rows, ffn_dim] bf16: wide enough (checked in init_spatial)
-        g.src_row = geo.s_rows + sl.s * F * sl.max_rpf + t0;
+        g.dst = act.ffn;  // [rows, ffn_dim] bf16: wide enough (check_options)
+        g.src_row = geo.d_tokens;
         g.rows = n;
         g.row_bytes = ps.patch_size() * 2;
         launch_copy_rows(g, stream.s);
         linear(act.ffn, w.patch, n, act.x, DType::kF32);
     } else if (n > 0) {
-        linear(static_cast<const char*>(act.patches) + static_cast<size_t>(t0 * ps.patch_size()) * 2, w.patch, n, act.x,
-               DType::kF32);
+        linear(act.patches, w.patch, n, act.x, DType::kF32);
     }
     if (dump) dump_device("patch_embedding", act.x, DType::kF32, Shape{n, dim});
 
@@ -563,81 +481,39 @@ void CudaWanModel::Impl::launch(const CudaForwardArgs& a, const Geometry& geo) {
 
         // ---- Self-attention on norm1(x) * (1 + scale_sa) + shift_sa; q/k/v from one fused GEMM [n, 3 dim].
         if (n > 0) {
-            layer_norm(act.x, act.h, n, nullptr, nullptr, m + 0 * dim, m + 1 * dim, rpg, ms, t0);
+            modulated_norm(act.x, act.h, geo, m + 0 * dim, m + 1 * dim, ms);
             linear(act.h, b.qkv, n, act.tmp, DType::kF32);
         }
         const float* raw_q = act.tmp;
         const float* raw_k = act.tmp + dim;
         const float* raw_v = act.tmp + 2 * dim;
         // q: RMSNorm over the whole dim, RoPE at the token's position. k: RMSNorm, RoPE only in absolute mode
-        // (window-relative keys are cached un-rotated), stored into the layer's K pool at dst_row. v: stored.
-        const int32_t* k_pos = relative ? nullptr : my_pos;
-        const void* q_in = act.q;
-        void* attn_out = act.attn;
-        if (!sharded) {  // n == ns: the s-list (the chunk without spatial sharding)
-            // The sparse step attends in the cache's tiled order: q goes straight into its tiled rows.
-            norm_rope(raw_q, DType::kF32, qkv_stride, nullptr, act.q, sp.on ? sp.device(sp.o_qperm) : nullptr, b.norm_q,
-                      d_pos, ns);
-            if (dump) {
-                dump_device(name + "self_attn.q", act.q, DType::kBF16, Shape{ns, H, hd});
-                // k and v as the pools receive them, into attn (free until the attention writes it).
-                norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, b.norm_k, k_pos, ns);
-                dump_device(name + "self_attn.k", act.attn, DType::kBF16, Shape{ns, H, hd});
-                norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, nullptr, nullptr, ns);
-                dump_device(name + "self_attn.v", act.attn, DType::kBF16, Shape{ns, H, hd});
-            }
-            norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, cache->keys(l), plan.device.dst_row, b.norm_k, k_pos,
-                      ns);
-            norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, cache->values(l), plan.device.dst_row, nullptr, nullptr,
-                      ns);
-            // The sparse step: summaries, the device selection, attention with per-head tables, the output back
-            // to raster rows in act.attn.
-            if (sp.on) sparse_attend(l, L);
-        } else {
-            // The rank's tokens, all heads, as bf16 (q in act.q, k in act.h: free after the GEMM, v in act.attn),
-            // exchanged for all tokens of its heads; k and v then go into its pools unchanged.
-            if (n > 0) {
-                norm_rope(raw_q, DType::kF32, qkv_stride, nullptr, act.q, nullptr, b.norm_q, my_pos, n);
-                norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, act.h, nullptr, b.norm_k, k_pos, n);
+        // (window-relative keys are cached un-rotated). v: as is. All three go where the step wants them (the
+        // single-GPU step: q into its query rows, k and v straight into the layer's pools).
+        const int32_t* k_pos = geo.relative ? nullptr : d_pos;
+        const CudaQkvTarget t = step->qkv(l);
+        if (n > 0) {
+            if (dump) {  // into attn (free until the attention writes it), in the worker's row order
+                norm_rope(raw_q, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, b.norm_q, d_pos, n);
+                dump_device(name + "self_attn.q", act.attn, DType::kBF16, Shape{n, H, hd});
+                norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, b.norm_k, k_pos, n);
+                dump_device(name + "self_attn.k", act.attn, DType::kBF16, Shape{n, H, hd});
                 norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, act.attn, nullptr, nullptr, nullptr, n);
+                dump_device(name + "self_attn.v", act.attn, DType::kBF16, Shape{n, H, hd});
             }
-            to_heads(ns, Ls, n);
-            if (dump) {
-                dump_device(name + "self_attn.q", act.qh, DType::kBF16, Shape{ns, lh, hd});
-                dump_device(name + "self_attn.k", act.kh, DType::kBF16, Shape{ns, lh, hd});
-                dump_device(name + "self_attn.v", act.vh, DType::kBF16, Shape{ns, lh, hd});
-            }
-            norm_rope(act.kh, DType::kBF16, 0, nullptr, cache->keys(l), plan.device.dst_row, nullptr, nullptr, ns, lh);
-            norm_rope(act.vh, DType::kBF16, 0, nullptr, cache->values(l), plan.device.dst_row, nullptr, nullptr, ns,
-                      lh);
-            q_in = act.qh;
-            attn_out = act.oh;
+            norm_rope(raw_q, DType::kF32, qkv_stride, nullptr, t.q, t.q_row, b.norm_q, d_pos, n);
+            norm_rope(raw_k, DType::kF32, qkv_stride, nullptr, t.k, t.kv_row, b.norm_k, k_pos, n);
+            norm_rope(raw_v, DType::kF32, qkv_stride, nullptr, t.v, t.kv_row, nullptr, nullptr, n);
         }
-        if (spatial) {
-            // Every spatial rank's blocks of the key slots, assembled in the scratch pools; the table lists them in
-            // the 1-rank order.
-            const void* keys = assemble_kv(l, geo);
-            attention(q_in, attn_out, keys, act.sv, act.s_block_len, geo.s_indptr, geo.s_indices, ns,
-                      opts.kv_block_size, lh);
-        } else if (!sp.on) {  // the sparse step attended above
-            const void* keys = cache->keys(l);
-            if (relative) {
-                // Every cached key of the window (the chunk's included) rotated by its slot, into the scratch pool
-                // at the same rows, so that the block table reads it unchanged.
-                norm_rope(keys, DType::kBF16, 0, plan.device.kv_rows, cache->rotated_keys(), plan.device.kv_rows,
-                          nullptr, act.slot_positions, plan.kv_tokens, lh);
-                keys = cache->rotated_keys();
-            }
-            attention(q_in, attn_out, keys, cache->values(l), plan.device.block_len, plan.device.indptr,
-                      plan.device.indices, L, opts.kv_block_size, lh);
-        }
-        if (sharded) to_tokens(ns, Ls, n);  // back to the rank's tokens, all heads, in act.attn
+        // The attention output of the worker's tokens, all heads, into act.attn (a worker without tokens still
+        // calls it: a sharded step exchanges with its peers).
+        step->attend(l, act.attn);
         if (n > 0) {
             linear(act.attn, b.self_o, n, act.tmp, DType::kF32);
             if (dump) dump_device(name + "self_attn", act.tmp, DType::kF32, Shape{n, dim});
-            residual(act.x, act.tmp, n, m + 2 * dim, ms, t0, rpg);
+            gated_residual(act.x, act.tmp, geo, m + 2 * dim, ms);
 
-            // ---- Cross-attention on norm3(x) (affine, no modulation, no gate) over the prompt's K/V: the rank's
+            // ---- Cross-attention on norm3(x) (affine, no modulation, no gate) over the prompt's K/V: the worker's
             // tokens, all heads.
             layer_norm(act.x, act.h, n, b.norm3_w, b.norm3_b, nullptr, nullptr, 1, 0);
             linear(act.h, b.cross_q, n, act.tmp, DType::kF32);
@@ -653,28 +529,30 @@ void CudaWanModel::Impl::launch(const CudaForwardArgs& a, const Geometry& geo) {
             }
 
             // ---- FFN on norm2(x) * (1 + scale_ff) + shift_ff: GELU-tanh fused into the first GEMM.
-            layer_norm(act.x, act.h, n, nullptr, nullptr, m + 3 * dim, m + 4 * dim, rpg, ms, t0);
+            modulated_norm(act.x, act.h, geo, m + 3 * dim, m + 4 * dim, ms);
             linear(act.h, b.ffn0, n, act.ffn, DType::kBF16, GemmEpilogue::kBiasGeluTanh);
             linear(act.ffn, b.ffn2, n, act.tmp, DType::kF32);
             if (dump) dump_device(name + "ffn", act.tmp, DType::kF32, Shape{n, dim});
-            residual(act.x, act.tmp, n, m + 5 * dim, ms, t0, rpg);
+            gated_residual(act.x, act.tmp, geo, m + 5 * dim, ms);
         }
         if (dump) dump_device(str_cat("blocks.", l), act.x, DType::kF32, Shape{n, dim});
     }
+    step->end();
 
-    if (sp.on) sparse_after_layers();
-
-    // ---- Head: LN(x) * (1 + scale) + shift -> head.head [L, pt * ph * pw * out_dim] -> unpatchify. Sharded: the
-    // rank's rows, all-gathered (over U, then over S) so that every rank returns the whole chunk.
+    // ---- Head: LN(x) * (1 + scale) + shift -> head.head [L, pt * ph * pw * out_dim] -> unpatchify. A step that
+    // shares tokens gathers every worker's rows, so that every worker returns the whole chunk.
     if (n > 0) {
-        layer_norm(act.x, act.h, n, nullptr, nullptr, act.head_shift, act.head_scale, rpg, dim, t0);
+        modulated_norm(act.x, act.h, geo, act.head_shift, act.head_scale, dim);
         linear(act.h, w.head, n, act.tmp, DType::kF32);
     }
-    if (sharded) gather_head(ns, Ls, n, w.head.out);
-    if (spatial) gather_head_spatial(geo, w.head.out);
-    if (dump) dump_device("head", act.tmp, DType::kF32, Shape{L, w.head.out});
+    const float* head = act.tmp;
+    if (geo.shares) {
+        step->gather(act.tmp, w.head.out, act.head_all);
+        head = act.head_all;
+    }
+    if (dump) dump_device("head", head, DType::kF32, Shape{L, w.head.out});
     const PatchShape os{F, d.out_dim, opts.height, opts.width, d.patch[0], d.patch[1], d.patch[2]};
-    launch_unpatchify({act.tmp, a.out, os}, stream.s);
+    launch_unpatchify({head, a.out, os}, stream.s);
 }
 
 CudaWanModel::CudaWanModel(const WanModel& host, const CudaModelOptions& opts)
@@ -701,9 +579,9 @@ void CudaWanModel::encode_prompt(const TensorView& context, CudaPrompt& prompt) 
 
 void CudaWanModel::forward(const CudaForwardArgs& a) { impl_->forward(a); }
 
-void CudaWanModel::reset_cache(int64_t first_frame) { impl_->cache->reset(first_frame); }
+void CudaWanModel::reset_cache(int64_t first_frame) { impl_->step->reset(first_frame); }
 
-const PagedKvCache& CudaWanModel::cache() const { return *impl_->cache; }
+const CudaAttentionStep& CudaWanModel::attention_step() const { return *impl_->step; }
 
 Stream CudaWanModel::stream() const { return impl_->stream.s; }
 
@@ -715,9 +593,9 @@ int64_t CudaWanModel::tokens_per_frame() const { return impl_->tpf; }
 
 size_t CudaWanModel::weight_bytes() const { return impl_->bytes.weights; }
 
-size_t CudaWanModel::kv_bytes() const { return impl_->bytes.kv_pools; }
+size_t CudaWanModel::kv_bytes() const { return impl_->step->kv_bytes(); }
 
-AttentionStats CudaWanModel::attention_stats() const { return impl_->sp.stats; }
+AttentionStats CudaWanModel::attention_stats() const { return impl_->step->stats(); }
 
 size_t CudaWanModel::activation_bytes() const { return impl_->bytes.activations; }
 
@@ -748,7 +626,7 @@ CudaPrompt CudaWanModel::encode_prompt(const TensorView&) { no_cuda(); }
 void CudaWanModel::encode_prompt(const TensorView&, CudaPrompt&) { no_cuda(); }
 void CudaWanModel::forward(const CudaForwardArgs&) { no_cuda(); }
 void CudaWanModel::reset_cache(int64_t) { no_cuda(); }
-const PagedKvCache& CudaWanModel::cache() const { no_cuda(); }
+const CudaAttentionStep& CudaWanModel::attention_step() const { no_cuda(); }
 Stream CudaWanModel::stream() const { no_cuda(); }
 const WanModelConfig& CudaWanModel::config() const { no_cuda(); }
 const CudaModelOptions& CudaWanModel::options() const { no_cuda(); }

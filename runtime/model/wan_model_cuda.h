@@ -21,7 +21,7 @@
 #include <memory>
 
 #include "cache/block_policy.h"
-#include "cache/paged_kv_cache.h"
+#include "runtime/model/attention_step_cuda.h"
 #include "runtime/core/stream.h"
 #include "runtime/core/tensor.h"
 #include "runtime/model/attention_step.h"
@@ -40,42 +40,26 @@ struct CudaModelOptions {
     int64_t max_frames = 0;
     int64_t kv_block_size = 128;  // tokens per KV block (a multiple of 64 when head_dim is 128)
     RopePositions rope = RopePositions::kAbsolute;
-    // Ulysses head parallelism (AttentionShard, wan_model.h; DESIGN.md section 7), the CPU path's scheme: with a
-    // communicator every rank of it runs the linear layers, norms, cross-attention and FFN on its token shard
-    // (ceil(L / U) rows of the chunk), all-to-alls q/k/v to all tokens of its num_heads / U heads, attends over a
-    // paged KV cache of those heads (width dim / U), all-to-alls the output back and all-gathers the head's
-    // output, so that every rank returns the whole chunk's flow. A communicator of size 1 runs that path too
-    // (tests); comm null (size 1) is the single-rank path. A communicator that takes device buffers
-    // (Communicator::device_buffers(): NCCL) is handed device memory; any other gets pinned host copies.
-    AttentionShard shard;
-    // With a device-buffer communicator: the stream its operations are enqueued on (NcclCommunicator::stream());
-    // the model orders its own stream against it with events.
-    Stream comm_stream = nullptr;
-    // Spatial sharding (SpatialShard, wan_model.h; DESIGN.md section 7), the CPU path's scheme on the GPU: with a
-    // communicator, spatial rank s runs the linear layers, norms, cross-attention and FFN on its blocks of every
-    // frame (blocks b % S == s of spatial.block_size tokens, which must equal kv_block_size), keeps only those
-    // blocks in its paged cache, and for self-attention assembles the window's K/V of its heads from every
-    // spatial rank: per layer its pages of the key frames are packed into its segment of a scratch pool, the
-    // other ranks' segments arrive with one grouped send_recv (exactly the blocks the dense table reads), and
-    // the table lists the blocks in the 1-rank order. The head's output is all-gathered over the spatial ranks
-    // and put back in the chunk's token order, so every rank returns the whole chunk. Combines with `shard`
-    // (Ulysses over the rank's tokens). A communicator of size 1 runs that path too (tests).
-    SpatialShard spatial;
-    // With a device-buffer spatial communicator: its stream (as comm_stream for `shard`).
-    Stream spatial_comm_stream = nullptr;
     // Replay each forward's launches as a CUDA graph (see forward()); the environment variable
     // LONGROLL_CUDA_GRAPHS=0 turns them off too.
     bool cuda_graphs = true;
-    // Block-sparse attention (DESIGN.md section 6) through the sparse step (wan_model_cuda_sparse.cpp): any
-    // policy but DENSE / SINK_WINDOW, which read the dense table. One rank, absolute RoPE. The cache then stores
-    // frames tile by tile (kv_block_size tokens a tile) with retained blocks after the frame pages; per layer the
-    // step summarises the written blocks, selects each (head, query block)'s blocks on the device
-    // (kernels/block_select.h) and attends with per-head tables. frames_per_chunk and run_frames are the policy's
-    // geometry.
+    // Block-sparse attention (DESIGN.md section 6): any policy but DENSE / SINK_WINDOW runs the sparse step of
+    // CudaLocalAttentionStep (attention_step_cuda.h; absolute RoPE). frames_per_chunk and run_frames are the
+    // policy's geometry.
     BlockPolicyConfig policy;
     int64_t frames_per_chunk = 3;
     int64_t run_frames = 0;
+    // The attention seam (attention_step_cuda.h): the step every forward's self-attention goes through, not owned
+    // (it must outlive the model). Null: the model builds the single-GPU step of the options above
+    // (attention_step_config) and plans its memory with its own. A step handed over owns its cache and its
+    // exchanges (the sharded step of dist/sharded_attention_step_cuda.h: the model then runs its per-token
+    // layers on the step's share of the tokens); the cache options above only describe it.
+    CudaAttentionStep* step = nullptr;
 };
+
+// The single-GPU attention step these options describe (the one the model builds when o.step is null; a
+// sharded step is built from it).
+CudaAttentionStepConfig attention_step_config(const WanModelConfig& cfg, const CudaModelOptions& o);
 
 // How forwards ran: eagerly, or replayed from a CUDA graph (captured: graphs made).
 struct CudaGraphStats {
@@ -140,16 +124,17 @@ class CudaWanModel {
     // Asynchronous on stream(): attends over the cached window plus the chunk and writes the chunk's K/V.
     // The host work (KV bookkeeping, tables, their upload) runs per call; the launches are replayed from a CUDA
     // graph when an earlier forward had the same frames, x, out, prompt (and, with window-relative RoPE, cached
-    // rows): the first such forward runs eagerly, the second is captured. Not for sharded forwards (heads or
-    // spatial) or with a dump hook.
+    // rows): the first such forward runs eagerly, the second is captured. Only where the step's launches allow it
+    // (CudaAttentionStep::capturable: the dense single-GPU step) and without a dump hook.
     void forward(const CudaForwardArgs& a);
     CudaGraphStats graph_stats() const;
     void reset_cache(int64_t first_frame = 0);
-    const PagedKvCache& cache() const;
+    // The step the forwards go through (the model's own, or CudaModelOptions::step).
+    const CudaAttentionStep& attention_step() const;
     Stream stream() const;
 
     size_t weight_bytes() const;
-    size_t kv_bytes() const;  // the paged K/V pools
+    size_t kv_bytes() const;  // the step's K/V pools
     // The last forward's attention (the sparse step: blocks read vs dense, K/V bytes held); dense otherwise.
     AttentionStats attention_stats() const;
     size_t activation_bytes() const;  // activations, per-forward tables and staging on the device

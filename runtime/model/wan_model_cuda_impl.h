@@ -1,6 +1,5 @@
-// CudaWanModel's implementation state (internal to runtime/model/wan_model_cuda*.cpp, CUDA builds only): the
-// buffers of the plan, the launch helpers, the Ulysses and spatial exchanges. wan_model_cuda.cpp holds the
-// construction and the forward; wan_model_cuda_spatial.cpp the spatial sharding's tables and exchanges.
+// CudaWanModel's implementation state (internal to runtime/model/wan_model_cuda.cpp, CUDA builds only): the
+// buffers of the plan, the attention step the forwards go through, the launch helpers.
 #pragma once
 
 #ifdef LONGROLL_HAS_CUDA
@@ -8,13 +7,10 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "dist/communicator.h"
-#include "kernels/block_select.h"
 #include "kernels/dit_ops_cuda.h"
 #include "kernels/gemm_cuda.h"
 #include "kernels/paged_attention.h"
@@ -52,10 +48,8 @@ struct OwnedStream {
 using wan_cuda::Activations;
 using wan_cuda::DevLinear;
 using wan_cuda::DevWeights;
-using wan_cuda::head_sharded;
 using wan_cuda::kQBlock;
 using wan_cuda::PlanBytes;
-using wan_cuda::SpatialLayout;
 
 struct CudaWanModel::Impl {
     wan_cuda::OwnedStream stream;
@@ -66,55 +60,13 @@ struct CudaWanModel::Impl {
     Arena arena;
     DevWeights w;
     Activations act;
-    std::unique_ptr<PagedKvCache> cache;
+    // The attention seam: the step the model built (CudaModelOptions::step null), and the one it uses.
+    std::unique_ptr<CudaLocalAttentionStep> own_step;
+    CudaAttentionStep* step = nullptr;
     std::unique_ptr<GemmRunner> gemm;
-    PinnedStaging forward_staging;  // timesteps f32 [F] then positions int32 [F * tpf, 3]
+    PinnedStaging forward_staging;  // timesteps f32 [F], positions int32 [F * tpf, 3], tokens int32 [F * tpf]
     PinnedStaging prompt_staging;   // bf16 [text_len, text_dim]
     WanDumpFn dump;
-    // Ulysses exchange: xsend / xrecv are act.xsend / act.xrecv (device) for a device-buffer communicator, else
-    // the pinned host buffers below; the events order the model's stream and the communicator's.
-    void* xsend = nullptr;
-    void* xrecv = nullptr;
-    PinnedStaging xsend_host, xrecv_host;
-    cudaEvent_t comm_ready = nullptr, comm_done = nullptr;
-    // Spatial sharding (wan_model_cuda_spatial.cpp): the layout, the per-forward tables' host side (uploaded into
-    // act.s_tables) and, for a host communicator, pinned mirrors of the scratch K and V and of the head gather.
-    SpatialLayout sl;
-    PinnedStaging spatial_staging;
-    PinnedStaging skv_host;      // [2 (K, V), scratch rows, width] bf16
-    PinnedStaging sgather_host;  // [S, F * max_rpf, head_out] f32
-
-    // The sparse step (wan_model_cuda_sparse.cpp; CudaModelOptions::policy): summaries, per-forward tables in
-    // one pinned staging (int32 offsets below, fixed), the retained blocks of every (layer, head) on the host.
-    struct Sparse {
-        bool on = false;
-        std::unique_ptr<BlockPolicy> policy;
-        wan_cuda::SparseSizes z;
-        DeviceBuffer buf;
-        float* kmean = nullptr;      // [layers][pool_blocks][heads][head_dim]
-        float* change = nullptr;     // [layers][pool_blocks][heads]
-        float* qmean = nullptr;      // [layers][heads][q blocks of the last forward][head_dim]
-        int32_t* indices = nullptr;  // one layer's table
-        float* scores = nullptr;
-        int32_t* dev = nullptr;  // the staging's device copy
-        PinnedStaging staging;
-        int64_t o_qperm = 0, o_cand_block = 0, o_cand_group = 0, o_cand_kind = 0, o_competes = 0, o_extra_indptr = 0,
-                o_extra = 0, o_indptr = 0, o_seg_begin = 0, o_seg_len = 0, o_qseg_begin = 0, o_qseg_len = 0, o_copy = 0,
-                o_change = 0, o_sal = 0;
-        std::vector<int64_t> ret_frame, ret_tile;  // [layers][heads][retained]: -1 empty
-        WindowSelection sel;
-        BlockSelectCounts counts;
-        int64_t num_cand = 0, nqb = 0, last_nqb = 0, written = 0, n_change = 0;
-        bool summaries = false;  // the policy scores, or retention reads the summaries
-        AttentionStats stats;
-        int32_t* host(int64_t offset) { return static_cast<int32_t*>(staging.data()) + offset; }
-        int32_t* device(int64_t offset) const { return dev + offset; }
-    } sp;
-    void init_sparse();
-    void sparse_retain(const KvWrite& w);
-    void sparse_tables(const PagedKvPlan& plan, const CudaForwardArgs& a);
-    void sparse_attend(int64_t l, int64_t L);
-    void sparse_after_layers();
 
     // CUDA graphs of the forward's launches (see forward()): one per key, least recently used evicted.
     struct GraphKey {
@@ -141,64 +93,47 @@ struct CudaWanModel::Impl {
         cudaStreamSynchronize(stream.s);
         for (CachedGraph& g : graphs)
             if (g.exec) cudaGraphExecDestroy(g.exec);
-        if (comm_ready) cudaEventDestroy(comm_ready);
-        if (comm_done) cudaEventDestroy(comm_done);
     }
 
     int64_t heads() const { return cfg.dims.num_heads; }
     int64_t head_dim() const { return cfg.dims.dim / cfg.dims.num_heads; }
-    bool sharded() const { return head_sharded(opts); }
-    bool spatial() const { return sl.on; }
 
     void upload_static_tables();
     void encode(const TensorView& context, CudaPrompt& p);
 
     // What one forward's launches depend on besides the arguments: filled by prepare() on the host.
     struct Geometry {
-        int64_t F = 0, L = 0;    // frames, tokens of the chunk
-        int64_t Ls = 0, t0 = 0;  // Ulysses: tokens per shard, this rank's first token
-        int64_t n = 0, lh = 0;   // this rank's tokens and heads
-        int64_t ns = 0;          // the spatial rank's tokens of the chunk (its s-list; L without spatial sharding)
-        int64_t rpg = 0;         // s-list tokens per frame: the rows of one frame's modulation
-        bool relative = false, sharded = false, spatial = false;
-        const float* d_t = nullptr;      // timesteps on the device [F]
-        const int32_t* d_pos = nullptr;  // positions of the s-list's tokens on the device [ns, 3]
-        const PagedKvPlan* plan = nullptr;
-        // Spatial: the key slots of the dense table, and the device tables (SpatialLayout, Activations).
-        int64_t slot_end = 0;
-        const int32_t* s_rows = nullptr;  // [S * F * max_rpf]: chunk token of each gathered row (-1: padding)
-        const int32_t* s_indptr = nullptr;
-        const int32_t* s_indices = nullptr;
+        int64_t F = 0, L = 0;  // frames, tokens of the chunk
+        int64_t n = 0;         // this worker's tokens (L unless the step shares tokens)
+        bool relative = false, shares = false;
+        const float* d_t = nullptr;         // timesteps on the device [F]
+        const int32_t* d_pos = nullptr;     // positions of the worker's tokens on the device [n, 3]
+        const int32_t* d_tokens = nullptr;  // the worker's tokens on the device [n] (shares only)
+        // The worker's rows by frame, for the per-frame modulation: rows [row0, row0 + rows) take frame `frame`'s
+        // (then row0 + rows_per_group further on). One run of every frame's rows (rows_per_group tpf) unless the
+        // step shares tokens, whose rows come frame by frame in uneven counts.
+        struct Run {
+            int64_t row0 = 0, rows = 0, frame = 0, rows_per_group = 1;
+        };
+        std::vector<Run> runs;
     };
     void forward(const CudaForwardArgs& a);
     Geometry prepare(const CudaForwardArgs& a);
     void launch(const CudaForwardArgs& a, const Geometry& g);
     void launch_graph(const CudaForwardArgs& a, const Geometry& g);
-
-    // ---- Ulysses exchange (sharded() only); L: the s-list's tokens, Ls: per shard, n: this rank's.
-    // Runs `op` (an operation of `comm`, on xsend / xrecv or the spatial buffers) after the work enqueued so far on
-    // the model's stream, and before the work enqueued after it (see the definition).
-    void collective(Communicator* comm, cudaStream_t comm_stream, const std::function<void()>& op);
-    void collective(const std::function<void()>& op) { collective(opts.shard.comm, opts.comm_stream, op); }
-    void to_heads(int64_t L, int64_t Ls, int64_t n);
-    void to_tokens(int64_t L, int64_t Ls, int64_t n);
-    void gather_head(int64_t L, int64_t Ls, int64_t n, int64_t head_out);
-
-    // ---- Spatial sharding (spatial() only; wan_model_cuda_spatial.cpp).
-    void init_spatial();                           // layout, staging, static scratch tables
-    void prepare_spatial(Geometry& g, int64_t F);  // per forward: the s-list's tables, uploaded
-    // Layer l's K/V of the key slots from every spatial rank into the scratch pools; returns the keys to attend
-    // (the scratch K, or its re-rotated copy).
-    const void* assemble_kv(int64_t l, const Geometry& g);
-    // act.tmp [n rows of the s-list, head_out] (all ns rows after the Ulysses gather) -> [L, head_out] rows of
-    // the whole chunk in token order.
-    void gather_head_spatial(const Geometry& g, int64_t head_out);
-    void copy(void* dst, const void* src, size_t bytes) {
-        if (bytes > 0) LR_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream.s));
+    // y (bf16) = LN(x) * (1 + scale_f) + shift_f over the worker's rows, frame by frame (mod: frame f's shift at
+    // shift + f * mod_stride, likewise scale); x += y * gate_f.
+    void modulated_norm(const float* x, void* y, const Geometry& g, const float* shift, const float* scale,
+                        int64_t mod_stride) {
+        for (const Geometry::Run& r : g.runs)
+            layer_norm(x + r.row0 * cfg.dims.dim, static_cast<char*>(y) + static_cast<size_t>(r.row0 * cfg.dims.dim) * 2,
+                       r.rows, nullptr, nullptr, shift + r.frame * mod_stride, scale + r.frame * mod_stride,
+                       r.rows_per_group, mod_stride);
     }
-    void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width, size_t rows) {
-        if (width > 0 && rows > 0)
-            LR_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDefault, stream.s));
+    void gated_residual(float* x, const float* y, const Geometry& g, const float* gate, int64_t mod_stride) {
+        for (const Geometry::Run& r : g.runs)
+            residual(x + r.row0 * cfg.dims.dim, y + r.row0 * cfg.dims.dim, r.rows, gate + r.frame * mod_stride,
+                     mod_stride, 0, r.rows_per_group);
     }
 
     // ---- launch helpers (stream-ordered) ----

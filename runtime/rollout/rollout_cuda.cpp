@@ -25,12 +25,6 @@ CudaModelOptions CudaRollout::model_options(const RolloutOptions& opts, const Ro
     o.sink_frames = opts.sink_size;
     o.max_frames = opts.local_attn_size == -1 ? shape.frames : opts.local_attn_size;
     o.rope = opts.rope;
-    o.shard = opts.shard;  // Ulysses: this rank's heads of the KV cache, the exchange through shard.comm
-    if (opts.spatial.comm) {
-        // Spatial: this rank's blocks of every frame; its tiles are the KV cache's blocks.
-        o.spatial = opts.spatial;
-        o.kv_block_size = opts.spatial.block_size;
-    }
     const int64_t fpc = std::max<int64_t>(1, opts.frames_per_chunk);
     o.max_forward_frames = std::min(fpc, std::max<int64_t>(1, shape.frames));
     // The block policy: the sparse ones run the model's sparse step over tiles of block_size tokens.
@@ -71,16 +65,6 @@ CudaRollout::CudaRollout(CudaWanModel& model, const RolloutOptions& opts, const 
       channels_(model.config().dims.in_dim),
       scheduler_(opts.timestep_shift, opts.num_train_timesteps) {
     const WanDims& d = model.config().dims;
-    LR_CHECK(model.options().spatial.size == opts.spatial.size && model.options().spatial.rank == opts.spatial.rank &&
-                 model.options().spatial.comm == opts.spatial.comm,
-             "CUDA rollout: the model was planned for spatial rank ", model.options().spatial.rank, " of ",
-             model.options().spatial.size, "; this rollout is spatial rank ", opts.spatial.rank, " of ",
-             opts.spatial.size, " (build the model with CudaRollout::model_options)");
-    LR_CHECK(model.options().shard.size == opts.shard.size && model.options().shard.rank == opts.shard.rank &&
-                 model.options().shard.comm == opts.shard.comm,
-             "CUDA rollout: the model was planned for head shard ", model.options().shard.rank, " of ",
-             model.options().shard.size, "; this rollout is shard ", opts.shard.rank, " of ", opts.shard.size,
-             " (build the model with CudaRollout::model_options)");
     LR_CHECK(d.in_dim == d.out_dim, "rollout: the model maps ", d.in_dim, " channels to ", d.out_dim,
              "; the rollout feeds its output back, so they must be equal");
     LR_CHECK(shape.frames > 0 && shape.height > 0 && shape.width > 0, "rollout: latent video [", shape.frames, ", ",
@@ -91,7 +75,8 @@ CudaRollout::CudaRollout(CudaWanModel& model, const RolloutOptions& opts, const 
              "rollout: local_attn_size ", opts.local_attn_size, " must be -1 or hold the sink (", opts.sink_size,
              ") plus a chunk (", opts.frames_per_chunk, ")");
     const CudaModelOptions& mo = model.options();
-    const PagedKvCacheConfig& kc = model.cache().config();
+    // The pages the options plan (a step handed to the model was built from the same options).
+    const PagedKvCacheConfig kc = paged_config_of(attention_step_config(model.config(), mo));
     LR_CHECK(mo.height == shape.height && mo.width == shape.width && mo.window_frames == opts.local_attn_size &&
                  mo.sink_frames == opts.sink_size && mo.rope == opts.rope,
              "CUDA rollout: the model was planned for a ", mo.height, "x", mo.width, " latent, window ",

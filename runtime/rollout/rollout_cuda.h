@@ -9,7 +9,9 @@
 //
 // The step observer gets each forward's GPU time (CUDA events), reported one forward late so that the host
 // keeps a forward queued ahead; the calls keep Rollout's order (every step of a chunk before its callback, the
-// clean pass after it). Head sharding (Ulysses, opts.shard) and spatial sharding (opts.spatial) run in the model:
+// clean pass after it). Head sharding (Ulysses) and spatial sharding run behind the model's attention seam: the
+// caller builds the step of its rank (dist/sharded_attention_step_cuda.h, make_cuda_attention_step) from
+// attention_step_config(model config, model_options(...)) and hands it to the model (CudaModelOptions::step);
 // every rank of the group runs this rollout and gets the whole chunk.
 #pragma once
 
@@ -33,9 +35,8 @@ class CudaRollout {
     CudaRollout& operator=(const CudaRollout&) = delete;
 
     // The CudaModelOptions a rollout of this shape needs; with prompt_switches the largest forward includes
-    // the re-cache of the window (up to local_attn_size frames, or every earlier frame without a window). The
-    // head shard is opts.shard, the spatial one opts.spatial (a device-buffer communicator also needs the
-    // result's comm_stream / spatial_comm_stream set).
+    // the re-cache of the window (up to local_attn_size frames, or every earlier frame without a window). They
+    // describe the single-GPU step; a sharded one is built from them (see the header).
     static CudaModelOptions model_options(const RolloutOptions& opts, const RolloutShape& shape, bool prompt_switches);
 
     void set_step_observer(StepObserver observer) { step_observer_ = std::move(observer); }

@@ -1,6 +1,7 @@
 // Ulysses head parallelism of the CUDA DiT under mpirun, all ranks on the GPUs they find (one GPU may hold every
-// rank): the forwards of a window with a sink and eviction (window-relative RoPE) through
-//   - the MPI communicator of the world (U = world size; host buffers: the model stages through pinned memory),
+// rank): the forwards of a window with a sink and eviction (window-relative RoPE) through the sharded attention
+// step (dist/sharded_attention_step_cuda.h) handed to the model, over
+//   - the MPI communicator of the world (U = world size; host buffers: the step stages through pinned memory),
 //   - with one rank and NCCL built in: an NcclCommunicator of that one rank (device buffers on its stream),
 // against the unsharded CUDA model on the same rank. U = 1 must match exactly (bound 1e-6: the same GEMMs and
 // kernels, every exchange a copy to itself); U > 1 to bf16 accuracy (1e-2). Every rank must return the whole
@@ -14,6 +15,7 @@
 #include "dist/fault.h"
 #include "dist/mpi_communicator.h"
 #include "dist/process.h"
+#include "dist/sharded_attention_step_cuda.h"
 #include "dist_test_harness.h"
 #include "gpu_forwards.h"
 #include "runtime/core/check.h"
@@ -66,7 +68,10 @@ int run(const MpiSession& mpi) {
 
     const int U = world->size();
     CudaModelOptions o = options();
-    o.shard = AttentionShard{world->rank(), U, world.get()};
+    CudaSequenceMesh mesh;
+    mesh.mesh = SequenceMesh{world->rank(), U, world.get(), 0, 1, nullptr};
+    ShardedCudaAttentionStep step(attention_step_config(cfg, o), mesh);
+    o.step = &step;
     const ForwardRun got = disttest::run_forwards(m, o, ctx);
     compare(str_cat("MPI, U = ", U, " (host-staged)"), got, want, U == 1 ? 1e-6 : 1e-2, world->rank(), e);
     disttest::expect_same_on_every_rank(*world, got, "MPI", e);
@@ -75,8 +80,11 @@ int run(const MpiSession& mpi) {
     if (U == 1) {
         auto nccl = NcclCommunicator::create(*world, device);
         CudaModelOptions no = options();
-        no.shard = AttentionShard{0, 1, nccl.get()};
-        no.comm_stream = nccl->stream();
+        CudaSequenceMesh nmesh;
+        nmesh.mesh = SequenceMesh{0, 1, nccl.get(), 0, 1, nullptr};
+        nmesh.ulysses_stream = nccl->stream();
+        ShardedCudaAttentionStep nstep(attention_step_config(cfg, no), nmesh);
+        no.step = &nstep;
         const ForwardRun via_nccl = disttest::run_forwards(m, no, ctx);
         compare("NCCL, U = 1 (device buffers)", via_nccl, want, 1e-6, world->rank(), e);
         e.expect(nccl->bytes_sent(CommOp::kAllToAll) == 0, "NCCL of one rank sends nothing to other ranks");

@@ -1,6 +1,7 @@
 // The forward sequence the sharded-CUDA-model tests run (dist_ulysses_gpu_test, dist_spatial_gpu_test): a window of
-// 7 frames with a sink of 1, forwards of 3 frames at frames 0, 3 (again: a rewrite), 6 and 9 (both evict), on
-// seeded Gaussian latents and falling timesteps, every flow copied back; plus the relative L2 error they compare.
+// 7 frames with a sink of 1, forwards of 3 frames at frames 0, 3 (again: the clean pass's rewrite), 6 and 9 (both
+// evict), on seeded Gaussian latents and falling timesteps, every flow copied back; plus the relative L2 error
+// they compare. A model may be handed an attention step (a rank's sharded one: CudaModelOptions::step).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -39,6 +40,60 @@ inline CudaModelOptions forward_options(int64_t height, int64_t width, RopePosit
     o.max_frames = 7;
     o.rope = rope;
     return o;
+}
+
+// The policies the sharded tests run (a window of 7 frames, sink 1, chunks of 3: the budgets fit it), each with
+// the RoPE mode it runs in on the GPU and whether it scores blocks (then the mean queries are exchanged).
+struct PolicyCase {
+    const char* name;
+    BlockPolicyConfig policy;
+    RopePositions rope;
+    bool scores;
+    bool dense_table() const {
+        return policy.kind == BlockPolicyKind::kDense || policy.kind == BlockPolicyKind::kSinkWindow;
+    }
+};
+
+inline std::vector<PolicyCase> policy_cases(int64_t layers, int64_t heads) {
+    BlockPolicyConfig dense, sink;
+    sink.kind = BlockPolicyKind::kSinkWindow;
+    BlockPolicyConfig sf;
+    sf.kind = BlockPolicyKind::kSparseForcing;
+    sf.sf_topk_blocks = 3;
+    sf.persistent_blocks = 2;
+    BlockPolicyConfig lf;
+    lf.kind = BlockPolicyKind::kLightForcing;
+    lf.near_frames = 1;
+    lf.topk_frames = 1;
+    lf.lf_topk_blocks = 3;
+    BlockPolicyConfig fkv;
+    fkv.kind = BlockPolicyKind::kForcingKv;
+    fkv.recent_frames = 1;
+    fkv.dynamic_keep_ratio = 0.5;
+    for (int64_t i = 0; i < layers * heads; ++i) fkv.static_head.push_back(i % 3 == 0 ? 1 : 0);
+    BlockPolicyConfig lvsa;
+    lvsa.kind = BlockPolicyKind::kLvsa;
+    lvsa.lvsa_window_frames = 1;
+    lvsa.anchor_interval = 3;
+    return {{"DENSE absolute", dense, RopePositions::kAbsolute, false},
+            {"DENSE relative", dense, RopePositions::kWindowRelative, false},
+            {"SINK_WINDOW", sink, RopePositions::kAbsolute, false},
+            {"SPARSE_FORCING", sf, RopePositions::kAbsolute, true},
+            {"LIGHT_FORCING", lf, RopePositions::kAbsolute, true},
+            {"FORCING_KV", fkv, RopePositions::kAbsolute, true},
+            {"LVSA", lvsa, RopePositions::kAbsolute, false}};
+}
+
+// The run is 12 frames (the forwards reach frame 12); Forcing-KV sets its window itself (no local_attn_size).
+constexpr int64_t kRunFrames = 12;
+inline void set_policy(CudaModelOptions& o, const PolicyCase& pc) {
+    o.policy = pc.policy;
+    o.rope = pc.rope;
+    o.run_frames = kRunFrames;
+    if (pc.policy.kind == BlockPolicyKind::kForcingKv) {
+        o.window_frames = -1;
+        o.max_frames = kRunFrames;
+    }
 }
 
 inline std::vector<float> gaussian(int64_t n, uint32_t seed) {
@@ -85,12 +140,14 @@ inline ForwardRun run_forwards(const WanModel& m, const CudaModelOptions& o, con
         a.start_frame = kStarts[i];
         a.prompt = &prompt;
         a.out = static_cast<float*>(dout.data());
+        a.chunk = kStarts[i] / kFrames;
+        a.step = i == 2 ? a.num_steps : 0;  // the rewrite is a chunk's clean pass
         g.forward(a);
         std::vector<float> out(out_n);
         LR_CUDA_CHECK(cudaStreamSynchronize(g.stream()));
         LR_CUDA_CHECK(cudaMemcpy(out.data(), dout.data(), out_n * sizeof(float), cudaMemcpyDeviceToHost));
         run.flows.push_back(std::move(out));
-        run.slot_end.push_back(g.cache().last_plan().write.slot_end);
+        run.slot_end.push_back(g.attention_step().cached_frames());  // the write's slot_end
     }
     run.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_first).count() /
              static_cast<double>(std::size(kStarts) - 1);

@@ -1,10 +1,11 @@
-// Ulysses head parallelism on the CUDA DiT (CudaModelOptions::shard) against the unsharded CUDA forward, in one
-// process on one GPU: the U ranks are threads, each with its own CudaWanModel (its token shard, its heads of the
-// paged KV cache), joined by an in-process communicator in either mode the model supports:
-//   host:   host buffers, operations complete on return (as MpiCommunicator): the model stages through pinned
+// Ulysses head parallelism on the CUDA DiT (the sharded attention step of dist/sharded_attention_step_cuda.h behind
+// the model's seam) against the unsharded CUDA forward, in one process on one GPU: the U ranks are threads, each
+// with its own CudaWanModel and ShardedCudaAttentionStep (its token share, its heads of the paged KV cache),
+// joined by an in-process communicator in either mode the step supports:
+//   host:   host buffers, operations complete on return (as MpiCommunicator): the step stages through pinned
 //           host memory;
-//   device: device buffers on the communicator's own stream (as NcclCommunicator): the model hands over device
-//           memory and orders its stream against the communicator's with events.
+//   device: device buffers on the communicator's own stream (as NcclCommunicator): the step hands over device
+//           memory and orders the model's stream against the communicator's with events.
 // U = 1 runs the exchange path with one rank (every copy, the all-to-alls and the all-gather, each a copy to
 // itself) and must give the unsharded flow exactly (the same GEMM shapes and kernels: bounded at 1e-6).
 // U = 2 splits the tokens (GEMMs of other row counts) and the heads: bf16 accuracy, relative error < 1e-2.
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "dist/communicator.h"
+#include "dist/sharded_attention_step_cuda.h"
 #include "gpu_test_util.h"
 #include "runtime/core/check.h"
 #include "runtime/model/wan_model.h"
@@ -195,11 +197,14 @@ std::vector<std::vector<std::vector<float>>> run_sharded(const WanModel& m, cons
             try {
                 LR_CUDA_CHECK(cudaSetDevice(0));
                 CudaModelOptions o = options(c);
-                o.shard = AttentionShard{r, U, comms[static_cast<size_t>(r)].get()};
-                o.comm_stream = comms[static_cast<size_t>(r)]->stream();
+                CudaSequenceMesh mesh;
+                mesh.mesh = SequenceMesh{r, U, comms[static_cast<size_t>(r)].get(), 0, 1, nullptr};
+                mesh.ulysses_stream = comms[static_cast<size_t>(r)]->stream();
+                ShardedCudaAttentionStep step(attention_step_config(m.config(), o), mesh);
+                o.step = &step;
                 CudaWanModel g(m, o);
                 // The rank's KV cache holds its heads only.
-                EXPECT_EQ(g.cache().config().width, m.dim() / U) << c.name;
+                EXPECT_EQ(step.inner().cache().config().width, m.dim() / U) << c.name;
                 flows[static_cast<size_t>(r)] = run_forwards(g, ctx, xs);
             } catch (const std::exception& e) {
                 errors[static_cast<size_t>(r)] = e.what();
@@ -264,15 +269,17 @@ TEST(WanModelUlyssesGpu, RefusesBadShards) {
     const Case c{"tiny", cfg, 8, 20, RopePositions::kAbsolute};
     ThreadGroup g2(2), g3(3);
     ThreadCommunicator two(g2, 0, false), three(g3, 0, false), dev(g2, 0, true);
-    CudaModelOptions o = options(c);
-    o.shard = AttentionShard{0, 3, &three};  // 3 does not divide 2 heads
-    EXPECT_THROW((void)CudaWanModel(m, o), InputError);
-    o.shard = AttentionShard{0, 2, nullptr};  // no communicator
-    EXPECT_THROW((void)CudaWanModel(m, o), InputError);
-    o.shard = AttentionShard{1, 2, &two};  // the communicator says rank 0
-    EXPECT_THROW((void)CudaWanModel(m, o), InputError);
-    o.shard = AttentionShard{0, 2, &dev};  // device buffers without comm_stream
-    EXPECT_THROW((void)CudaWanModel(m, o), InputError);
+    const CudaAttentionStepConfig sc = attention_step_config(cfg, options(c));
+    const auto make = [&](int rank, int size, Communicator* comm, cudaStream_t stream) {
+        CudaSequenceMesh mesh;
+        mesh.mesh = SequenceMesh{rank, size, comm, 0, 1, nullptr};
+        mesh.ulysses_stream = stream;
+        return ShardedCudaAttentionStep(sc, mesh);
+    };
+    EXPECT_THROW((void)make(0, 3, &three, nullptr), InputError);  // 3 does not divide 2 heads
+    EXPECT_THROW((void)make(0, 2, nullptr, nullptr), InputError);  // no communicator
+    EXPECT_THROW((void)make(1, 2, &two, nullptr), InputError);     // the communicator says rank 0
+    EXPECT_THROW((void)make(0, 2, &dev, nullptr), InputError);     // device buffers without their stream
 #endif
 }
 

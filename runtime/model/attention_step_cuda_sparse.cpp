@@ -1,35 +1,37 @@
-// The sparse attention step of CudaWanModel (CudaModelOptions::policy; DESIGN.md section 6): the GPU twin of
-// CpuAttentionStep (attention_step_cpu.h), on the paged cache in tile mode.
+// The sparse attention step of CudaLocalAttentionStep (CudaAttentionStepConfig::policy; DESIGN.md section 6): the
+// GPU twin of CpuAttentionStep (attention_step_cpu.h), on the paged cache in tile mode.
 //
 //   prepare (host): when frames leave the window, per (layer, head) the policy's retention over the retained
 //     blocks and the departing ones, scored on the device (salience or change), the kept ones copied into
 //     retained blocks (a head's slice each); then the policy's candidates over the window's physical blocks,
 //     each (layer, head)'s retained blocks, the tables' row lengths (block_select_indptr), uploaded at once.
-//   per layer (device): mean key of every written block, mean query of every query block, the device selection
-//     (launch_block_select), paged attention with per-head tables (block lengths per head when blocks are
-//     retained), the output gathered back to raster rows.
+//   per layer (device): mean key of every written block, mean query of every query block (or the caller's: a
+//     sharded step exchanges them), the device selection (launch_block_select), paged attention with per-head
+//     tables (block lengths per head when blocks are retained) in the forward's tiled order.
 //   after the layers: the written blocks' change since the frame before (Forcing-KV).
 #include <algorithm>
 #include <cstring>
 
 #include "kernels/sparse_step.h"
 #include "runtime/core/check.h"
-#include "runtime/model/wan_model_cuda.h"
+#include "runtime/model/attention_step_cuda.h"
 
 #ifdef LONGROLL_HAS_CUDA
 #include <cuda_runtime_api.h>
 
 #include "runtime/core/cuda_check.h"
-#include "runtime/model/wan_model_cuda_impl.h"
+#include "kernels/dit_ops_cuda.h"
+#include "kernels/paged_attention.h"
+#include "runtime/model/attention_step_cuda_impl.h"
 
 namespace lr {
 
-void CudaWanModel::Impl::init_sparse() {
+void CudaLocalAttentionStep::Impl::init_sparse() {
     Sparse& s = sp;
     s.on = true;
-    s.policy = wan_cuda::make_policy(cfg, opts);
-    s.z = wan_cuda::sparse_sizes(cfg, opts);
-    const wan_cuda::SparseSizes& z = s.z;
+    s.policy = make_cuda_policy(cfg);
+    s.z = cuda_step::sparse_sizes(cfg);
+    const cuda_step::SparseSizes& z = s.z;
     LR_ASSERT(cache->tiled() && cache->pool_blocks() == z.pool_blocks, "sparse step: the cache has ",
               cache->pool_blocks(), " blocks, planned ", z.pool_blocks);
     s.summaries = s.policy->retention_score() != RetentionScore::kNone ||
@@ -39,7 +41,7 @@ void CudaWanModel::Impl::init_sparse() {
     char* p = static_cast<char*>(s.buf.data());
     const auto take = [&](int64_t n) {
         char* at = p;
-        p += wan_cuda::align_up(static_cast<size_t>(n) * 4);
+        p += cuda_step::align_up(static_cast<size_t>(n) * 4);
         return at;
     };
     s.kmean = reinterpret_cast<float*>(take(z.kmean));
@@ -50,7 +52,7 @@ void CudaWanModel::Impl::init_sparse() {
     s.dev = reinterpret_cast<int32_t*>(take(z.staging_ints));
     LR_CUDA_CHECK(cudaMemset(s.buf.data(), 0, z.bytes()));
     // Staging offsets (int32), in the order of SparseSizes::staging_ints.
-    const int64_t F = opts.max_forward_frames, L = z.layers, H = z.heads;
+    const int64_t F = cfg.max_write_frames, L = z.layers, H = z.heads;
     int64_t at = 0;
     const auto region = [&](int64_t n) {
         const int64_t o = at;
@@ -85,9 +87,9 @@ void CudaWanModel::Impl::init_sparse() {
 }
 
 // Frames [sink, sink + evicted) leave the window with this forward: retention per (layer, head).
-void CudaWanModel::Impl::sparse_retain(const KvWrite& w) {
+void CudaLocalAttentionStep::Impl::sparse_retain(const KvWrite& w) {
     Sparse& s = sp;
-    const wan_cuda::SparseSizes& z = s.z;
+    const cuda_step::SparseSizes& z = s.z;
     s.staging.wait();  // the previous forward's uploads have left the staging
     if (w.evict_frames == 0 || z.retained == 0) return;
     const int64_t L = z.layers, H = z.heads, R = z.retained, T = z.tiles, P = z.pool_blocks;
@@ -119,7 +121,7 @@ void CudaWanModel::Impl::sparse_retain(const KvWrite& w) {
             }
         }
         s.staging.to_device(s.dev + s.o_sal, static_cast<size_t>(s.o_sal) * 4, static_cast<size_t>(2 * n) * 4,
-                            stream.s);
+                            stream);
         BlockSalienceParams bp;
         bp.qmean = s.qmean;
         bp.max_q_blocks = s.last_nqb;
@@ -131,13 +133,13 @@ void CudaWanModel::Impl::sparse_retain(const KvWrite& w) {
         bp.entries = s.dev + s.o_sal;
         bp.n = n;
         bp.out = s.scores;
-        launch_block_salience(bp, stream.s);
-        LR_CUDA_CHECK(cudaMemcpyAsync(score.data(), s.scores, score.size() * 4, cudaMemcpyDeviceToHost, stream.s));
-        LR_CUDA_CHECK(cudaStreamSynchronize(stream.s));
+        launch_block_salience(bp, stream);
+        LR_CUDA_CHECK(cudaMemcpyAsync(score.data(), s.scores, score.size() * 4, cudaMemcpyDeviceToHost, stream));
+        LR_CUDA_CHECK(cudaStreamSynchronize(stream));
     } else if (kind == RetentionScore::kChange) {
         std::vector<float> change(static_cast<size_t>(z.change));
-        LR_CUDA_CHECK(cudaMemcpyAsync(change.data(), s.change, change.size() * 4, cudaMemcpyDeviceToHost, stream.s));
-        LR_CUDA_CHECK(cudaStreamSynchronize(stream.s));
+        LR_CUDA_CHECK(cudaMemcpyAsync(change.data(), s.change, change.size() * 4, cudaMemcpyDeviceToHost, stream));
+        LR_CUDA_CHECK(cudaStreamSynchronize(stream));
         for (int64_t l = 0; l < L; ++l)
             for (int64_t e = 0; e < E; ++e)
                 for (int64_t h = 0; h < H; ++h)
@@ -192,7 +194,7 @@ void CudaWanModel::Impl::sparse_retain(const KvWrite& w) {
         }
     if (copies > 0) {
         s.staging.to_device(s.dev + s.o_copy, static_cast<size_t>(s.o_copy) * 4, static_cast<size_t>(4 * copies) * 4,
-                            stream.s);
+                            stream);
         CopyHeadBlocksParams cp;
         cp.pools = cache->keys(0);
         cp.layer_stride =
@@ -200,22 +202,22 @@ void CudaWanModel::Impl::sparse_retain(const KvWrite& w) {
         cp.v_offset = static_cast<size_t>(static_cast<char*>(cache->values(0)) - static_cast<char*>(cache->keys(0)));
         cp.kmean = s.kmean;
         cp.pool_blocks = P;
-        cp.block_size = opts.kv_block_size;
+        cp.block_size = cfg.block_size;
         cp.heads = H;
         cp.head_dim = z.head_dim;
         cp.entries = s.dev + s.o_copy;
         cp.n = copies;
-        launch_copy_head_blocks(cp, stream.s);
+        launch_copy_head_blocks(cp, stream);
     }
-    s.staging.record(stream.s);
-    cache->upload_block_len(stream.s);
+    s.staging.record(stream);
+    cache->upload_block_len(stream);
 }
 
 // After the cache's write: the policy's candidates, each (layer, head)'s retained blocks, the tables' row
 // lengths, the written blocks' and the query blocks' segments; one upload.
-void CudaWanModel::Impl::sparse_tables(const PagedKvPlan& plan, const CudaForwardArgs& a) {
+void CudaLocalAttentionStep::Impl::sparse_tables(const PagedKvPlan& plan, const AttentionForward& a) {
     Sparse& s = sp;
-    const wan_cuda::SparseSizes& z = s.z;
+    const cuda_step::SparseSizes& z = s.z;
     const int64_t L = z.layers, H = z.heads, R = z.retained, T = z.tiles, bpf = cache->blocks_per_frame();
     const KvWrite& w = plan.write;
     const std::vector<int64_t>& frames = cache->slot_frames();
@@ -225,7 +227,7 @@ void CudaWanModel::Impl::sparse_tables(const PagedKvPlan& plan, const CudaForwar
     pf.step = a.step;
     pf.num_steps = a.num_steps;
     pf.start_frame = a.start_frame;
-    pf.num_frames = a.frames;
+    pf.num_frames = a.num_frames;
     pf.recompute = w.recompute;
     PolicyWindow win;
     win.slot_frames = frames.data();
@@ -247,8 +249,8 @@ void CudaWanModel::Impl::sparse_tables(const PagedKvPlan& plan, const CudaForwar
     const int64_t groups = static_cast<int64_t>(s.sel.group_competes.size());
     std::copy(s.sel.group_competes.begin(), s.sel.group_competes.end(), gc);
     // Retained blocks per (layer, head), in (frame, tile) order; the row lengths per layer.
-    const int64_t Lq = a.frames * tpf;
-    s.nqb = wan_cuda::ceil_div(Lq, wan_cuda::kQBlock);
+    const int64_t Lq = a.num_frames * tpf;
+    s.nqb = cuda_step::ceil_div(Lq, kCudaQBlock);
     int32_t* xi = s.host(s.o_extra_indptr);
     int32_t* xb = s.host(s.o_extra);
     int32_t* ip = s.host(s.o_indptr);
@@ -307,7 +309,7 @@ void CudaWanModel::Impl::sparse_tables(const PagedKvPlan& plan, const CudaForwar
         const int64_t page = pages[static_cast<size_t>(slot)];
         const bool prev = slot > 0 && frames[static_cast<size_t>(slot - 1)] == frames[static_cast<size_t>(slot)] - 1;
         for (int64_t t = 0; t < T; ++t) {
-            sb[s.written * T + t] = static_cast<int32_t>((page * bpf + t) * opts.kv_block_size);
+            sb[s.written * T + t] = static_cast<int32_t>((page * bpf + t) * cfg.block_size);
             sl[s.written * T + t] = static_cast<int32_t>(tiles.tile_len(t));
             for (int64_t l = 0; l < L; ++l) {
                 int32_t* c = ce + 3 * s.n_change++;
@@ -320,12 +322,12 @@ void CudaWanModel::Impl::sparse_tables(const PagedKvPlan& plan, const CudaForwar
     int32_t* qb = s.host(s.o_qseg_begin);
     int32_t* ql = s.host(s.o_qseg_len);
     for (int64_t b = 0; b < s.nqb; ++b) {
-        qb[b] = static_cast<int32_t>(b * wan_cuda::kQBlock);
-        ql[b] = static_cast<int32_t>(std::min<int64_t>(wan_cuda::kQBlock, Lq - b * wan_cuda::kQBlock));
+        qb[b] = static_cast<int32_t>(b * kCudaQBlock);
+        ql[b] = static_cast<int32_t>(std::min<int64_t>(kCudaQBlock, Lq - b * kCudaQBlock));
     }
     const auto up = [&](int64_t offset, int64_t n) {
         if (n > 0)
-            s.staging.to_device(s.dev + offset, static_cast<size_t>(offset) * 4, static_cast<size_t>(n) * 4, stream.s);
+            s.staging.to_device(s.dev + offset, static_cast<size_t>(offset) * 4, static_cast<size_t>(n) * 4, stream);
     };
     up(s.o_cand_block, s.num_cand);
     up(s.o_cand_group, s.num_cand);
@@ -339,17 +341,17 @@ void CudaWanModel::Impl::sparse_tables(const PagedKvPlan& plan, const CudaForwar
     up(s.o_qseg_begin, s.nqb);
     up(s.o_qseg_len, s.nqb);
     up(s.o_change, 3 * s.n_change);
-    s.staging.record(stream.s);
+    s.staging.record(stream);
     s.stats.read_tokens = read;
     s.stats.dense_tokens = dense;
     s.stats.kv_bytes_held =
-        static_cast<int64_t>(2 * 2) * (L * cache->frames() * tpf * cfg.dims.dim + retained_rows * z.head_dim);
+        static_cast<int64_t>(2 * 2) * (L * cache->frames() * tpf * width + retained_rows * z.head_dim);
     s.last_nqb = s.nqb;
 }
 
-void CudaWanModel::Impl::sparse_attend(int64_t l, int64_t L) {
+void CudaLocalAttentionStep::Impl::sparse_select(int64_t l, const void* q_tiled, bool means_given) {
     Sparse& s = sp;
-    const wan_cuda::SparseSizes& z = s.z;
+    const cuda_step::SparseSizes& z = s.z;
     const int64_t H = z.heads, hd = z.head_dim, T = z.tiles, P = z.pool_blocks;
     if (s.summaries) {
         // Mean key of each written block (a frame's blocks are one page: consecutive physical blocks).
@@ -365,11 +367,13 @@ void CudaWanModel::Impl::sparse_attend(int64_t l, int64_t L) {
             m.segments = T;
             m.heads = H;
             m.head_dim = hd;
-            launch_segment_mean_bf16(m, stream.s);
+            launch_segment_mean_bf16(m, stream);
         }
+    }
+    if (s.summaries && !means_given) {
         // Mean query of each query block, head-major as the selection reads it.
         SegmentMeanBf16Params q;
-        q.x = act.q;
+        q.x = q_tiled;
         q.out = s.qmean + l * H * s.nqb * hd;
         q.seg_begin = s.device(s.o_qseg_begin);
         q.seg_len = s.device(s.o_qseg_len);
@@ -378,7 +382,7 @@ void CudaWanModel::Impl::sparse_attend(int64_t l, int64_t L) {
         q.head_dim = hd;
         q.out_stride = hd;
         q.out_head_stride = s.nqb * hd;
-        launch_segment_mean_bf16(q, stream.s);
+        launch_segment_mean_bf16(q, stream);
     }
     BlockSelectParams bp;
     bp.q_mean = s.qmean + l * H * s.nqb * hd;
@@ -399,35 +403,33 @@ void CudaWanModel::Impl::sparse_attend(int64_t l, int64_t L) {
     bp.extra_block = s.device(s.o_extra) + l * H * z.retained;
     bp.indptr = s.device(s.o_indptr) + l * (H * z.max_q_blocks + 1);
     bp.indices = s.indices;
-    launch_block_select(bp, stream.s);
+    launch_block_select(bp, stream);
+}
 
+void CudaLocalAttentionStep::Impl::sparse_attention(int64_t l, const void* q_tiled, void* out_tiled,
+                                                    int64_t split_ctas) {
+    Sparse& s = sp;
+    const int64_t H = s.z.heads, hd = s.z.head_dim;
     PagedAttentionParams p;
-    p.q = act.q;
-    p.out = act.h;  // free until the cross-attention's norm: the tiled output
+    p.q = q_tiled;
+    p.out = out_tiled;
     p.k = cache->keys(l);
     p.v = cache->values(l);
     p.block_len = cache->device_block_len();
     p.block_len_heads = static_cast<int>(cache->block_len_heads());
-    p.indptr = bp.indptr;
+    p.indptr = s.device(s.o_indptr) + l * (H * s.z.max_q_blocks + 1);
     p.indices = s.indices;
     p.table_heads = static_cast<int>(H);
-    p.q_len = static_cast<int>(L);
+    p.q_len = static_cast<int>(forward_rows());
     p.heads = static_cast<int>(H);
     p.head_dim = static_cast<int>(hd);
-    p.block_size = static_cast<int>(opts.kv_block_size);
-    p.q_block = static_cast<int>(wan_cuda::kQBlock);
-    launch_paged_attention(p, stream.s);
-    // Raster row r of the chunk <- tiled row qperm[r].
-    CopyRowsParams g;
-    g.src = act.h;
-    g.dst = act.attn;
-    g.src_row = s.device(s.o_qperm);
-    g.rows = L;
-    g.row_bytes = cfg.dims.dim * 2;
-    launch_copy_rows(g, stream.s);
+    p.block_size = static_cast<int>(cfg.block_size);
+    p.q_block = static_cast<int>(kCudaQBlock);
+    p.split_ctas = split_ctas;
+    launch_paged_attention(p, stream);
 }
 
-void CudaWanModel::Impl::sparse_after_layers() {
+void CudaLocalAttentionStep::Impl::sparse_after_layers() {
     Sparse& s = sp;
     if (s.policy->retention_score() != RetentionScore::kChange || s.n_change == 0) return;
     BlockChangeParams c;
@@ -438,7 +440,7 @@ void CudaWanModel::Impl::sparse_after_layers() {
     c.head_dim = s.z.head_dim;
     c.entries = s.device(s.o_change);
     c.n = s.n_change;
-    launch_block_change(c, stream.s);
+    launch_block_change(c, stream);
 }
 
 }  // namespace lr
