@@ -91,8 +91,8 @@ struct ShardedCudaAttentionStep::Buffers {
     void* ot = nullptr;      // bf16 [Lp, w]: its output
     void* peer_k = nullptr;  // bf16 [S, Lmax, w]: the spatial peers' K rows (peer p at row p * Lmax)
     void* peer_v = nullptr;
-    float* qm = nullptr;     // f32 [S, lh, maxb, hd]: each spatial rank's mean queries, [lh][its blocks][hd]
-    void* xsend = nullptr;   // bf16 [U, 3, Ls_max, w]: the Ulysses all-to-all (device-buffer communicator)
+    float* qm = nullptr;    // f32 [S, lh, maxb, hd]: each spatial rank's mean queries, [lh][its blocks][hd]
+    void* xsend = nullptr;  // bf16 [U, 3, Ls_max, w]: the Ulysses all-to-all (device-buffer communicator)
     void* xrecv = nullptr;
     int32_t* tables = nullptr;
     // Int32 offsets in `tables`: model token of every rank's s-list rows [S, Lmax]; tiled row of the worker's
@@ -147,14 +147,14 @@ ShardedCudaAttentionStep::ShardedCudaAttentionStep(const CudaAttentionStepConfig
     const bool sparse = inner_->sparse();
     const size_t row = static_cast<size_t>(w) * 2, full = static_cast<size_t>(W) * 2;
     size_t sizes[] = {
-        static_cast<size_t>(b.Lmax) * full * 3,                               // q_in, k_in, v_in
-        U > 1 ? static_cast<size_t>(b.Upad) * row * 3 : 0,                    // qs, ks, vs
-        static_cast<size_t>(b.Upad) * row,                                    // os
-        static_cast<size_t>(b.Lmax) * row * 2,                                // kc, vc
-        sparse ? static_cast<size_t>(b.Lp) * row * 2 : 0,                     // qt, ot
-        S > 1 ? static_cast<size_t>(S * b.Lmax) * row * 2 : 0,                // peer_k, peer_v
-        static_cast<size_t>(S * lh * b.maxb * hd) * 4,                        // qm
-        U > 1 ? static_cast<size_t>(U * 3 * b.Ls_max) * row * 2 : 0,          // xsend, xrecv
+        static_cast<size_t>(b.Lmax) * full * 3,                       // q_in, k_in, v_in
+        U > 1 ? static_cast<size_t>(b.Upad) * row * 3 : 0,            // qs, ks, vs
+        static_cast<size_t>(b.Upad) * row,                            // os
+        static_cast<size_t>(b.Lmax) * row * 2,                        // kc, vc
+        sparse ? static_cast<size_t>(b.Lp) * row * 2 : 0,             // qt, ot
+        S > 1 ? static_cast<size_t>(S * b.Lmax) * row * 2 : 0,        // peer_k, peer_v
+        static_cast<size_t>(S * lh * b.maxb * hd) * 4,                // qm
+        U > 1 ? static_cast<size_t>(U * 3 * b.Ls_max) * row * 2 : 0,  // xsend, xrecv
     };
     b.o_token = 0;
     b.o_tiled = b.o_token + S * b.Lmax;
@@ -362,8 +362,8 @@ void ShardedCudaAttentionStep::to_tokens(void* out) {
     collective(m.ulysses_comm, mesh_.ulysses_stream,
                [&] { m.ulysses_comm->all_to_all(send, recv, static_cast<size_t>(Ls) * row); });
     for (int64_t p = 0; p < U; ++p)
-        copy_2d(static_cast<char*>(out) + static_cast<size_t>(p) * row, full,
-                recv + static_cast<size_t>(p * Ls) * row, row, row, static_cast<size_t>(n), stream_);
+        copy_2d(static_cast<char*>(out) + static_cast<size_t>(p) * row, full, recv + static_cast<size_t>(p * Ls) * row,
+                row, row, static_cast<size_t>(n), stream_);
 }
 
 // The chunk's K/V rows of this rank (and, when the policy scores blocks, its query blocks' mean queries) to every

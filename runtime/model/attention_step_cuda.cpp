@@ -315,9 +315,7 @@ void CudaLocalAttentionStep::reset(int64_t first_frame) { impl_->cache->reset(fi
 const PagedKvCache& CudaLocalAttentionStep::cache() const { return *impl_->cache; }
 bool CudaLocalAttentionStep::sparse() const { return impl_->sp.on; }
 bool CudaLocalAttentionStep::uses_summaries() const { return impl_->sp.on && impl_->sp.summaries; }
-int64_t CudaLocalAttentionStep::query_blocks() const {
-    return cuda_step::ceil_div(impl_->forward_rows(), kCudaQBlock);
-}
+int64_t CudaLocalAttentionStep::query_blocks() const { return cuda_step::ceil_div(impl_->forward_rows(), kCudaQBlock); }
 
 #else  // CPU-only build: the class exists so that callers compile; constructing it says why it cannot run.
 

@@ -42,9 +42,9 @@ struct CudaLocalAttentionStep::Impl {
     CudaAttentionStepConfig cfg;
     int64_t tpf = 0, width = 0;
     std::unique_ptr<PagedKvCache> cache;
-    DeviceBuffer scratch;         // q | out (tiled) | slot positions
-    void* q = nullptr;            // bf16 [rows, width]: the model's q (raster rows, or tiled for the sparse step)
-    void* out_tiled = nullptr;    // bf16 [rows, width]: the sparse step's output before it returns to raster rows
+    DeviceBuffer scratch;               // q | out (tiled) | slot positions
+    void* q = nullptr;                  // bf16 [rows, width]: the model's q (raster rows, or tiled for the sparse step)
+    void* out_tiled = nullptr;          // bf16 [rows, width]: the sparse step's output before it returns to raster rows
     int32_t* slot_positions = nullptr;  // [max_frames * tpf, 3] (window-relative RoPE only)
     cudaStream_t stream = nullptr;      // the forward's (begin())
     AttentionForward fwd;

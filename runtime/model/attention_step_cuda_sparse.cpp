@@ -19,9 +19,9 @@
 #ifdef LONGROLL_HAS_CUDA
 #include <cuda_runtime_api.h>
 
-#include "runtime/core/cuda_check.h"
 #include "kernels/dit_ops_cuda.h"
 #include "kernels/paged_attention.h"
+#include "runtime/core/cuda_check.h"
 #include "runtime/model/attention_step_cuda_impl.h"
 
 namespace lr {
@@ -120,8 +120,7 @@ void CudaLocalAttentionStep::Impl::sparse_retain(const KvWrite& w) {
                 en[2 * n + 1] = static_cast<int32_t>(cache->retained_block(r));
             }
         }
-        s.staging.to_device(s.dev + s.o_sal, static_cast<size_t>(s.o_sal) * 4, static_cast<size_t>(2 * n) * 4,
-                            stream);
+        s.staging.to_device(s.dev + s.o_sal, static_cast<size_t>(s.o_sal) * 4, static_cast<size_t>(2 * n) * 4, stream);
         BlockSalienceParams bp;
         bp.qmean = s.qmean;
         bp.max_q_blocks = s.last_nqb;

@@ -359,8 +359,8 @@ CudaWanModel::Impl::Geometry CudaWanModel::Impl::prepare(const CudaForwardArgs& 
     auto* d_pos = reinterpret_cast<int32_t*>(act.forward_in + opts.max_forward_frames);
     int32_t* d_tok = d_pos + 3 * opts.max_forward_frames * tpf;
     forward_staging.to_device(d_t, 0, static_cast<size_t>(F) * 4, stream.s);
-    forward_staging.to_device(d_pos, static_cast<size_t>(opts.max_forward_frames) * 4,
-                              static_cast<size_t>(3 * g.n) * 4, stream.s);
+    forward_staging.to_device(d_pos, static_cast<size_t>(opts.max_forward_frames) * 4, static_cast<size_t>(3 * g.n) * 4,
+                              stream.s);
     if (tokens)
         forward_staging.to_device(d_tok, static_cast<size_t>(opts.max_forward_frames * (1 + 3 * tpf)) * 4,
                                   static_cast<size_t>(g.n) * 4, stream.s);

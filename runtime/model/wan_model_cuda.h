@@ -21,10 +21,10 @@
 #include <memory>
 
 #include "cache/block_policy.h"
-#include "runtime/model/attention_step_cuda.h"
 #include "runtime/core/stream.h"
 #include "runtime/core/tensor.h"
 #include "runtime/model/attention_step.h"
+#include "runtime/model/attention_step_cuda.h"
 #include "runtime/model/wan_model.h"
 
 namespace lr {

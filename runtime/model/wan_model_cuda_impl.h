@@ -126,9 +126,9 @@ struct CudaWanModel::Impl {
     void modulated_norm(const float* x, void* y, const Geometry& g, const float* shift, const float* scale,
                         int64_t mod_stride) {
         for (const Geometry::Run& r : g.runs)
-            layer_norm(x + r.row0 * cfg.dims.dim, static_cast<char*>(y) + static_cast<size_t>(r.row0 * cfg.dims.dim) * 2,
-                       r.rows, nullptr, nullptr, shift + r.frame * mod_stride, scale + r.frame * mod_stride,
-                       r.rows_per_group, mod_stride);
+            layer_norm(x + r.row0 * cfg.dims.dim,
+                       static_cast<char*>(y) + static_cast<size_t>(r.row0 * cfg.dims.dim) * 2, r.rows, nullptr, nullptr,
+                       shift + r.frame * mod_stride, scale + r.frame * mod_stride, r.rows_per_group, mod_stride);
     }
     void gated_residual(float* x, const float* y, const Geometry& g, const float* gate, int64_t mod_stride) {
         for (const Geometry::Run& r : g.runs)

@@ -80,24 +80,24 @@ void lay_out_weights(Planner& p, const WanModelConfig& cfg, DevWeights& w);
 // Activations for max_forward_frames (rows rounded up to whole 128-query blocks: the attention kernel's tiles
 // may read the last block's rows past q_len), the per-forward inputs, the static tables and prompt scratch.
 struct Activations {
-    int64_t rows = 0;                    // Lp: max_forward_frames * tokens_per_frame, rounded up to 128
-    int64_t tmp_width = 0;               // columns of tmp
-    float* x = nullptr;                  // [rows, dim] the residual stream
-    void* h = nullptr;                   // bf16 [rows, dim] normed input of the GEMMs
-    float* tmp = nullptr;                // [rows, tmp_width] GEMM outputs: q|k|v, o-proj, FFN out, head out
-    void* q = nullptr;                   // bf16 [rows, dim]
-    void* attn = nullptr;                // bf16 [rows, dim] attention output
-    void* ffn = nullptr;                 // bf16 [rows, ffn_dim]
-    void* patches = nullptr;             // bf16 [rows, in_dim * pt * ph * pw]
-    float* sinusoid = nullptr;           // [F, freq_dim]
-    void* sinusoid_bf = nullptr;         // bf16 [F, freq_dim]
-    float* t_hidden = nullptr;           // [F, dim]
-    void* t_act = nullptr;               // bf16 [F, dim] silu(...) feeding a GEMM
-    float* e = nullptr;                  // [F, dim]
-    float* e0 = nullptr;                 // [F, 6, dim]
-    float* mod = nullptr;                // [F, 6, dim] a block's modulation + e0
-    float* head_shift = nullptr;         // [F, dim]
-    float* head_scale = nullptr;         // [F, dim]
+    int64_t rows = 0;             // Lp: max_forward_frames * tokens_per_frame, rounded up to 128
+    int64_t tmp_width = 0;        // columns of tmp
+    float* x = nullptr;           // [rows, dim] the residual stream
+    void* h = nullptr;            // bf16 [rows, dim] normed input of the GEMMs
+    float* tmp = nullptr;         // [rows, tmp_width] GEMM outputs: q|k|v, o-proj, FFN out, head out
+    void* q = nullptr;            // bf16 [rows, dim]
+    void* attn = nullptr;         // bf16 [rows, dim] attention output
+    void* ffn = nullptr;          // bf16 [rows, ffn_dim]
+    void* patches = nullptr;      // bf16 [rows, in_dim * pt * ph * pw]
+    float* sinusoid = nullptr;    // [F, freq_dim]
+    void* sinusoid_bf = nullptr;  // bf16 [F, freq_dim]
+    float* t_hidden = nullptr;    // [F, dim]
+    void* t_act = nullptr;        // bf16 [F, dim] silu(...) feeding a GEMM
+    float* e = nullptr;           // [F, dim]
+    float* e0 = nullptr;          // [F, 6, dim]
+    float* mod = nullptr;         // [F, 6, dim] a block's modulation + e0
+    float* head_shift = nullptr;  // [F, dim]
+    float* head_scale = nullptr;  // [F, dim]
     // Per forward: timesteps f32 [F], then positions int32 [F * tokens_per_frame, 3] and the worker's tokens
     // int32 [F * tokens_per_frame] (a step that shares tokens: which patches its rows are).
     float* forward_in = nullptr;

@@ -161,7 +161,8 @@ int run(const MpiSession& mpi, int U) {
                 const uint64_t sent_before = S > 1 ? tiles->bytes_sent(CommOp::kSendRecv) : 0;
                 for (int64_t l = 0; l < kLayers; ++l) {
                     const uint32_t seed = static_cast<uint32_t>(1000 * i + 10 * l);
-                    const auto hq = bf16_rows(L, W, seed), hk = bf16_rows(L, W, seed + 1), hv = bf16_rows(L, W, seed + 2);
+                    const auto hq = bf16_rows(L, W, seed), hk = bf16_rows(L, W, seed + 1),
+                               hv = bf16_rows(L, W, seed + 2);
                     const size_t bytes = static_cast<size_t>(L * W) * 2, row = static_cast<size_t>(W) * 2;
                     LR_CUDA_CHECK(cudaMemcpyAsync(q, hq.data(), bytes, cudaMemcpyHostToDevice, stream));
                     LR_CUDA_CHECK(cudaMemcpyAsync(k, hk.data(), bytes, cudaMemcpyHostToDevice, stream));
@@ -209,7 +210,8 @@ int run(const MpiSession& mpi, int U) {
                 std::vector<float> rows(static_cast<size_t>(n * 8));
                 for (int64_t r = 0; r < n; ++r)
                     for (int64_t c = 0; c < 8; ++c)
-                        rows[static_cast<size_t>(r * 8 + c)] = static_cast<float>(tokens[static_cast<size_t>(r)] * 8 + c);
+                        rows[static_cast<size_t>(r * 8 + c)] =
+                            static_cast<float>(tokens[static_cast<size_t>(r)] * 8 + c);
                 LR_CUDA_CHECK(
                     cudaMemcpyAsync(head_mine.data(), rows.data(), rows.size() * 4, cudaMemcpyHostToDevice, stream));
                 mine.gather(static_cast<const float*>(head_mine.data()), 8, static_cast<float*>(head_all.data()));
@@ -220,7 +222,8 @@ int run(const MpiSession& mpi, int U) {
                 for (int64_t t = 0; t < L * 8; ++t)
                     if (all[static_cast<size_t>(t)] != static_cast<float>(t)) ++gather_wrong;
             }
-            std::printf("[ measured ] rank %d, %s: %" PRId64 " attention rows differ from the single GPU's (expect 0); "
+            std::printf("[ measured ] rank %d, %s: %" PRId64
+                        " attention rows differ from the single GPU's (expect 0); "
                         "gather %s; bytes %s\n",
                         world->rank(), name.c_str(), differing, gather_wrong ? "WRONG" : "exact",
                         bytes_ok ? "as the scheme needs" : "WRONG");

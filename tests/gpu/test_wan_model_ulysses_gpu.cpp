@@ -276,7 +276,7 @@ TEST(WanModelUlyssesGpu, RefusesBadShards) {
         mesh.ulysses_stream = stream;
         return ShardedCudaAttentionStep(sc, mesh);
     };
-    EXPECT_THROW((void)make(0, 3, &three, nullptr), InputError);  // 3 does not divide 2 heads
+    EXPECT_THROW((void)make(0, 3, &three, nullptr), InputError);   // 3 does not divide 2 heads
     EXPECT_THROW((void)make(0, 2, nullptr, nullptr), InputError);  // no communicator
     EXPECT_THROW((void)make(1, 2, &two, nullptr), InputError);     // the communicator says rank 0
     EXPECT_THROW((void)make(0, 2, &dev, nullptr), InputError);     // device buffers without their stream
