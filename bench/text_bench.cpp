@@ -32,9 +32,12 @@
 // twice the emulated figure, room for the GPU's summation order; the bugs this catches (a wrong bucket, a lost
 // mask, a swapped gate/up, a transposed weight) give errors of 1e-1 and more.
 // Exit 1 when a check fails.
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
