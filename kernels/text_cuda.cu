@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <type_traits>
 
 #include "kernels/text_cuda.h"
 #include "runtime/core/check.h"
@@ -87,7 +88,37 @@ __global__ void gated_gelu_kernel(const __nv_bfloat16* gate, const __nv_bfloat16
     }
 }
 
+// Block i: row i, its dim elements in strides of the block.
+template <typename T>
+__global__ void embedding_rows_kernel(const T* table, const int32_t* ids, float* out, int64_t dim) {
+    const int64_t i = blockIdx.x;
+    const T* row = table + static_cast<int64_t>(ids[i]) * dim;
+    for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
+        if constexpr (std::is_same_v<T, float>) {
+            out[i * dim + d] = row[d];
+        } else {
+            out[i * dim + d] = __bfloat162float(row[d]);
+        }
+    }
+}
+
 }  // namespace
+
+void launch_embedding_rows(const EmbeddingRowsCudaParams& p, Stream stream) {
+    LR_ASSERT(p.table && p.ids && p.out && p.len >= 0 && p.dim > 0 && p.len <= 2147483647,
+              "embedding_rows: null pointer or bad shape (len ", p.len, ", dim ", p.dim, ")");
+    LR_ASSERT(p.table_dtype == DType::kBF16 || p.table_dtype == DType::kF32, "embedding_rows: table dtype ",
+              dtype_name(p.table_dtype), ", expected BF16 or F32");
+    if (p.len == 0) return;
+    const auto blocks = static_cast<unsigned>(p.len);
+    if (p.table_dtype == DType::kF32) {
+        embedding_rows_kernel<<<blocks, 256, 0, stream>>>(static_cast<const float*>(p.table), p.ids, p.out, p.dim);
+    } else {
+        embedding_rows_kernel<<<blocks, 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(p.table), p.ids, p.out,
+                                                          p.dim);
+    }
+    LR_CUDA_CHECK(cudaGetLastError());
+}
 
 void launch_relative_bias_attention(const RelativeBiasAttentionCudaParams& in, Stream stream) {
     RelativeBiasAttentionCudaParams p = in;

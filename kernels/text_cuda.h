@@ -1,12 +1,13 @@
 // The UMT5 text encoder's non-GEMM ops on the GPU (runtime/text/umt5_encoder_cuda.h): self-attention with T5's
-// relative position bias, and the gated-GELU product of its FFN. bf16 in and out, fp32 arithmetic. CPU
-// references: relative_bias_attention_cpu (kernels/relative_bias_attention.h) and gelu_tanh_cpu times the
-// up projection; tests/gpu compares them on random inputs. All pointers are device pointers; launches are
+// relative position bias, the gated-GELU product of its FFN, and the embedding lookup. bf16 in and out, fp32
+// arithmetic. CPU references: relative_bias_attention_cpu (kernels/relative_bias_attention.h) and gelu_tanh_cpu times
+// the up projection; tests/gpu compares them on random inputs. All pointers are device pointers; launches are
 // asynchronous on `stream`.
 #pragma once
 
 #include <cstdint>
 
+#include "runtime/core/dtype.h"
 #include "runtime/core/stream.h"
 
 namespace lr {
@@ -30,6 +31,18 @@ struct RelativeBiasAttentionCudaParams {
     float scale = 1.0f;  // T5: no 1/sqrt(head_dim)
 };
 void launch_relative_bias_attention(const RelativeBiasAttentionCudaParams& p, Stream stream);
+
+// out[i, :] = table[ids[i], :] widened to f32: the embedding rows of a prompt's tokens (every id in [0, vocab),
+// checked by the caller on the host).
+struct EmbeddingRowsCudaParams {
+    const void* table = nullptr;  // [vocab, dim] of table_dtype (BF16 or F32)
+    DType table_dtype = DType::kBF16;
+    const int32_t* ids = nullptr;  // [len], device memory
+    float* out = nullptr;          // f32 [len, dim]
+    int64_t len = 0;
+    int64_t dim = 0;
+};
+void launch_embedding_rows(const EmbeddingRowsCudaParams& p, Stream stream);
 
 // out[i] = gelu_tanh(gate[i]) * up[i] (bf16 in and out, fp32 arithmetic); out may alias gate or up.
 void launch_gated_gelu(const void* gate, const void* up, void* out, int64_t n, Stream stream);

@@ -16,6 +16,7 @@ void launch_relative_bias_attention(const RelativeBiasAttentionCudaParams&, Stre
     no_cuda("relative_bias_attention");
 }
 void launch_gated_gelu(const void*, const void*, void*, int64_t, Stream) { no_cuda("gated_gelu"); }
+void launch_embedding_rows(const EmbeddingRowsCudaParams&, Stream) { no_cuda("embedding_rows"); }
 
 }  // namespace lr
 #endif

@@ -171,8 +171,9 @@ struct RuntimeConfig {
 
 // The prompt text encoder's files (both or neither; checked when a text prompt needs them).
 struct TextConfig {
-    std::string encoder;    // UMT5 encoder .safetensors; empty = none
-    std::string tokenizer;  // sentencepiece model; empty = none
+    std::string encoder;                       // UMT5 encoder .safetensors; empty = none
+    std::string tokenizer;                     // sentencepiece model; empty = none
+    bool keep_encoder_in_host_memory = false;  // only false is valid (config_validate.cpp says why)
     friend bool operator==(const TextConfig&, const TextConfig&) = default;
 };
 

@@ -237,6 +237,7 @@ TextConfig text_from_proto(const pb::Text& m) {
     TextConfig c;
     LR_TAKE(m, c, encoder);
     LR_TAKE(m, c, tokenizer);
+    LR_TAKE(m, c, keep_encoder_in_host_memory);
     return c;
 }
 
@@ -432,6 +433,8 @@ pb::Config config_to_proto(const Config& cfg) {
     pb::Text* t = msg.mutable_text();
     t->set_encoder(cfg.text.encoder);
     t->set_tokenizer(cfg.text.tokenizer);
+    // Written only when set, so that the printed config (and a resumed run's fingerprint of it) stays as before.
+    if (cfg.text.keep_encoder_in_host_memory) t->set_keep_encoder_in_host_memory(true);
     return msg;
 }
 

@@ -276,6 +276,11 @@ std::vector<Issue> find_config_issues(const Config& cfg) {
     c.check(t.encoder.empty() == t.tokenizer.empty(), t.encoder.empty() ? "text.encoder" : "text.tokenizer",
             "text.encoder and text.tokenizer go together (the UMT5 weights and their sentencepiece model); only ",
             t.encoder.empty() ? "text.tokenizer" : "text.encoder", " is set");
+    // Keeping the encoder needs a prompt that comes after the one pass that encodes them all; a run has none.
+    c.check(!t.keep_encoder_in_host_memory, "text.keep_encoder_in_host_memory",
+            "true is not supported: a run encodes all its prompts (--prompt, --prompt-file lines, --switch-prompt "
+            "texts) in one pass before the DiT plans its memory, so no later prompt could use a kept encoder; leave "
+            "it false (the encoder is freed after that pass)");
     return c.issues;
 }
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <iterator>
+#include <utility>
 #include <vector>
 
 #include "runtime/core/check.h"
@@ -68,21 +70,46 @@ Text numeric_reference(uint64_t n) {
 bool is_digit(char32_t c) { return c >= '0' && c <= '9'; }
 bool is_hex(char32_t c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 bool is_alpha(char32_t c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool is_alnum(char32_t c) { return is_alpha(c) || is_digit(c); }
 
-// The named references this file knows: with ';', and the legacy names also without it (HTML5 keeps both spellings).
-struct NamedEntity {
-    std::u32string_view name;  // with the ';' where one is required
-    char32_t value;
+// The tables of tools/gen_text_tables.py (from Python's html.entities.html5 and unicodedata).
+struct HtmlEntity {
+    std::u32string_view name;  // with its ';', or a legacy name without
+    char32_t value[3];         // 1 to 3 code points, then zeros
 };
-constexpr NamedEntity kNamed[] = {{U"amp;", U'&'},   {U"amp", U'&'},   {U"lt;", U'<'},   {U"lt", U'<'},
-                                  {U"gt;", U'>'},    {U"gt", U'>'},    {U"quot;", U'"'}, {U"quot", U'"'},
-                                  {U"apos;", U'\''}, {U"nbsp;", 0xA0}, {U"nbsp", 0xA0}};
+struct WidthForm {
+    char32_t from;
+    char32_t first;
+    char32_t second;  // 0: one code point
+};
+struct CombiningClass {
+    char32_t first;
+    char32_t last;
+    uint8_t ccc;
+};
+struct Decomposition {
+    char32_t from;
+    char32_t first;
+    char32_t second;  // 0: a singleton
+};
+struct Composition {
+    char32_t first;
+    char32_t second;
+    char32_t composite;
+};
+#include "runtime/text/text_tables.inc"
 
-const NamedEntity* find_named(std::u32string_view s) {
-    for (const NamedEntity& e : kNamed) {
-        if (e.name == s) return &e;
+template <size_t N>
+const HtmlEntity* find_entity(const HtmlEntity (&table)[N], std::u32string_view s) {
+    const auto* it = std::lower_bound(std::begin(table), std::end(table), s,
+                                      [](const HtmlEntity& e, std::u32string_view n) { return e.name < n; });
+    return it != std::end(table) && it->name == s ? it : nullptr;
+}
+
+void append_value(const HtmlEntity& e, Text& out) {
+    for (char32_t c : e.value) {
+        if (c) out.push_back(c);
     }
-    return nullptr;
 }
 
 bool ends_entity_name(char32_t c) {
@@ -122,18 +149,50 @@ Text unescape_html(const Text& t) {
         while (j < t.size() && j - (i + 1) < 32 && !ends_entity_name(t[j])) ++j;
         if (j < t.size() && t[j] == U';') ++j;
         const std::u32string_view s(t.data() + i + 1, j - (i + 1));
-        const NamedEntity* e = s.empty() ? nullptr : find_named(s);
+        const HtmlEntity* e = s.empty() ? nullptr : find_entity(kHtmlEntities, s);
         size_t used = s.size();
         for (size_t x = s.size() - (s.empty() ? 0 : 1); !e && x >= 2 && x < s.size(); --x) {
-            e = find_named(s.substr(0, x));
+            e = find_entity(kHtmlEntities, s.substr(0, x));
             used = x;
         }
         if (!e) {
             out.push_back(t[i++]);
             continue;
         }
-        out.push_back(e->value);
+        append_value(*e, out);
         i += 1 + used;
+    }
+    return out;
+}
+
+// ftfy's own unescape_html (not html.unescape): every match of "&#?[0-9A-Za-z]{1,24};" that is a name of
+// kFtfyEntities becomes its value; a numeric one becomes html.unescape's value unless that leaves a ';' behind
+// ("&#65a;" stays); anything else stays as written ("&amp" without ';' too: html.unescape gets it later).
+Text ftfy_unescape_html(const Text& t) {
+    Text out;
+    for (size_t i = 0; i < t.size();) {
+        if (t[i] == U'&') {
+            const bool numeric = i + 1 < t.size() && t[i + 1] == U'#';
+            size_t j = i + (numeric ? 2 : 1);
+            const size_t begin = j;
+            while (j < t.size() && j - begin < 24 && is_alnum(t[j])) ++j;
+            if (j > begin && j < t.size() && t[j] == U';') {
+                const Text match = t.substr(i, j + 1 - i);
+                if (const HtmlEntity* e =
+                        numeric ? nullptr : find_entity(kFtfyEntities, {t.data() + begin, j + 1 - begin})) {
+                    append_value(*e, out);
+                    i = j + 1;
+                    continue;
+                }
+                if (numeric) {
+                    const Text value = unescape_html(match);
+                    out += value.find(U';') == Text::npos ? value : match;
+                    i = j + 1;
+                    continue;
+                }
+            }
+        }
+        out.push_back(t[i++]);
     }
     return out;
 }
@@ -208,54 +267,95 @@ std::u32string_view ligature(char32_t c) {
     }
 }
 
-// ftfy's width folding, without the half-width katakana and hangul (see the header).
-std::u32string_view width_form(char32_t c) {
-    switch (c) {
-        case 0x3000:
-            return U" ";
-        case 0xFF5F:
-            return U"\u2985";
-        case 0xFF60:
-            return U"\u2986";
-        case 0xFF61:
-            return U"\u3002";
-        case 0xFF62:
-            return U"\u300C";
-        case 0xFF63:
-            return U"\u300D";
-        case 0xFF64:
-            return U"\u3001";
-        case 0xFFE0:
-            return U"\u00A2";
-        case 0xFFE1:
-            return U"\u00A3";
-        case 0xFFE2:
-            return U"\u00AC";
-        case 0xFFE3:
-            return U" \u0304";
-        case 0xFFE4:
-            return U"\u00A6";
-        case 0xFFE5:
-            return U"\u00A5";
-        case 0xFFE6:
-            return U"\u20A9";
-        case 0xFFE8:
-            return U"\u2502";
-        case 0xFFE9:
-            return U"\u2190";
-        case 0xFFEA:
-            return U"\u2191";
-        case 0xFFEB:
-            return U"\u2192";
-        case 0xFFEC:
-            return U"\u2193";
-        case 0xFFED:
-            return U"\u25A0";
-        case 0xFFEE:
-            return U"\u25CB";
-        default:
-            return {};
+// ftfy's fix_character_width: the ideographic space and the half-width and full-width forms.
+const WidthForm* width_form(char32_t c) {
+    if (c != 0x3000 && (c < 0xFF01 || c > 0xFFEF)) return nullptr;
+    const auto* it = std::lower_bound(std::begin(kWidthForms), std::end(kWidthForms), c,
+                                      [](const WidthForm& w, char32_t x) { return w.from < x; });
+    return it != std::end(kWidthForms) && it->from == c ? it : nullptr;
+}
+
+// ---- NFC (Unicode's canonical decomposition, canonical ordering, canonical composition) ------------------------
+
+constexpr char32_t kHangulS = 0xAC00, kHangulL = 0x1100, kHangulV = 0x1161, kHangulT = 0x11A7;
+constexpr char32_t kHangulLCount = 19, kHangulVCount = 21, kHangulTCount = 28;
+constexpr char32_t kHangulSCount = kHangulLCount * kHangulVCount * kHangulTCount;
+
+int combining_class(char32_t c) {
+    if (c < 0x300) return 0;
+    const auto* it = std::upper_bound(std::begin(kCombiningClasses), std::end(kCombiningClasses), c,
+                                      [](char32_t x, const CombiningClass& r) { return x < r.first; });
+    if (it == std::begin(kCombiningClasses)) return 0;
+    --it;
+    return c <= it->last ? it->ccc : 0;
+}
+
+void decompose(char32_t c, Text& out) {
+    if (c >= kHangulS && c < kHangulS + kHangulSCount) {
+        const char32_t s = c - kHangulS;
+        out.push_back(kHangulL + s / (kHangulVCount * kHangulTCount));
+        out.push_back(kHangulV + (s % (kHangulVCount * kHangulTCount)) / kHangulTCount);
+        if (s % kHangulTCount) out.push_back(kHangulT + s % kHangulTCount);
+        return;
     }
+    const auto* it = std::lower_bound(std::begin(kDecompositions), std::end(kDecompositions), c,
+                                      [](const Decomposition& d, char32_t x) { return d.from < x; });
+    if (it == std::end(kDecompositions) || it->from != c) {
+        out.push_back(c);
+        return;
+    }
+    decompose(it->first, out);
+    if (it->second) decompose(it->second, out);
+}
+
+// The primary composite of (a, b), or 0.
+char32_t compose(char32_t a, char32_t b) {
+    if (a >= kHangulL && a < kHangulL + kHangulLCount && b >= kHangulV && b < kHangulV + kHangulVCount)
+        return kHangulS + ((a - kHangulL) * kHangulVCount + (b - kHangulV)) * kHangulTCount;
+    if (a >= kHangulS && a < kHangulS + kHangulSCount && (a - kHangulS) % kHangulTCount == 0 && b > kHangulT &&
+        b < kHangulT + kHangulTCount)
+        return a + (b - kHangulT);
+    const auto* it = std::lower_bound(std::begin(kCompositions), std::end(kCompositions), std::pair{a, b},
+                                      [](const Composition& m, const std::pair<char32_t, char32_t>& x) {
+                                          return m.first < x.first || (m.first == x.first && m.second < x.second);
+                                      });
+    return it != std::end(kCompositions) && it->first == a && it->second == b ? it->composite : 0;
+}
+
+// unicodedata.normalize("NFC", t).
+Text nfc(const Text& t) {
+    Text d;
+    for (char32_t c : t) decompose(c, d);
+    // Canonical ordering: a stable sort of every run of non-starters by combining class.
+    std::vector<int> cc(d.size());
+    for (size_t i = 0; i < d.size(); ++i) cc[i] = combining_class(d[i]);
+    for (size_t i = 1; i < d.size(); ++i) {
+        for (size_t j = i; j > 0 && cc[j] != 0 && cc[j - 1] > cc[j]; --j) {
+            std::swap(d[j], d[j - 1]);
+            std::swap(cc[j], cc[j - 1]);
+        }
+    }
+    // Composition: each character joins the last starter unless a character in between blocks it (a starter, or
+    // a class at least its own; after the ordering above only the last one in between needs looking at).
+    Text out;
+    size_t starter = Text::npos;
+    int last_class = 0;
+    for (size_t i = 0; i < d.size(); ++i) {
+        const char32_t c = d[i];
+        if (starter != Text::npos) {
+            const bool adjacent = out.size() == starter + 1;
+            if (adjacent || last_class < cc[i]) {
+                if (const char32_t composite = compose(out[starter], c)) {
+                    out[starter] = composite;
+                    continue;
+                }
+            }
+        }
+        if (cc[i] == 0) starter = out.size();
+        last_class = cc[i];
+        out.push_back(c);
+    }
+    return out;
 }
 
 bool is_ftfy_control(char32_t c) {
@@ -263,8 +363,9 @@ bool is_ftfy_control(char32_t c) {
            c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFC);
 }
 
-// Character-level fixes of one ftfy pass, in ftfy's order: C1 controls, ligatures, widths, quotes, line breaks,
-// control characters.
+// One pass of ftfy's fix_and_explain after its HTML step, in its order: C1 controls as Windows-1252, Latin
+// ligatures, character widths, curly quotes, line breaks, terminal escapes, control characters, NFC. (Its
+// encoding repair is not reproduced: text_clean.h.)
 Text fix_characters(const Text& t) {
     Text a;
     for (char32_t c : t) {
@@ -273,9 +374,9 @@ Text fix_characters(const Text& t) {
             a += lig;
             continue;
         }
-        if (c >= 0xFF01 && c <= 0xFF5E) c = c - 0xFF01 + 0x21;
-        if (const auto w = width_form(c); !w.empty()) {
-            a += w;
+        if (const WidthForm* w = width_form(c)) {
+            a.push_back(w->first);
+            if (w->second) a.push_back(w->second);
             continue;
         }
         if (c == 0x02BC || (c >= 0x2018 && c <= 0x201B)) c = U'\'';
@@ -287,20 +388,34 @@ Text fix_characters(const Text& t) {
         char32_t c = a[i];
         if (c == U'\r' && i + 1 < a.size() && a[i + 1] == U'\n') continue;  // "\r\n" -> "\n"
         if (c == U'\r' || c == 0x2028 || c == 0x2029 || c == 0x85) c = U'\n';
-        if (is_ftfy_control(c)) continue;
         b.push_back(c);
     }
-    return b;
+    Text d;
+    for (char32_t c : remove_terminal_escapes(b)) {
+        if (!is_ftfy_control(c)) d.push_back(c);
+    }
+    return nfc(d);
 }
 
-Text ftfy_subset(Text t) {
-    for (int pass = 0; pass < 16; ++pass) {
-        Text next = contains(t, U'<') ? t : unescape_html(t);
-        next = fix_characters(remove_terminal_escapes(next));
-        if (next == t) break;
-        t = std::move(next);
+// ftfy.fix_text: line by line (each segment ends after a '\n'), each fixed until it stops changing; HTML is
+// unescaped until the first segment that holds a '<' (and in none after it), as ftfy's "auto" setting does.
+Text ftfy_subset(const Text& text) {
+    Text out;
+    bool unescape = true;
+    for (size_t pos = 0; pos < text.size();) {
+        const size_t nl = text.find(U'\n', pos);
+        const size_t end = nl == Text::npos ? text.size() : nl + 1;
+        Text t = text.substr(pos, end - pos);
+        pos = end;
+        if (contains(t, U'<')) unescape = false;
+        for (int pass = 0; pass < 16; ++pass) {
+            Text next = fix_characters(unescape ? ftfy_unescape_html(t) : t);
+            if (next == t) break;
+            t = std::move(next);
+        }
+        out += t;
     }
-    return t;
+    return out;
 }
 
 // The `regex` module's \s: Unicode White_Space.
@@ -335,5 +450,9 @@ std::string clean_prompt_text(std::string_view utf8) {
     }
     return encode(strip(collapsed));
 }
+
+std::string html_unescape(std::string_view utf8) { return encode(unescape_html(decode(utf8))); }
+
+std::string unicode_nfc(std::string_view utf8) { return encode(nfc(decode(utf8))); }
 
 }  // namespace lr

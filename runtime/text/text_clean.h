@@ -2,15 +2,16 @@
 //   whitespace_clean(basic_clean(text)) = collapse(strip(html.unescape(html.unescape(ftfy.fix_text(text)))))
 // with collapse = every run of Unicode whitespace to one space, then strip.
 //
-// ftfy.fix_text is a large heuristic library; the parts that change ordinary prompts are reproduced here, repeated
-// until the text stops changing as ftfy does: HTML entities (when the text has no '<'), terminal escape sequences
-// removed, C1 controls read as Windows-1252 (U+0085 -> '...'), Latin ligatures split (U+FB01 -> "fi"), full-width
-// ASCII, the ideographic space and ftfy's other width forms folded, curly quotes straightened, "\r\n" and other line
-// breaks to "\n", and ftfy's control characters removed. Not reproduced: ftfy's mojibake repair (text that was
-// decoded with the wrong codec, e.g. "cafÃ©"), its NFC normalization and its half-width katakana / hangul folding;
-// T5-family sentencepiece models normalize with NFKC themselves, which covers the last two. HTML entities: numeric
-// references exactly as Python's html.unescape; named ones for amp, lt, gt, quot, apos and nbsp only (others are
-// kept as written).
+// ftfy.fix_text (6.x) is a large heuristic library; everything it does to text that was not mis-decoded is
+// reproduced here, in its order, line by line and repeated until the text stops changing as ftfy does: its own HTML
+// unescaping (names ending in ';' and their upper-case spellings, numeric references with ';'; off from the first
+// line holding a '<'), C1 controls read as Windows-1252 (U+0085 -> '...'), Latin ligatures split (U+FB01 -> "fi"),
+// the ideographic space and the half-width and full-width forms folded, curly quotes straightened, "\r\n" and
+// other line breaks to "\n", terminal escape sequences and ftfy's control characters removed, and NFC. Then
+// Python's html.unescape twice (every HTML5 named reference, the legacy ones without ';' too, and numeric ones).
+// Not reproduced: ftfy's mojibake repair (text that was decoded with the wrong codec, e.g. "cafÃ©"), which
+// guesses from statistics of the text. The tables (HTML5 entities, Unicode composition data, widths) are generated
+// from Python's standard library by tools/gen_text_tables.py into text_tables.inc (Unicode 14.0 of Python 3.11).
 #pragma once
 
 #include <string>
@@ -20,5 +21,9 @@ namespace lr {
 
 // `utf8` must be well-formed UTF-8 (the caller checks and names the flag or file); so is the result.
 std::string clean_prompt_text(std::string_view utf8);
+
+// Its steps on their own (well-formed UTF-8 in and out), for tests against Python:
+std::string html_unescape(std::string_view utf8);  // html.unescape
+std::string unicode_nfc(std::string_view utf8);    // unicodedata.normalize("NFC", ...)
 
 }  // namespace lr

@@ -21,6 +21,19 @@ check "Wan and Hugging Face names: same latents" python3 "$SRC/tests/cli/compare
 check "another prompt: other latents" bash -c "! python3 '$SRC/tests/cli/compare_latents.py' \
   '$TMP/other.safetensors' '$TMP/hf.safetensors' 1e-3 >/dev/null"
 
+# Keeping the encoder in host memory for later prompts is refused, naming the field: a run encodes all its prompts
+# in one pass before the DiT plans its memory (the plan line says the encoder was freed). false changes nothing.
+expect 2 "text.keep_encoder_in_host_memory" run --text-encoder "$HF" --prompt "a red fox in snow" \
+  --set text.keep_encoder_in_host_memory=true --save-latents "$TMP/kept.safetensors"
+expect 2 "a run encodes all its prompts" run --text-encoder "$HF" --prompt "a red fox in snow" \
+  --set text.keep_encoder_in_host_memory=true --save-latents "$TMP/kept.safetensors"
+check "no latents after the refusal" test ! -e "$TMP/kept.safetensors"
+expect 0 "then freed before the DiT plans its memory" "$LONGROLL" generate --latent-frames 3 --tokenizer "$TOK" \
+  --text-encoder "$HF" --prompt "a red fox in snow" --set text.keep_encoder_in_host_memory=false \
+  --save-latents "$TMP/freed.safetensors"
+check "keep_encoder_in_host_memory=false: the same latents" python3 "$SRC/tests/cli/compare_latents.py" \
+  "$TMP/freed.safetensors" "$TMP/hf.safetensors" 0
+
 # Text in a prompt switch and in --prompt-file lines; the config fields name the files.
 expect 0 "from frame 3: \"a cat\"" "$LONGROLL" generate --latent-frames 6 --text-encoder "$HF" --tokenizer "$TOK" \
   --prompt "a dog" --switch-prompt "3:a cat" --save-latents "$TMP/switch.safetensors"

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -138,6 +139,48 @@ TEST(TextGpu, EncoderMatchesTransformersUnderBothNamings) {
                 "%.3g (bound 3e-2)\n",
                 file, i, ids[i].size(), err);
             EXPECT_LT(err, 3e-2) << file << " prompt " << i;  // bf16 weights and activations through 2 layers
+        }
+        // The resident encoder runs the same kernels on the same bf16 weights: the same numbers, bit for bit.
+        CudaUmt5Encoder resident = CudaUmt5Encoder::upload(enc, 0);
+        const std::vector<HostTensor> again = resident.encode(ids);
+        ASSERT_EQ(again.size(), got.size());
+        for (size_t i = 0; i < got.size(); ++i) {
+            ASSERT_EQ(again[i].view.shape, got[i].view.shape);
+            EXPECT_EQ(std::memcmp(again[i].view.data, got[i].view.data, static_cast<size_t>(got[i].view.nbytes())), 0)
+                << file << " prompt " << i << ": the resident encoder differs from the streamed one";
+        }
+    }
+#endif
+}
+
+TEST(TextGpu, EmbeddingRowsMatchTable) {
+    LR_REQUIRE_GPU();
+#ifdef LONGROLL_HAS_CUDA
+    const int64_t vocab = 37, dim = 300;
+    const std::vector<int32_t> ids{0, 36, 5, 5, 17, 1};
+    const auto len = static_cast<int64_t>(ids.size());
+    for (const DType dtype : {DType::kBF16, DType::kF32}) {
+        const Bf16Data table(vocab * dim, 7, 1.0f);  // bf16-exact values: both dtypes hold the same numbers
+        HostTensor host(dtype, Shape{vocab, dim});
+        cast_cpu({table.f32.data(), host.view.data, DType::kF32, dtype, vocab * dim});
+        const DeviceBuffer d_table = test::to_device(host.view.data, static_cast<size_t>(host.view.nbytes()));
+        const DeviceBuffer d_ids = test::to_device(ids.data(), ids.size() * sizeof(int32_t));
+        const DeviceBuffer d_out(static_cast<size_t>(len * dim) * sizeof(float));
+        EmbeddingRowsCudaParams p;
+        p.table = d_table.data();
+        p.table_dtype = dtype;
+        p.ids = static_cast<const int32_t*>(d_ids.data());
+        p.out = static_cast<float*>(d_out.data());
+        p.len = len;
+        p.dim = dim;
+        launch_embedding_rows(p, nullptr);
+        const std::vector<float> got = test::to_host<float>(d_out, static_cast<size_t>(len * dim));
+        for (int64_t i = 0; i < len; ++i) {
+            for (int64_t c = 0; c < dim; ++c) {
+                ASSERT_EQ(got[static_cast<size_t>(i * dim + c)],
+                          table.f32[static_cast<size_t>(ids[static_cast<size_t>(i)] * dim + c)])
+                    << dtype_name(dtype) << " row " << i << " column " << c;
+            }
         }
     }
 #endif
