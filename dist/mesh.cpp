@@ -14,15 +14,17 @@ void layout_check(bool ok, const Args&... args) {
 
 }  // namespace
 
-int spatial_blocks_per_frame(const MeshShape& shape) {
-    if (shape.block_size <= 0) return 0;
-    return (shape.tokens_per_frame + shape.block_size - 1) / shape.block_size;
+int query_blocks_per_chunk(const MeshShape& shape) {
+    if (shape.q_block <= 0 || shape.chunk_frames <= 0) return 0;
+    const int64_t rows = static_cast<int64_t>(shape.chunk_frames) * shape.tokens_per_frame;
+    return static_cast<int>((rows + shape.q_block - 1) / shape.q_block);
 }
 
 MeshLayout resolve_mesh_layout(const MeshRequest& r, int world_size, const MeshShape& shape) {
     LR_ASSERT(world_size >= 1, "world size ", world_size);
-    LR_ASSERT(shape.num_heads > 0 && shape.tokens_per_frame > 0 && shape.block_size > 0, "mesh shape: heads ",
-              shape.num_heads, ", tokens per frame ", shape.tokens_per_frame, ", block size ", shape.block_size);
+    LR_ASSERT(shape.num_heads > 0 && shape.tokens_per_frame > 0 && shape.chunk_frames > 0 && shape.q_block > 0,
+              "mesh shape: heads ", shape.num_heads, ", tokens per frame ", shape.tokens_per_frame, ", chunk frames ",
+              shape.chunk_frames, ", query block ", shape.q_block);
     layout_check(r.ulysses >= 1, "parallel.ulysses=", r.ulysses, " must be at least 1");
     layout_check(r.spatial >= 1, "parallel.spatial=", r.spatial, " must be at least 1");
     layout_check(r.data_parallel >= 0, "parallel.data_parallel=", r.data_parallel,
@@ -38,11 +40,12 @@ MeshLayout resolve_mesh_layout(const MeshRequest& r, int world_size, const MeshS
         !r.dedicated_vae || shape.latent_rows <= 0 || r.vae_ranks <= shape.latent_rows,
         "parallel.vae_ranks=", r.vae_ranks, " exceeds the ", shape.latent_rows,
         " rows of a latent frame (video.height / 8): the VAE ranks split the frame by rows, at least one each");
-    const int blocks = spatial_blocks_per_frame(shape);
+    // Spatial ranks are dealt the chunk's query blocks (dist/sharded_attention_step.h): a rank without one would
+    // hold the window and compute nothing.
+    const int blocks = query_blocks_per_chunk(shape);
     layout_check(r.spatial <= blocks, "parallel.spatial=", r.spatial, " exceeds the ", blocks,
-                 " spatial blocks per frame (", shape.tokens_per_frame, " tokens per frame in blocks of ",
-                 shape.block_size, ")");
-
+                 " query blocks of a chunk (", shape.chunk_frames, " frames of ", shape.tokens_per_frame,
+                 " tokens in blocks of ", shape.q_block, " rows): every spatial rank needs a block");
     MeshLayout l;
     l.world = world_size;
     l.ulysses = r.ulysses;

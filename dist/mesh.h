@@ -32,7 +32,8 @@ struct MeshRequest {
 struct MeshShape {
     int num_heads = 0;
     int tokens_per_frame = 0;  // patches per latent frame (1560 at 480p, 8160 at 1088p)
-    int block_size = 0;        // tokens per KV block (a spatial tile of one frame)
+    int chunk_frames = 1;      // latent frames per chunk (rollout.frames_per_chunk)
+    int q_block = 128;         // query rows per block-table row: the unit spatial ranks are dealt
     int latent_rows = 0;       // rows of a latent frame, which dedicated VAE ranks split (0: not checked)
 };
 
@@ -49,7 +50,7 @@ struct MeshLayout {
 };
 
 // KV blocks per frame: ceil(tokens_per_frame / block_size); the spatial degree cannot exceed it.
-int spatial_blocks_per_frame(const MeshShape& shape);
+int query_blocks_per_chunk(const MeshShape& shape);
 
 // Checks the request against the world size and the model; throws CollectiveInputError with a message
 // naming the config field (e.g. "parallel.ulysses=5 does not divide the 12 attention heads").

@@ -264,7 +264,7 @@ std::pair<MeshRequest, MeshShape> mesh_request(const Config& cfg) {
     shape.num_heads = static_cast<int>(cfg.model.num_heads);
     shape.tokens_per_frame = static_cast<int>((cfg.video.height / 8 / cfg.model.patch_size[1]) *
                                               (cfg.video.width / 8 / cfg.model.patch_size[2]));
-    shape.block_size = cfg.attention.block_size;
+    shape.chunk_frames = cfg.rollout.frames_per_chunk;
     shape.latent_rows = static_cast<int>(cfg.video.height / 8);
     return {request, shape};
 }

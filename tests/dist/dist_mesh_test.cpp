@@ -22,7 +22,7 @@ std::vector<int> members(Communicator& c, int world_rank) {
 }
 
 void check_mesh(Communicator& world, const MeshRequest& req, Errors& e) {
-    const MeshShape shape{12, 1560, 128};
+    const MeshShape shape{.num_heads = 12, .tokens_per_frame = 1560, .chunk_frames = 3};
     const Mesh m = Mesh::create(world, req, shape);
     const MeshLayout& l = m.layout();
     const MeshCoord& c = m.coord();

@@ -19,7 +19,7 @@ int run(const lr::MpiSession& mpi, const std::string& mode, int victim) {
     auto world = lr::MpiCommunicator::world();
     world->barrier();
     if (mode == "bad-layout") {
-        lr::Mesh::create(*world, {.ulysses = 5}, {.num_heads = 12, .tokens_per_frame = 1560, .block_size = 128});
+        lr::Mesh::create(*world, {.ulysses = 5}, {.num_heads = 12, .tokens_per_frame = 1560, .chunk_frames = 3});
         return 0;
     }
     if (world->rank() == victim) {

@@ -38,7 +38,7 @@ bad_layout() {  # bad_layout EXPECTED_SUBSTRING SET...
   fi
 }
 bad_layout "divisor of model.num_heads" --set parallel.ulysses=3          # the tiny model has 2 heads
-bad_layout "every spatial rank needs a block" --set parallel.spatial=2     # a 128x64 frame is one block
+bad_layout "every spatial rank needs a block" --set parallel.spatial=2     # a chunk of 128x64 frames: one query block
 bad_layout "not a multiple of a group" --set video.width=256 --set video.height=128 --set parallel.ulysses=2 \
   --set parallel.spatial=2
 

@@ -10,7 +10,8 @@
 namespace lr {
 namespace {
 
-const MeshShape k13b480{12, 1560, 128};  // 1.3B at 480p: 13 blocks of 128 tokens per frame
+// 1.3B at 480p, chunks of 3 frames: 4680 rows, 37 query blocks of 128
+const MeshShape k13b480{.num_heads = 12, .tokens_per_frame = 1560, .chunk_frames = 3};
 
 std::string layout_error(const MeshRequest& r, int world, const MeshShape& shape = k13b480) {
     try {
@@ -35,7 +36,7 @@ TEST(MeshLayout, DedicatedVaeRanksJoinTheGroup) {
 }
 
 TEST(MeshLayout, RefusesMoreVaeRanksThanLatentRows) {
-    const MeshShape rows60{12, 1560, 128, 60};  // 480p: 60 latent rows
+    const MeshShape rows60{.num_heads = 12, .tokens_per_frame = 1560, .chunk_frames = 3, .latent_rows = 60};  // 480p
     EXPECT_EQ(layout_error({.dedicated_vae = true, .vae_ranks = 60}, 61, rows60), "");
     EXPECT_NE(layout_error({.dedicated_vae = true, .vae_ranks = 61}, 62, rows60)
                   .find("parallel.vae_ranks=61 exceeds the 60 rows of a latent frame"),
@@ -45,15 +46,29 @@ TEST(MeshLayout, RefusesMoreVaeRanksThanLatentRows) {
 TEST(MeshLayout, RefusesUlyssesNotDividingHeads) {
     EXPECT_NE(layout_error({.ulysses = 5}, 5).find("parallel.ulysses=5 does not divide the 12 attention heads"),
               std::string::npos);
-    EXPECT_EQ(layout_error({.ulysses = 8}, 8, {40, 1560, 128}).find("parallel.ulysses=8"), std::string::npos)
+    EXPECT_EQ(layout_error({.ulysses = 8}, 8, {.num_heads = 40, .tokens_per_frame = 1560, .chunk_frames = 3})
+                  .find("parallel.ulysses=8"),
+              std::string::npos)
         << "40 heads split 8 ways is fine";
 }
 
-TEST(MeshLayout, RefusesSpatialBeyondBlocksPerFrame) {
-    EXPECT_EQ(spatial_blocks_per_frame(k13b480), 13);
-    EXPECT_NE(layout_error({.spatial = 14}, 14).find("parallel.spatial=14 exceeds the 13 spatial blocks per frame"),
+TEST(MeshLayout, RefusesSpatialBeyondQueryBlocksPerChunk) {
+    // Brute force: deal the chunk's rows in blocks of 128 and count the blocks.
+    int64_t blocks = 0;
+    for (int64_t row = 0; row < 3 * 1560; row += 128) ++blocks;
+    ASSERT_EQ(blocks, 37);
+    EXPECT_EQ(query_blocks_per_chunk(k13b480), blocks);
+    EXPECT_NE(layout_error({.spatial = 38}, 38)
+                  .find("parallel.spatial=38 exceeds the 37 query blocks of a chunk (3 "
+                        "frames of 1560 tokens in blocks of 128 rows)"),
               std::string::npos);
-    EXPECT_EQ(layout_error({.spatial = 13}, 13), "");
+    EXPECT_EQ(layout_error({.spatial = 37}, 37), "");
+    // One-frame chunks hold 13 blocks; a 128x64 video's 3 frames of 32 tokens, one.
+    const MeshShape one_frame{.num_heads = 12, .tokens_per_frame = 1560, .chunk_frames = 1};
+    EXPECT_NE(layout_error({.spatial = 14}, 14, one_frame).find("exceeds the 13 query blocks"), std::string::npos);
+    EXPECT_EQ(layout_error({.spatial = 13}, 13, one_frame), "");
+    const MeshShape tiny{.num_heads = 2, .tokens_per_frame = 32, .chunk_frames = 3};
+    EXPECT_NE(layout_error({.spatial = 2}, 2, tiny).find("every spatial rank needs a block"), std::string::npos);
 }
 
 TEST(MeshLayout, RefusesWorldNotMatchingGroups) {
