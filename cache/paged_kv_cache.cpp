@@ -233,6 +233,13 @@ void PagedKvCache::reset(int64_t first_frame) {
     slot_page_.clear();
     free_pages_.clear();
     for (int64_t p = cfg_.max_frames - 1; p >= 0; --p) free_pages_.push_back(p);
+    // Retained blocks are empty again: a block kept by the previous run must not be read by the next one. The
+    // device copy follows with the next upload() (stream-ordered after the previous run's kernels).
+    const auto first_retained = static_cast<size_t>(retained_block(0) * block_len_heads());
+    for (size_t i = first_retained; i < block_len_.size(); ++i) {
+        block_len_dirty_ = block_len_dirty_ || block_len_[i] != 0;
+        block_len_[i] = 0;
+    }
 }
 
 int64_t PagedKvCache::page_row(int64_t page, int64_t i) const {
@@ -251,6 +258,7 @@ void PagedKvCache::set_retained_len(int64_t r, int64_t head, int32_t len) {
 
 void PagedKvCache::upload_block_len(Stream stream) {
     LR_ASSERT(on_device(), "paged KV cache: upload_block_len() without a device");
+    block_len_dirty_ = false;
 #ifdef LONGROLL_HAS_CUDA
     // Pageable source: the copy is staged before the call returns, so block_len_ may change right after.
     LR_CUDA_CHECK(cudaMemcpyAsync(dev_block_len_, block_len_.data(), block_len_.size() * sizeof(int32_t),
@@ -346,6 +354,7 @@ void PagedKvCache::upload(Stream stream) {
     copy(lay.indices, p.num_q_blocks * p.num_kv_blocks);
     copy(lay.kv_rows, p.kv_tokens);
     staging_.record(stream);
+    if (block_len_dirty_) upload_block_len(stream);
 }
 
 void* PagedKvCache::keys(int64_t layer) const {

@@ -126,7 +126,8 @@ class PagedKvCache {
     bool tiled() const { return cfg_.tile.rows > 0; }
     const TileLayout& tiles() const { return tiles_; }  // tile mode only
     // Physical block of retained slot r, and its length for each head (0: empty). set_retained_len changes the
-    // host copy; upload_block_len() sends it (stream-ordered).
+    // host copy; upload_block_len() sends it (stream-ordered). reset() empties every retained block (the next
+    // upload() sends that).
     int64_t retained_block(int64_t r) const { return cfg_.max_frames * blocks_per_frame_ + r; }
     int64_t block_len_heads() const { return cfg_.retained_blocks > 0 ? cfg_.heads : 1; }
     void set_retained_len(int64_t r, int64_t head, int32_t len);
@@ -149,6 +150,7 @@ class PagedKvCache {
     const std::vector<int64_t>& slot_frames() const { return window_.slot_frames(); }
     // The page of each slot in use (its blocks are page * blocks_per_frame + [0, blocks_per_frame)).
     const std::vector<int64_t>& slot_pages() const { return slot_page_; }
+    // Forgets everything, retained blocks included: a new run whose first frame is `first_frame`.
     void reset(int64_t first_frame = 0);
 
     // Device pools (kCuda): bf16 [pool_blocks, block_size, width].
@@ -175,6 +177,7 @@ class PagedKvCache {
     std::vector<int64_t> slot_page_;
     std::vector<int64_t> free_pages_;  // a stack: the lowest page is taken first after a reset
     std::vector<int32_t> block_len_;   // [pool_blocks * block_len_heads()]
+    bool block_len_dirty_ = false;     // the host copy changed since the device's (reset emptied retained blocks)
     TileLayout tiles_;
     PinnedStaging staging_;  // dst_row | indptr | indices | kv_rows (int32), fixed offsets
     DeviceBuffer device_buffer_;

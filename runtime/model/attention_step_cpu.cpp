@@ -70,6 +70,7 @@ void CpuAttentionStep::reset() {
     for (auto& r : ret_)
         for (Retained& b : r) b = Retained{};
     std::fill(qblocks_.begin(), qblocks_.end(), 0);
+    stats_ = AttentionStats{};
 }
 
 size_t CpuAttentionStep::kv_bytes_for(const AttentionStepConfig& cfg) {

@@ -83,6 +83,8 @@ class CpuAttentionStep final : public AttentionStep {
     const KvCache& cache() const { return cache_; }
     const TileLayout& tiles() const { return tiles_; }
     const BlockPolicy& policy() const { return *policy_; }
+    // A new run from frame 0 (Rollout::run: a new video, a resume): the cache, every (layer, head)'s retained
+    // blocks and the stats are forgotten. A prompt switch's re-cache does not reset.
     void reset();
     // Bytes planned for K/V: the window's pages and the retained slots (what the memory plan counts).
     size_t kv_bytes() const;

@@ -311,7 +311,10 @@ AttentionStats CudaLocalAttentionStep::stats() const { return impl_->sp.stats; }
 int64_t CudaLocalAttentionStep::cached_frames() const { return impl_->cache->frames(); }
 int64_t CudaLocalAttentionStep::max_cached_frames() const { return impl_->cache->config().max_frames; }
 size_t CudaLocalAttentionStep::kv_bytes() const { return PagedKvCache::pool_bytes(impl_->cache->config()); }
-void CudaLocalAttentionStep::reset(int64_t first_frame) { impl_->cache->reset(first_frame); }
+void CudaLocalAttentionStep::reset(int64_t first_frame) {
+    impl_->cache->reset(first_frame);
+    if (impl_->sp.on) impl_->sparse_reset();
+}
 const PagedKvCache& CudaLocalAttentionStep::cache() const { return *impl_->cache; }
 bool CudaLocalAttentionStep::sparse() const { return impl_->sp.on; }
 bool CudaLocalAttentionStep::uses_summaries() const { return impl_->sp.on && impl_->sp.summaries; }

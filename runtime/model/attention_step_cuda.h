@@ -79,6 +79,8 @@ class CudaAttentionStep {
     virtual int64_t max_cached_frames() const = 0;
     // Device bytes of K/V the step planned (the pools, retained blocks included).
     virtual size_t kv_bytes() const = 0;
+    // A new run whose first frame is `first_frame` (CudaRollout::run: a new video, a resume): the cache, the
+    // retained blocks of every (layer, head) and the stats are forgotten. A prompt switch's re-cache does not reset.
     virtual void reset(int64_t first_frame = 0) = 0;
 
   private:

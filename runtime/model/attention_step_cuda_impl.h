@@ -79,6 +79,8 @@ struct CudaLocalAttentionStep::Impl {
 
     explicit Impl(const CudaAttentionStepConfig& c);
     void init_sparse();
+    // A new run (reset): no retained block of the previous one is selected, attended or counted.
+    void sparse_reset();
     void sparse_retain(const KvWrite& w);
     void sparse_tables(const PagedKvPlan& plan, const AttentionForward& f);
     // Summaries of the written blocks, the mean queries (unless given), the device selection: layer l's table.

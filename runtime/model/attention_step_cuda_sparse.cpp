@@ -86,6 +86,17 @@ void CudaLocalAttentionStep::Impl::init_sparse() {
     s.ret_tile.assign(s.ret_frame.size(), -1);
 }
 
+// The cache has emptied its retained blocks (PagedKvCache::reset); the step forgets which (layer, head) kept what.
+// The device summaries need no clearing: every block's are rewritten when it is written, before anything reads
+// them, and the salience of the first eviction reads the mean queries of a forward of the new run.
+void CudaLocalAttentionStep::Impl::sparse_reset() {
+    Sparse& s = sp;
+    std::fill(s.ret_frame.begin(), s.ret_frame.end(), -1);
+    std::fill(s.ret_tile.begin(), s.ret_tile.end(), -1);
+    s.last_nqb = 0;
+    s.stats = AttentionStats{};
+}
+
 // Frames [sink, sink + evicted) leave the window with this forward: retention per (layer, head).
 void CudaLocalAttentionStep::Impl::sparse_retain(const KvWrite& w) {
     Sparse& s = sp;

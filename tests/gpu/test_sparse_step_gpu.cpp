@@ -123,6 +123,48 @@ TEST(SparseStepGpu, EveryPolicyMatchesTheCpuStep) {
 #endif
 }
 
+// One CudaWanModel serves every video of a --prompt-file run: CudaRollout::run resets its step, after which no
+// persistent (SPARSE_FORCING) or retained (FORCING_KV) block of the previous video may be selected, attended or
+// counted. The second video equals a fresh model's, bit for bit, and holds as many K/V bytes.
+TEST(SparseStepGpu, ASecondRunForgetsTheFirstRunsRetainedBlocks) {
+    LR_REQUIRE_GPU();
+#ifdef LONGROLL_HAS_CUDA
+    const WanModelConfig mc = config(64, 64, 16);
+    const WanModel m = WanModel::from_weights(make_default_wan_weights(mc.dims, 5), mc);
+    HostTensor ctx_a(DType::kF32, Shape{9, mc.dims.text_dim}), ctx_b(DType::kF32, Shape{9, mc.dims.text_dim});
+    const auto va = test::gaussian(ctx_a.view.numel(), 4), vb = test::gaussian(ctx_b.view.numel(), 8);
+    std::copy(va.begin(), va.end(), ctx_a.as<float>());
+    std::copy(vb.begin(), vb.end(), ctx_b.as<float>());
+    const RolloutShape shape{15, 26, 20};
+    const SeededNoise noise_a(7, 16, shape.height, shape.width), noise_b(9, 16, shape.height, shape.width);
+    HostTensor latents(DType::kF32, Shape{shape.frames, 16, shape.height, shape.width});
+    const auto video = [&]() {
+        return std::vector<float>(latents.as<float>(), latents.as<float>() + latents.view.numel());
+    };
+    for (const Case& c : cases()) {
+        if (c.policy.kind != BlockPolicyKind::kSparseForcing && c.policy.kind != BlockPolicyKind::kForcingKv) continue;
+        RolloutOptions o;
+        o.frames_per_chunk = 3;
+        o.local_attn_size = c.window;
+        o.sink_size = c.sink;
+        o.policy = c.policy;
+        o.block_size = 64;
+        CudaWanModel fresh(m, CudaRollout::model_options(o, shape, false));
+        CudaRollout(fresh, o, shape).run({{0, ctx_b.view}}, noise_b, collect_latents(latents));
+        const auto want = video();
+        const int64_t want_held = fresh.attention_stats().kv_bytes_held;
+
+        CudaWanModel reused(m, CudaRollout::model_options(o, shape, false));
+        CudaRollout(reused, o, shape).run({{0, ctx_a.view}}, noise_a, collect_latents(latents));
+        EXPECT_NE(video(), want) << c.name;
+        CudaRollout(reused, o, shape).run({{0, ctx_b.view}}, noise_b, collect_latents(latents));
+        EXPECT_EQ(video(), want) << c.name;
+        EXPECT_EQ(reused.attention_stats().kv_bytes_held, want_held) << c.name;
+        EXPECT_EQ(reused.kv_bytes(), fresh.kv_bytes()) << c.name;
+    }
+#endif
+}
+
 TEST(SparseStepGpu, ForcingKvHoldsLessThanDense) {
     LR_REQUIRE_GPU();
 #ifdef LONGROLL_HAS_CUDA

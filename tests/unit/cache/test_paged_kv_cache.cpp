@@ -321,5 +321,34 @@ TEST(PagedKvCacheTiles, TokensLandInTheirTilesBlocks) {
     EXPECT_EQ(cache.last_plan().host.block_len[cache.retained_block(1) * 2], 0);
 }
 
+// reset() starts a new run: the retained blocks are empty again (length 0 for every head, so no table of the next
+// run reads them), the frame pages keep their lengths, and the pages are handed out as in a fresh cache.
+TEST(PagedKvCacheTiles, ResetEmptiesTheRetainedBlocks) {
+    PagedKvCacheConfig c;
+    c.num_layers = 1;
+    c.tokens_per_frame = 13 * 10;
+    c.grid_cols = 10;
+    c.tile = {8, 8};
+    c.width = 4;
+    c.window_frames = 4;
+    c.max_frames = 4;
+    c.block_size = 64;
+    c.max_write_frames = 2;
+    c.retained_blocks = 3;
+    c.heads = 2;
+    PagedKvCache fresh(c), reused(c);
+    const PagedKvPlan& want = fresh.write(0, 2);
+    const std::vector<int32_t> want_len(want.host.block_len, want.host.block_len + fresh.pool_blocks() * 2);
+    for (int64_t s = 0; s < 4; s += 2) reused.write(s, 2);
+    reused.write(4, 2);  // evicts: the step would retain some of the departing blocks
+    reused.set_retained_len(0, 0, 64);
+    reused.set_retained_len(2, 1, 16);
+    reused.reset(0);
+    const PagedKvPlan& got = reused.write(0, 2);
+    EXPECT_EQ(std::vector<int32_t>(got.host.block_len, got.host.block_len + reused.pool_blocks() * 2), want_len);
+    EXPECT_EQ(reused.slot_pages(), fresh.slot_pages());
+    EXPECT_EQ(reused.slot_frames(), fresh.slot_frames());
+}
+
 }  // namespace
 }  // namespace lr

@@ -154,6 +154,57 @@ TEST(Rollout, ResumeIsBitIdenticalForEveryPolicy) {
     }
 }
 
+// A second run of the same rollout (the next video of a --prompt-file run, a resume) starts from an empty cache:
+// no persistent (Sparse Forcing) or retained (Forcing-KV) block of the first run is selected, attended or counted
+// in the K/V held. It equals a fresh rollout running the second video alone, bit for bit.
+TEST(Rollout, ASecondRunForgetsTheFirstRunsRetainedBlocks) {
+    const WanModel m = tiny_model();
+    const HostTensor ctx_a = tiny_context(4), ctx_b = tiny_context(5);
+    const SeededNoise noise_a(21, kC, kH, kW), noise_b(33, kC, kH, kW);
+    const int64_t T = 15, F = 3;
+    const int64_t layers = m.num_layers(), heads = m.num_heads();
+    RolloutOptions sf = options(F, 9, 0);
+    sf.policy.kind = BlockPolicyKind::kSparseForcing;
+    sf.policy.persistent_blocks = 2;
+    sf.policy.sf_topk_blocks = 3;
+    RolloutOptions fkv = options(F, -1, 1);
+    fkv.policy.kind = BlockPolicyKind::kForcingKv;
+    fkv.policy.recent_frames = 1;
+    fkv.policy.dynamic_keep_ratio = 0.5;
+    for (int64_t i = 0; i < layers * heads; ++i) fkv.policy.static_head.push_back(static_cast<uint8_t>(i % 2));
+    const RolloutShape shape{T, kH, kW};
+    const auto retained = [&](const Rollout& r) {
+        std::vector<std::vector<std::pair<int64_t, int64_t>>> out;
+        for (int64_t l = 0; l < layers; ++l)
+            for (int64_t h = 0; h < heads; ++h) out.push_back(r.step()->retained(l, h));
+        return out;
+    };
+    for (const RolloutOptions& o : {sf, fkv}) {
+        const char* name = block_policy_name(o.policy.kind);
+        HostTensor latents(DType::kF32, Shape{T, kC, kH, kW});
+        const auto video = [&]() { return std::vector<float>(latents.as<float>(), latents.as<float>() + T * kFrame); };
+        Rollout fresh(m, o, shape);
+        fresh.run({{0, ctx_b.view}}, noise_b, collect_latents(latents));
+        const auto want = video();
+        const auto want_retained = retained(fresh);
+        const int64_t want_held = fresh.step()->stats().kv_bytes_held;
+
+        Rollout reused(m, o, shape);
+        reused.run({{0, ctx_a.view}}, noise_a, collect_latents(latents));
+        const auto first_retained = retained(reused);
+        // The first run retained blocks (else this test proves nothing) and made another video.
+        size_t kept = 0;
+        for (const auto& r : first_retained) kept += r.size();
+        ASSERT_GT(kept, 0u) << name;
+        EXPECT_NE(video(), want) << name;
+        reused.run({{0, ctx_b.view}}, noise_b, collect_latents(latents));
+        EXPECT_EQ(video(), want) << name;
+        EXPECT_EQ(retained(reused), want_retained) << name;
+        EXPECT_EQ(reused.step()->stats().kv_bytes_held, want_held) << name;
+        EXPECT_EQ(reused.step()->kv_bytes(), fresh.step()->kv_bytes()) << name;
+    }
+}
+
 TEST(Rollout, WindowBoundsTheCacheForLongRuns) {
     const WanModel m = tiny_model();
     const HostTensor ctx = tiny_context(3);
