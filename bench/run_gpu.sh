@@ -28,6 +28,11 @@
 #   check      tools/wan_reference_forward.py (1.3B, 480p latents; kept in <work>/ref_forward, made once unless
 #              REGEN=1) + bench/reference_check -> reference_check.json
 #   summary    bench/summarize.py -> results/cuda_<gpu>_<date>.json and the table
+#   policies   the sparse-attention issue's figures (not in the default list): select_bench; policy_bench (1.3B DiT
+#              chunk per policy, 480p + 1088p); e2e_bench at 480p per policy (DENSE and the four seed policies)
+#              -> select_bench.json, policy_bench.json, e2e_480p_<POLICY>.json (~3-4 minutes on an H100)
+#   minute     a minute of 1088p (80 chunks, 240 latent frames) end to end with FORCING_KV (MINUTE_POLICY=...)
+#              -> e2e_1088p_minute.json (a few minutes; run it in a call of its own)
 #
 # Options: --build-dir DIR (default build-gpu), --work DIR (default <build-dir>/bench-run), --out DIR (default
 # $OUT, else <work>/out), --commit SHA (default $LONGROLL_COMMIT, else git, else "unknown"), --quick (fewer timed
@@ -52,7 +57,7 @@ while [ $# -gt 0 ]; do
     --commit) COMMIT="$2"; shift 2 ;;
     --quick) QUICK=1; shift ;;
     -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
-    build|test|reference|bench|attention|check|summary) stages+=("$1"); shift ;;
+    build|test|reference|bench|attention|check|summary|policies|minute) stages+=("$1"); shift ;;
     *) echo "run_gpu.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -147,6 +152,18 @@ for st in "${stages[@]}"; do
       fi
       stage_run reference_check "$BUILD/bench/reference_check" --dir "$WORK/ref_forward" \
         --json "$WORK/reference_check.json"
+      ;;
+    policies)
+      stage_run select_bench "$BUILD/bench/select_bench" --commit "$COMMIT" --json "$WORK/select_bench.json"
+      stage_run policy_bench "$BUILD/bench/policy_bench" --commit "$COMMIT" --json "$WORK/policy_bench.json"
+      for p in DENSE SPARSE_FORCING LIGHT_FORCING FORCING_KV LVSA; do
+        stage_run "e2e_480p_$p" "$BUILD/bench/e2e_bench" --size 480p --chunks 16 --policy "$p" --commit "$COMMIT" \
+          --json "$WORK/e2e_480p_$p.json"
+      done
+      ;;
+    minute)
+      stage_run e2e_1088p_minute "$BUILD/bench/e2e_bench" --size 1088p --chunks 80 \
+        --policy "${MINUTE_POLICY:-FORCING_KV}" --commit "$COMMIT" --json "$WORK/e2e_1088p_minute.json"
       ;;
     summary)
       rm -f "$WORK/summary.log"
