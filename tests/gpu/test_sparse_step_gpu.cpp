@@ -67,6 +67,17 @@ std::vector<Case> cases() {
         {"SPARSE_FORCING", sf, 12, 1}, {"LIGHT_FORCING", lf, 12, 1}, {"LVSA", lvsa, 12, 1}, {"FORCING_KV", fkv, -1, 1}};
 }
 
+// The rollout of a case: chunks of 3 frames, blocks of 64 (8 x 8 tiles).
+RolloutOptions options(const Case& c) {
+    RolloutOptions o;
+    o.frames_per_chunk = 3;
+    o.local_attn_size = c.window;
+    o.sink_size = c.sink;
+    o.policy = c.policy;
+    o.block_size = 64;
+    return o;
+}
+
 std::vector<float> run_cpu(const WanModel& m, const RolloutOptions& o, const RolloutShape& shape,
                            const std::vector<PromptSegment>& prompts, const NoiseSource& noise, AttentionStats* stats) {
     Rollout r(m, o, shape);
@@ -90,12 +101,7 @@ TEST(SparseStepGpu, EveryPolicyMatchesTheCpuStep) {
         const SeededNoise noise(7, 16, shape.height, shape.width);
         for (const Case& c : cases()) {
             const std::string name = std::string(c.name) + ", head_dim " + std::to_string(mc.dims.dim / 2);
-            RolloutOptions o;
-            o.frames_per_chunk = 3;
-            o.local_attn_size = c.window;
-            o.sink_size = c.sink;
-            o.policy = c.policy;
-            o.block_size = 64;
+            const RolloutOptions o = options(c);
             AttentionStats cpu_stats;
             const auto want = run_cpu(m, o, shape, {{0, ctx.view}}, noise, &cpu_stats);
             CudaWanModel g(m, CudaRollout::model_options(o, shape, false));
@@ -143,12 +149,7 @@ TEST(SparseStepGpu, ASecondRunForgetsTheFirstRunsRetainedBlocks) {
     };
     for (const Case& c : cases()) {
         if (c.policy.kind != BlockPolicyKind::kSparseForcing && c.policy.kind != BlockPolicyKind::kForcingKv) continue;
-        RolloutOptions o;
-        o.frames_per_chunk = 3;
-        o.local_attn_size = c.window;
-        o.sink_size = c.sink;
-        o.policy = c.policy;
-        o.block_size = 64;
+        const RolloutOptions o = options(c);
         CudaWanModel fresh(m, CudaRollout::model_options(o, shape, false));
         CudaRollout(fresh, o, shape).run({{0, ctx_b.view}}, noise_b, collect_latents(latents));
         const auto want = video();

@@ -279,9 +279,8 @@ TEST(PagedKvCache, DeviceBytesCountPoolsAndTables) {
 namespace lr {
 namespace {
 
-// Tile mode (the sparse step): every raster token of a frame lands in its tile's block, tiles are blocks of
-// their own length, and retained blocks after the frame pages carry a length per head.
-TEST(PagedKvCacheTiles, TokensLandInTheirTilesBlocks) {
+// A 13 x 10 patch frame in tiles of 8 x 8 (4 blocks, two short), a window of 4 frames, 3 retained blocks, 2 heads.
+PagedKvCacheConfig tile_config() {
     PagedKvCacheConfig c;
     c.num_layers = 1;
     c.tokens_per_frame = 13 * 10;
@@ -294,6 +293,13 @@ TEST(PagedKvCacheTiles, TokensLandInTheirTilesBlocks) {
     c.max_write_frames = 2;
     c.retained_blocks = 3;
     c.heads = 2;
+    return c;
+}
+
+// Tile mode (the sparse step): every raster token of a frame lands in its tile's block, tiles are blocks of
+// their own length, and retained blocks after the frame pages carry a length per head.
+TEST(PagedKvCacheTiles, TokensLandInTheirTilesBlocks) {
+    const PagedKvCacheConfig c = tile_config();
     PagedKvCache cache(c);
     const TileLayout t(13, 10, {8, 8});
     ASSERT_EQ(cache.blocks_per_frame(), 4);
@@ -324,18 +330,7 @@ TEST(PagedKvCacheTiles, TokensLandInTheirTilesBlocks) {
 // reset() starts a new run: the retained blocks are empty again (length 0 for every head, so no table of the next
 // run reads them), the frame pages keep their lengths, and the pages are handed out as in a fresh cache.
 TEST(PagedKvCacheTiles, ResetEmptiesTheRetainedBlocks) {
-    PagedKvCacheConfig c;
-    c.num_layers = 1;
-    c.tokens_per_frame = 13 * 10;
-    c.grid_cols = 10;
-    c.tile = {8, 8};
-    c.width = 4;
-    c.window_frames = 4;
-    c.max_frames = 4;
-    c.block_size = 64;
-    c.max_write_frames = 2;
-    c.retained_blocks = 3;
-    c.heads = 2;
+    const PagedKvCacheConfig c = tile_config();
     PagedKvCache fresh(c), reused(c);
     const PagedKvPlan& want = fresh.write(0, 2);
     const std::vector<int32_t> want_len(want.host.block_len, want.host.block_len + fresh.pool_blocks() * 2);
