@@ -45,6 +45,9 @@ class Communicator {
     // false when they take host buffers and return complete (MPI). GPU callers stage through pinned host memory
     // for the latter.
     virtual bool device_buffers() const { return false; }
+    // True when the operations may be called from a thread other than the one that initialised the transport (one
+    // thread at a time): the exchange thread of an overlapped step (dist/exchange_worker.h) needs it.
+    virtual bool callable_from_any_thread() const { return true; }
 
     // Block r of `send` goes to rank r; block r of `recv` comes from rank r.
     // send, recv: [size(), bytes_per_rank]

@@ -58,6 +58,12 @@ MpiCommunicator::~MpiCommunicator() {
     if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
+bool MpiCommunicator::callable_from_any_thread() const {
+    int provided = MPI_THREAD_SINGLE;
+    LR_MPI_CHECK(MPI_Query_thread(&provided));
+    return provided >= MPI_THREAD_SERIALIZED;
+}
+
 void MpiCommunicator::all_to_all(const void* send, void* recv, size_t bytes_per_rank) {
     const BusyTimer busy(*this);
     const int n = mpi_count(bytes_per_rank, "all_to_all");

@@ -21,6 +21,8 @@ class MpiCommunicator final : public Communicator {
 
     int rank() const override { return rank_; }
     int size() const override { return size_; }
+    // MPI initialised with MPI_THREAD_SERIALIZED or more.
+    bool callable_from_any_thread() const override;
     void all_to_all(const void* send, void* recv, size_t bytes_per_rank) override;
     void all_gather(const void* send, void* recv, size_t bytes_per_rank) override;
     void all_reduce_sum(float* data, size_t count) override;

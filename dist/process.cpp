@@ -114,7 +114,7 @@ std::optional<SharedGpus> find_shared_gpus(const std::vector<RankDevice>& ranks)
 MpiSession::MpiSession() : info_(process_info_from_env()) {
     if (!info_.launched_by_mpi) return;
     int provided = 0;
-    LR_RUNTIME(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) == MPI_SUCCESS,
+    LR_RUNTIME(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided) == MPI_SUCCESS,
                "MPI_Init_thread failed on host ", info_.host);
     active_ = true;
     MPI_Comm_rank(MPI_COMM_WORLD, &info_.rank);

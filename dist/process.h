@@ -55,8 +55,9 @@ struct SharedGpus {
 std::optional<SharedGpus> find_shared_gpus(const std::vector<RankDevice>& ranks);
 
 // MPI_Init_thread on construction when the process was started by an MPI launcher, MPI_Finalize on
-// destruction. rank/size then come from MPI_COMM_WORLD, the local rank from an MPI_COMM_TYPE_SHARED split
-// when the launcher did not say.
+// destruction. It asks for MPI_THREAD_SERIALIZED: an overlapped sharded step makes its exchanges from a thread of
+// its own, never at the same time as another thread (dist/exchange_worker.h). rank/size then come from MPI_COMM_WORLD,
+// the local rank from an MPI_COMM_TYPE_SHARED split when the launcher did not say.
 class MpiSession {
   public:
     MpiSession();

@@ -25,6 +25,13 @@
 //
 // Every rank's tables, retention and attention rows equal the single-rank step's for its heads and query blocks,
 // so the group's result is the single rank's bit for bit (same kernels, same operands, same order).
+//
+// Overlap (mesh.overlap_groups = G > 1): the worker's heads are split into G groups, each with an inner step of
+// its own (heads are independent in every policy: tables, retention and summaries are per head, which is also why
+// Ulysses may split them). Each group's exchange in (its columns of the all-to-all, its K/V rows and query means)
+// and out (its columns of the output all-to-all) is a task of an ExchangeWorker thread: the worker moves group
+// g + 1 in and group g - 1 out while this thread attends group g. The bytes are the same as with one group (the
+// same rows, split by columns); only the time they take is partly hidden (exchange_seconds()).
 #pragma once
 
 #include <cstdint>
@@ -33,6 +40,7 @@
 
 #include "cache/tile_layout.h"
 #include "dist/communicator.h"
+#include "dist/exchange_worker.h"
 #include "runtime/model/attention_step.h"
 #include "runtime/model/attention_step_cpu.h"
 
@@ -46,6 +54,14 @@ struct SequenceMesh {
     int spatial_rank = 0;
     int spatial = 1;
     Communicator* spatial_comm = nullptr;  // the S ranks sharing this worker's heads (null when S == 1)
+    int overlap_groups = 1;  // head groups whose exchanges overlap the attention of the group before (see above)
+};
+
+// A step's exchange time: busy = wall time the exchanges ran, exposed = the part the attention waited for;
+// busy - exposed ran hidden under the attention of another head group.
+struct ExchangeTime {
+    double busy_seconds = 0;
+    double exposed_seconds = 0;
 };
 
 // Who computes which rows of a forward of `frames` frames (see the header).
@@ -73,25 +89,42 @@ class ShardedAttentionStep final : public AttentionStep {
     const std::vector<int64_t>& tokens() const override { return plan_.tokens; }
     void attend(int64_t layer, const float* q, const float* k, const float* v, float* out) override;
     void gather(const float* mine, int64_t rows, int64_t width, float* all) override;
-    void end() override { inner_->end(); }
-    AttentionStats stats() const override { return inner_->stats(); }
+    void end() override;
+    // Summed over the head groups (kv_bytes_held: every group's cache).
+    AttentionStats stats() const override;
 
-    void reset() { inner_->reset(); }
-    const CpuAttentionStep& inner() const { return *inner_; }
-    CpuAttentionStep& inner() { return *inner_; }
+    void reset();
+    // The inner step of head group 0 (all of the worker's heads without overlap).
+    const CpuAttentionStep& inner() const { return *groups_.front().step; }
+    CpuAttentionStep& inner() { return *groups_.front().step; }
+    int64_t head_groups() const { return static_cast<int64_t>(groups_.size()); }
+    const CpuAttentionStep& group(int64_t g) const { return *groups_[static_cast<size_t>(g)].step; }
     const SequencePlan& plan() const { return plan_; }
+    ExchangeTime exchange_time() const { return {worker_.busy_seconds(), worker_.exposed_seconds()}; }
     // The inner step's config: the heads of this worker, the policy's static-head profile sliced to them.
     static AttentionStepConfig inner_config(const AttentionStepConfig& cfg, const SequenceMesh& mesh);
+    // Head group g's: heads [g * H / (U G), (g + 1) * H / (U G)) of the worker's.
+    static AttentionStepConfig group_config(const AttentionStepConfig& cfg, const SequenceMesh& mesh, int64_t g);
+    // Bytes of K/V cache a worker allocates (all its groups).
+    static size_t kv_bytes_for(const AttentionStepConfig& cfg, const SequenceMesh& mesh);
 
   private:
+    // One head group: its inner step and scratch (s-list rows of its heads, the forward's tiled q/k/v/out, query
+    // means, exchange buffers), touched by the exchange thread and this one in turn, never at once.
+    struct Group {
+        std::unique_ptr<CpuAttentionStep> step;
+        std::vector<float> qs, ks, vs, os, qt, kt, vt, ot, qm, send, recv;
+        std::vector<std::vector<float>> peer_k, peer_v, peer_qm;
+    };
+    void exchange_in(Group& g, int64_t col, const float* q, const float* k, const float* v);
+    void exchange_out(Group& g, int64_t col, float* out);
+
     AttentionStepConfig cfg_;
     SequenceMesh mesh_;
-    std::unique_ptr<CpuAttentionStep> inner_;
+    std::vector<Group> groups_;
     SequencePlan plan_;
     int64_t frames_ = 0;
-    // Scratch: s-list rows of this worker's heads, the forward's tiled q/k/v/out, query means, exchange buffers.
-    std::vector<float> qs_, ks_, vs_, os_, qt_, kt_, vt_, ot_, qm_, send_, recv_;
-    std::vector<std::vector<float>> peer_k_, peer_v_, peer_qm_;
+    ExchangeWorker worker_;
 };
 
 }  // namespace lr

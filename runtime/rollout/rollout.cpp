@@ -28,6 +28,8 @@ Rollout::Rollout(const WanModel& model, const RolloutOptions& opts, const Rollou
              "rollout: local_attn_size ", opts.local_attn_size, " must be -1 or hold the sink (", opts.sink_size,
              ") plus a chunk (", opts.frames_per_chunk, ")");
     timesteps_ = scheduler_.warp(opts.denoising_steps);
+    LR_CHECK(opts.overlap_groups >= 1 && (opts.overlap_groups == 1 || !single_rank(opts)), "rollout: overlap_groups ",
+             opts.overlap_groups, " overlaps exchanges, and a single rank has none: it needs several ranks (or 1)");
     if (single_rank(opts)) {
         auto step = std::make_unique<CpuAttentionStep>(step_config(model, opts, shape));
         local_ = step.get();
@@ -40,8 +42,10 @@ Rollout::Rollout(const WanModel& model, const RolloutOptions& opts, const Rollou
         mesh.spatial_rank = opts.spatial.rank;
         mesh.spatial = opts.spatial.size;
         mesh.spatial_comm = opts.spatial.comm;
+        mesh.overlap_groups = opts.overlap_groups;
         auto step = std::make_unique<ShardedAttentionStep>(step_config(model, opts, shape), mesh);
         local_ = &step->inner();
+        sharded_ = step.get();
         step_ = std::move(step);
     }
 }
@@ -69,9 +73,11 @@ AttentionStepConfig Rollout::step_config(const WanModel& model, const RolloutOpt
 }
 
 size_t Rollout::kv_cache_bytes(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape) {
+    if (single_rank(opts)) return CpuAttentionStep::kv_bytes_for(step_config(model, opts, shape));
     SequenceMesh mesh;
     mesh.ulysses = opts.shard.size;
-    return CpuAttentionStep::kv_bytes_for(ShardedAttentionStep::inner_config(step_config(model, opts, shape), mesh));
+    mesh.overlap_groups = opts.overlap_groups;
+    return ShardedAttentionStep::kv_bytes_for(step_config(model, opts, shape), mesh);
 }
 
 int64_t Rollout::num_chunks() const { return (shape_.frames + opts_.frames_per_chunk - 1) / opts_.frames_per_chunk; }
@@ -146,7 +152,11 @@ void Rollout::run(const std::vector<PromptSegment>& prompts, const NoiseSource& 
     }
     LR_CHECK(resume_chunks >= 0 && resume_chunks <= num_chunks() && (resume_chunks == 0 || resume_latents),
              "rollout: cannot resume after ", resume_chunks, " of ", num_chunks(), " chunks");
-    local_->reset();
+    if (sharded_) {
+        sharded_->reset();
+    } else {
+        local_->reset();
+    }
     history_begin_ = 0;
     history_frames_ = 0;
     const int64_t kept = opts_.local_attn_size == -1 ? shape_.frames : opts_.local_attn_size;

@@ -23,6 +23,7 @@
 
 #include "cache/block_policy.h"
 #include "cache/kv_cache.h"
+#include "dist/sharded_attention_step.h"
 #include "runtime/core/tensor.h"
 #include "runtime/model/attention_step_cpu.h"
 #include "runtime/model/wan_model.h"
@@ -47,6 +48,9 @@ struct RolloutOptions {
     // the CUDA path's). Every rank gets every chunk, equal to the single rank's bit for bit, for every policy.
     AttentionShard shard;
     SpatialShard spatial;
+    // Head groups whose exchanges run on a thread of their own while the group before attends (parallel.overlap_
+    // groups; 1 = in turn). Only with several ranks; divides the heads of a Ulysses rank.
+    int overlap_groups = 1;
     // Which cached blocks each query block reads (DESIGN.md section 6) and the KV block size (a tile of that many
     // tokens).
     BlockPolicyConfig policy;
@@ -100,6 +104,8 @@ class Rollout {
     CpuAttentionStep* mutable_step() { return local_; }
     // The attention step the forwards run through (stats for the metrics).
     const AttentionStep& attention() const { return *step_; }
+    // The sharded step's exchange time (busy, and the part the attention waited for); zero on one rank.
+    ExchangeTime exchange_time() const { return sharded_ ? sharded_->exchange_time() : ExchangeTime{}; }
 
     // Generates the whole video, calling on_chunk after every chunk. prompts: sorted by start_frame, the first
     // at frame 0. To resume, pass the latents of the first resume_chunks chunks ([resume_chunks *
@@ -128,7 +134,8 @@ class Rollout {
     FlowMatchScheduler scheduler_;
     std::vector<float> timesteps_;
     std::unique_ptr<AttentionStep> step_;  // CpuAttentionStep on one rank, ShardedAttentionStep on several
-    CpuAttentionStep* local_ = nullptr;    // the step over this rank's heads
+    CpuAttentionStep* local_ = nullptr;    // the step over this rank's heads (head group 0 of an overlapped one)
+    ShardedAttentionStep* sharded_ = nullptr;
     // Clean latents of the frames a prompt switch re-caches: the last local_attn_size frames (all without a window).
     std::vector<float> history_;
     int64_t history_begin_ = 0;  // absolute frame of history_[0]

@@ -6,7 +6,8 @@
 // first principles: per forward and layer, the Ulysses all-to-alls of the worker's rows, the chunk's own K/V
 // rows of the spatial rank's query blocks (and, for the policies that score blocks, one mean query per such block)
 // to each spatial peer, and the head's all-gathers; no cached frame ever moves. One block too many fails the test.
-// Usage under mpirun: dist_sharded_step_test U (S = world size / U); exit 0 when every rank passed.
+// With G overlap groups the exchanges run on the step's own thread, group by group: the same latents, the same bytes.
+// Usage under mpirun: dist_sharded_step_test U [G] (S = world size / U); exit 0 when every rank passed.
 #include <algorithm>
 #include <cinttypes>
 #include <cmath>
@@ -147,7 +148,7 @@ Expected expected_bytes(int64_t frames, int64_t u, int64_t U, int64_t s, int64_t
     return e;
 }
 
-int run(int ulysses) {
+int run(int ulysses, int groups) {
     auto world = MpiCommunicator::world();
     const int n = world->size();
     const int me = world->rank();
@@ -164,7 +165,8 @@ int run(int ulysses) {
     const WanModel model = WanModel::from_weights(make_default_wan_weights(cfg.dims, 7), cfg);
     const HostTensor ctx0 = test::random_context(1, 5, cfg.dims.text_dim);
     const HostTensor ctx1 = test::random_context(2, 8, cfg.dims.text_dim);
-    const std::string tag = "U" + std::to_string(U) + " x S" + std::to_string(S);
+    const std::string tag = "U" + std::to_string(U) + " x S" + std::to_string(S) +
+                            (groups > 1 ? ", " + std::to_string(groups) + " overlap groups" : "");
 
     for (const Case& c : cases()) {
         std::vector<PromptSegment> prompts{{0, ctx0.view}};
@@ -189,6 +191,7 @@ int run(int ulysses) {
             RolloutOptions so = o;
             so.shard = AttentionShard{u, U, ucomm.get()};
             so.spatial = SpatialShard{s, S, scomm.get(), kBlock};
+            so.overlap_groups = groups;
             ucomm->reset_byte_counters();
             scomm->reset_byte_counters();
             const SeededNoise noise(17, kC, kH, kW);
@@ -203,8 +206,14 @@ int run(int ulysses) {
             world->broadcast(first.data(), first.size() * sizeof(float), 0);
             e.expect(first == got, name + ": ranks disagree on the latents");
             // The KV cache of a rank: its heads of the whole window (spatial ranks hold replicas).
-            e.expect(r.cache().config().width == cfg.dims.dim / U,
-                     name + ": the rank's cache holds width " + std::to_string(r.cache().config().width));
+            e.expect(r.cache().config().width == cfg.dims.dim / (U * groups),
+                     name + ": the rank's (first head group's) cache holds width " +
+                         std::to_string(r.cache().config().width));
+            // Overlap: the exchanges ran on their own thread (busy), and the attention waited for part of them.
+            const ExchangeTime t = r.exchange_time();
+            e.expect(n == 1 || (t.busy_seconds > 0 && t.exposed_seconds >= 0), name + ": no exchange time recorded");
+            if (groups == 1)
+                e.expect(t.exposed_seconds == t.busy_seconds, name + ": in turn, every exchange second is exposed");
 
             // Bytes: every forward of the rollout (no prompt switch: chunks x (steps + clean pass)).
             if (!c.switch_prompt) {
@@ -235,9 +244,10 @@ int run(int ulysses) {
                 if (me == 0)
                     std::printf("dist_sharded_step_test: %s, %s: bitwise %s; rank 0 sent all-to-all %" PRIu64
                                 ", K/V + means %" PRIu64 ", gathers %" PRIu64 " + %" PRIu64
-                                " bytes; density %.3f (1 rank %.3f)\n",
+                                " bytes; density %.3f (1 rank %.3f); exchange %.1f ms, %.1f ms exposed\n",
                                 tag.c_str(), name.c_str(), got == ref ? "equal" : "DIFFERENT", a2a, kv, gu, gs,
-                                r.attention().stats().density(), ref_density);
+                                r.attention().stats().density(), ref_density, 1e3 * t.busy_seconds,
+                                1e3 * t.exposed_seconds);
             } else if (me == 0) {
                 std::printf("dist_sharded_step_test: %s, %s: bitwise %s (relative error %.3g)\n", tag.c_str(),
                             name.c_str(), got == ref ? "equal" : "DIFFERENT", err);
@@ -258,5 +268,6 @@ int run(int ulysses) {
 int main(int argc, char** argv) {
     lr::MpiSession mpi;
     const int ulysses = argc > 1 ? std::atoi(argv[1]) : 1;
-    return lr::run_rank_guarded(mpi, [&] { return lr::run(ulysses); });
+    const int groups = argc > 2 ? std::atoi(argv[2]) : 1;  // parallel.overlap_groups
+    return lr::run_rank_guarded(mpi, [&] { return lr::run(ulysses, groups); });
 }
