@@ -558,6 +558,10 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     // ---- Metrics: started before the inputs load, so that a busy port fails before any work and the time to
     // first frame counts the whole start-up.
     resolve_device(cfg);
+    LR_CHECK(cfg.parallel.overlap_groups == 1 || cfg.runtime.device == DeviceChoice::kCpu, "parallel.overlap_groups ",
+             cfg.parallel.overlap_groups,
+             ": overlapped exchanges are built on the CPU path only; the GPU path exchanges in turn (set it to 1, or "
+             "--device cpu)");
     const int gpu = cfg.runtime.device == DeviceChoice::kCuda ? pick_cuda_device(who, cuda_device_count()) : -1;
     if (gpu >= 0) cuda_use_device(gpu);
     std::unique_ptr<MpiCommunicator> world_comm;
@@ -598,6 +602,7 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             ropts.spatial =
                 SpatialShard{coord.spatial_index, layout.spatial, dit_comms.spatial, cfg.attention.block_size};
         }
+        if (!vae_rank) ropts.overlap_groups = cfg.parallel.overlap_groups;
     }
     // The communicators' byte counters, reported to longroll_exchanged_bytes_total after every DiT forward and
     // every chunk a VAE rank decodes: those that carry the bytes (the NCCL twins when the DiT exchanges over NCCL).
@@ -906,11 +911,15 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             return s;
         };
         double comm_mark = dit_comm_seconds();
+        // Of that, the part that ran hidden under compute (overlapped head groups) stays in "dit": the CPU step
+        // observer keeps the running total here.
+        double dit_hidden_seconds = 0, hidden_mark = 0;
         const ChunkCallback to_video = [&](const RolloutChunk& c) {
             const double dit_s = std::chrono::duration<double>(Clock::now() - chunk_start).count();
             const double comm_now = dit_comm_seconds();
-            const double comm_s = std::min(dit_s, comm_now - comm_mark);
+            const double comm_s = std::clamp(comm_now - comm_mark - (dit_hidden_seconds - hidden_mark), 0.0, dit_s);
             comm_mark = comm_now;
+            hidden_mark = dit_hidden_seconds;
             metrics->stage_time(Stage::kDit, dit_s - comm_s);
             if (comm_s > 0) metrics->stage_time(Stage::kComm, comm_s);
             const auto t_send = Clock::now();
@@ -981,16 +990,18 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         } else {
             cpu_rollout.emplace(*model.model, ropts, shape);
             cpu_rollout->set_step_observer([&](int64_t, int64_t step, double seconds) {
-                if (const CpuAttentionStep* st = cpu_rollout->step()) {
-                    // What this rank's tables read and the K/V bytes it holds (window + retained blocks).
-                    if (step < steps) metrics->denoise_step(seconds);
-                    metrics->kv_cache(st->stats().kv_bytes_held, static_cast<int64_t>(cache_bytes));
-                    metrics->attention_sparsity(1.0 - st->stats().density());
-                    exchange.report(*metrics);
-                    return;
-                }
-                const KvCache& kv = cpu_rollout->cache();
-                observe(step, seconds, kv.frames(), kv.config().max_frames);
+                // What this rank's tables read and the K/V bytes it holds (window + retained blocks; every head
+                // group's).
+                const AttentionStats st = cpu_rollout->attention().stats();
+                if (step < steps) metrics->denoise_step(seconds);
+                metrics->kv_cache(st.kv_bytes_held, static_cast<int64_t>(cache_bytes));
+                metrics->attention_sparsity(1.0 - st.density());
+                exchange.report(*metrics);
+                // Exchange time that ran under another head group's attention (parallel.overlap_groups).
+                const ExchangeTime t = cpu_rollout->exchange_time();
+                const double hidden = std::max(0.0, t.busy_seconds - t.exposed_seconds);
+                if (hidden > dit_hidden_seconds) metrics->exchange_hidden(hidden - dit_hidden_seconds);
+                dit_hidden_seconds = std::max(dit_hidden_seconds, hidden);
             });
         }
         metrics->kv_cache(0, static_cast<int64_t>(cache_bytes));

@@ -138,6 +138,7 @@ struct ParallelConfig {
     VaePlacement vae = VaePlacement::kSameRanks;
     int vae_ranks = 0;  // ranks per VAE group with kDedicatedRanks (a file's default: 1); 0 otherwise
     Transport transport = Transport::kAuto;
+    int overlap_groups = 1;  // head groups whose exchanges overlap the attention of the group before
 
     friend bool operator==(const ParallelConfig&, const ParallelConfig&) = default;
 };

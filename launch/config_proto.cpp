@@ -138,6 +138,7 @@ ParallelConfig parallel_from_proto(const pb::Parallel& m, std::vector<Issue>* is
     LR_TAKE(m, c, ulysses);
     LR_TAKE(m, c, spatial);
     LR_TAKE(m, c, data_parallel);
+    LR_TAKE(m, c, overlap_groups);
     if (m.has_vae()) {
         switch (m.vae()) {
             case pb::Parallel::SAME_RANKS:
@@ -411,6 +412,7 @@ pb::Config config_to_proto(const Config& cfg) {
     p->set_vae(to_proto(cfg.parallel.vae));
     p->set_vae_ranks(cfg.parallel.vae_ranks);
     p->set_transport(to_proto(cfg.parallel.transport));
+    p->set_overlap_groups(cfg.parallel.overlap_groups);
 
     pb::Output* o = msg.mutable_output();
     o->set_codec(to_proto(cfg.output.codec));

@@ -195,6 +195,15 @@ void check_parallel(const Config& cfg, bool model_ok, bool video_ok, Checker& c)
                 cfg.attention.block_size, " and every spatial rank needs a block, found ", p.spatial);
     }
     c.at_least(p.data_parallel, 0, "parallel.data_parallel");
+    if (c.at_least(p.overlap_groups, 1, "parallel.overlap_groups") && p.overlap_groups > 1) {
+        c.check(p.ulysses * p.spatial > 1, "parallel.overlap_groups",
+                "expected 1 with one DiT rank (ulysses x spatial = 1 has no exchange to overlap), found ",
+                p.overlap_groups);
+        if (model_ok && p.ulysses >= 1 && m.num_heads % p.ulysses == 0)
+            c.check((m.num_heads / p.ulysses) % p.overlap_groups == 0, "parallel.overlap_groups",
+                    "expected a divisor of the heads of a Ulysses rank (model.num_heads / parallel.ulysses = ",
+                    m.num_heads / p.ulysses, "): each group holds whole heads, found ", p.overlap_groups);
+    }
     if (p.vae == VaePlacement::kDedicatedRanks) {
         if (c.at_least(p.vae_ranks, 1, "parallel.vae_ranks") && video_ok) {
             const int64_t rows = cfg.video.height / 8;

@@ -193,6 +193,7 @@ struct Metrics::Impl {
     std::array<prometheus::Counter*, kVideoStatusCount> videos{};
     std::array<prometheus::Counter*, kStageCount> stage_seconds{};
     std::array<prometheus::Counter*, kExchangeOpCount> exchanged_bytes{};
+    prometheus::Counter* exchange_hidden_seconds = nullptr;
     prometheus::Histogram* chunk_duration = nullptr;
     prometheus::Histogram* denoise_step_duration = nullptr;
     prometheus::Histogram* vae_decode_duration = nullptr;
@@ -256,6 +257,11 @@ void Metrics::Impl::register_metrics(const prometheus::Labels& constant, const R
     for (int i = 0; i < kStageCount; ++i) {
         stage_seconds[i] = &stage_family.Add({{"stage", std::string(stage_label(static_cast<Stage>(i)))}});
     }
+    exchange_hidden_seconds = &family(BuildCounter(), "longroll_exchange_hidden_seconds_total",
+                                      "DiT exchange seconds hidden under compute (overlapped head groups); the "
+                                      "exposed part is stage comm",
+                                      constant, r)
+                                   .Add({});
     auto& exchange_family = family(BuildCounter(), "longroll_exchanged_bytes_total",
                                    "Bytes this rank sent to other ranks, by operation", constant, r);
     for (int i = 0; i < kExchangeOpCount; ++i) {
@@ -401,6 +407,10 @@ void Metrics::encode(double seconds) {
 
 void Metrics::stage_time(Stage stage, double seconds) {
     if (impl_) impl_->stage_seconds[static_cast<size_t>(stage)]->Increment(seconds);
+}
+
+void Metrics::exchange_hidden(double seconds) {
+    if (impl_ && seconds > 0) impl_->exchange_hidden_seconds->Increment(seconds);
 }
 
 void Metrics::kv_cache(int64_t bytes_used, int64_t bytes_capacity) {

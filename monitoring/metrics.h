@@ -118,6 +118,8 @@ class Metrics {
     void kv_cache(int64_t bytes_used, int64_t bytes_capacity);
     void attention_sparsity(double fraction_skipped);  // of the KV blocks the dense attention would read
     void bytes_exchanged(ExchangeOp op, int64_t bytes);
+    // DiT exchange seconds that ran under compute (parallel.overlap_groups > 1), not in stage "comm".
+    void exchange_hidden(double seconds);
     void gpu_memory_reserved(int64_t bytes);
     void video_done(VideoStatus status);  // once per video, by the rank that delivers it
 

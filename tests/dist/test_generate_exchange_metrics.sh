@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The bytes a 2-rank spatial `longroll generate` exchanges reach longroll_exchanged_bytes_total on each rank's
 # exporter, at the values the layout requires (computed here from the tiny config, not read from the engine).
-# Usage: test_generate_exchange_metrics.sh LONGROLL
+# Extra arguments go to `generate`: with --set parallel.overlap_groups=2 the bytes are the same (the exchange is split
+# by heads, not reduced) and the hidden exchange time is exported.
+# Usage: test_generate_exchange_metrics.sh LONGROLL [GENERATE ARGS...]
 set -u
 bin=$1
+shift
 here=$(cd "$(dirname "$0")" && pwd)
 command -v mpirun >/dev/null 2>&1 || { echo "mpirun not found: skipping"; exit 77; }
 dir=$(mktemp -d)
@@ -18,7 +21,7 @@ trap cleanup EXIT
 LONGROLL_METRICS_LINGER_SECONDS=60 timeout 300 "$here/mpirun.sh" 2 -x LONGROLL_METRICS_LINGER_SECONDS "$bin" \
   generate --device cpu --latent-frames 6 --seed 3 --quiet --set video.width=256 --set video.height=128 \
   --set parallel.spatial=2 --metrics-port 0 --metrics-bind 127.0.0.1 --set monitoring.file_sd_path="$dir/sd.json" \
-  --save-latents "$dir/l.safetensors" >"$dir/log" 2>&1 &
+  --save-latents "$dir/l.safetensors" "$@" >"$dir/log" 2>&1 &
 pid=$!
 
 python3 - "$dir" <<'PY'
@@ -40,6 +43,10 @@ for r in (0, 1):
 
 def stage(text, name):
     m = re.search(r'^longroll_stage_seconds_total\{[^}]*stage="%s"[^}]*\} (\S+)$' % name, text, re.M)
+    return float(m.group(1)) if m else None
+
+def hidden(text):
+    m = re.search(r'^longroll_exchange_hidden_seconds_total\{[^}]*\} (\S+)$', text, re.M)
     return float(m.group(1)) if m else None
 
 def value(text, op):
@@ -66,6 +73,7 @@ while time.time() < deadline:
             text = urllib.request.urlopen("http://%s/metrics" % t, timeout=5).read().decode()
             got[r] = {op: value(text, op) for op in expected[r]}
             stages[r] = {name: stage(text, name) for name in ("dit", "comm")}
+            stages[r]["hidden"] = hidden(text)
         except OSError:
             pass
     if done and all(got.get(r) == expected[r] for r in (0, 1)):
@@ -79,8 +87,8 @@ for r in (0, 1):
 # The exchange's wall time is the "comm" stage, the rest of the DiT's the "dit" stage: both grow on each rank.
 for r in (0, 1):
     st = stages.get(r) or {}
-    if not ((st.get("comm") or 0) > 0 and (st.get("dit") or 0) > 0):
-        print("FAIL: rank %d stage seconds %s: expected dit > 0 and comm > 0" % (r, st))
+    if not ((st.get("comm") or 0) > 0 and (st.get("dit") or 0) > 0 and st.get("hidden") is not None):
+        print("FAIL: rank %d stage seconds %s: expected dit > 0, comm > 0 and a hidden-exchange counter" % (r, st))
         sys.exit(1)
 print("ok: stage seconds rank 0 %s, rank 1 %s" % (stages[0], stages[1]))
 print("ok: ranks exported kv_blocks %d / %d and all_gather %d bytes, as the layout requires"
