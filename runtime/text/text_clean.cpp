@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/core/check.h"
+#include "runtime/text/mojibake.h"
 
 namespace lr {
 namespace {
@@ -363,9 +364,9 @@ bool is_ftfy_control(char32_t c) {
            c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFC);
 }
 
-// One pass of ftfy's fix_and_explain after its HTML step, in its order: C1 controls as Windows-1252, Latin
-// ligatures, character widths, curly quotes, line breaks, terminal escapes, control characters, NFC. (Its
-// encoding repair is not reproduced: text_clean.h.)
+// The steps of ftfy's fix_and_explain after its HTML unescaping and its encoding repair (fix_mojibake), in its
+// order: C1 controls as Windows-1252, Latin ligatures, character widths, curly quotes, line breaks, terminal
+// escapes, control characters, NFC.
 Text fix_characters(const Text& t) {
     Text a;
     for (char32_t c : t) {
@@ -399,7 +400,7 @@ Text fix_characters(const Text& t) {
 
 // ftfy.fix_text: line by line (each segment ends after a '\n'), each fixed until it stops changing; HTML is
 // unescaped until the first segment that holds a '<' (and in none after it), as ftfy's "auto" setting does.
-Text ftfy_subset(const Text& text) {
+Text ftfy_fix_text(const Text& text) {
     Text out;
     bool unescape = true;
     for (size_t pos = 0; pos < text.size();) {
@@ -409,7 +410,7 @@ Text ftfy_subset(const Text& text) {
         pos = end;
         if (contains(t, U'<')) unescape = false;
         for (int pass = 0; pass < 16; ++pass) {
-            Text next = fix_characters(unescape ? ftfy_unescape_html(t) : t);
+            Text next = fix_characters(fix_mojibake(unescape ? ftfy_unescape_html(t) : t));
             if (next == t) break;
             t = std::move(next);
         }
@@ -437,7 +438,7 @@ Text strip(const Text& t) {
 }  // namespace
 
 std::string clean_prompt_text(std::string_view utf8) {
-    Text t = ftfy_subset(decode(utf8));
+    Text t = ftfy_fix_text(decode(utf8));
     t = strip(unescape_html(unescape_html(t)));
     Text collapsed;
     for (size_t i = 0; i < t.size();) {

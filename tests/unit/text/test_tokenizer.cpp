@@ -9,6 +9,7 @@
 
 #include "runtime/core/check.h"
 #include "runtime/io/json.h"
+#include "runtime/text/mojibake.h"
 #include "runtime/text/text_clean.h"
 #include "runtime/text/tokenizer.h"
 
@@ -109,29 +110,78 @@ TEST(TextClean, HtmlReferencesAsPythonsUnescape) {
     EXPECT_EQ(clean_prompt_text("a\u00A0\u2003b"), "a b");
 }
 
-// tests/data/text/clean_cases.json (make_clean_fixtures.py): html.unescape, unicodedata.normalize("NFC") and Wan's
-// whole cleaning with ftfy.fix_text itself, on a corpus of every HTML5 entity, every canonically decomposable
-// character, Hangul and random strings of combining marks.
-TEST(TextClean, MatchesPythonAndFtfyOnTheCorpus) {
+json::Value read_clean_cases() {
     std::ifstream f(kDir + "clean_cases.json");
-    ASSERT_TRUE(f) << kDir << "clean_cases.json is missing (tests/data/text/make_clean_fixtures.py)";
+    EXPECT_TRUE(f) << kDir << "clean_cases.json is missing (tests/data/text/make_clean_fixtures.py)";
     std::stringstream ss;
     ss << f.rdbuf();
-    const json::Value doc = json::parse(ss.str(), "clean_cases.json");
-    int cases = 0, cleaned = 0;
+    return json::parse(ss.str(), "clean_cases.json");
+}
+
+// tests/data/text/clean_cases.json (make_clean_fixtures.py): html.unescape, unicodedata.normalize("NFC") and Wan's
+// whole cleaning with ftfy.fix_text itself, on a corpus of every HTML5 entity, every canonically decomposable
+// character, Hangul, random strings of combining marks, and mojibake of many scripts and codecs (with text that only
+// looks like it).
+TEST(TextClean, MatchesPythonAndFtfyOnTheCorpus) {
+    const json::Value doc = read_clean_cases();
+    int cases = 0, mojibake = 0;
     for (const json::Value& c : doc.find("cases")->as_array()) {
         const std::string& text = c.find("text")->as_string();
         EXPECT_EQ(html_unescape(text), c.find("html_unescape")->as_string()) << json::quote(text);
         EXPECT_EQ(unicode_nfc(text), c.find("nfc")->as_string()) << json::quote(text);
+        const std::string got = clean_prompt_text(text);
+        EXPECT_EQ(got, c.find("cleaned")->as_string()) << json::quote(text);
+        EXPECT_TRUE(json::is_valid_utf8(got)) << json::quote(text);
         ++cases;
-        if (c.find("mojibake")->as_bool()) continue;  // ftfy's encoding repair: not reproduced (text_clean.h)
-        EXPECT_EQ(clean_prompt_text(text), c.find("cleaned")->as_string()) << json::quote(text);
-        ++cleaned;
+        if (c.find("mojibake")->as_bool()) ++mojibake;
     }
-    EXPECT_GT(cases, 800);
-    EXPECT_GT(cleaned, 800);
-    std::printf("[ measured ] %d texts: html.unescape and NFC equal Python's; %d cleaned equal to Wan's ftfy path\n",
-                cases, cleaned);
+    EXPECT_GT(cases, 2000);
+    EXPECT_GT(mojibake, 800);
+    std::printf(
+        "[ measured ] %d texts (%d repaired by ftfy's fix_encoding): html.unescape, NFC and the cleaning equal "
+        "Python's and ftfy's\n",
+        cases, mojibake);
+}
+
+std::u32string utf32(std::string_view utf8) {
+    std::u32string out;
+    for (size_t i = 0; i < utf8.size();) {
+        const auto b = static_cast<unsigned char>(utf8[i]);
+        const size_t n = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+        char32_t c = n == 1 ? b : n == 2 ? (b & 0x1F) : n == 3 ? (b & 0x0F) : (b & 0x07);
+        for (size_t k = 1; k < n; ++k) c = (c << 6) | (static_cast<unsigned char>(utf8[i + k]) & 0x3F);
+        out.push_back(c);
+        i += n;
+    }
+    return out;
+}
+
+// ftfy.badness.is_bad on seeded random strings of its heuristic's characters (clean_cases.json "badness").
+TEST(TextClean, MojibakeHeuristicAsFtfys) {
+    const json::Value doc = read_clean_cases();
+    int strings = 0, bad = 0;
+    for (const json::Value& b : doc.find("badness")->as_array()) {
+        const std::string& text = b.as_array()[0].as_string();
+        const bool expected = b.as_array()[1].as_bool();
+        EXPECT_EQ(looks_like_mojibake(utf32(text)), expected) << json::quote(text);
+        ++strings;
+        bad += expected;
+    }
+    EXPECT_GT(strings, 1000);
+    EXPECT_GT(bad, 300);
+    std::printf("[ measured ] %d strings (%d bad): the heuristic equals ftfy.badness.is_bad\n", strings, bad);
+}
+
+// Hostile text: every byte sequence the repair may produce is checked as UTF-8, and the repair stays bounded.
+TEST(TextClean, MojibakeRepairKeepsUtf8AndEnds) {
+    EXPECT_EQ(clean_prompt_text("caf\u00C3\u00A9"), "caf\u00E9");
+    std::string hostile;
+    for (int i = 0; i < 2000; ++i) hostile += i % 3 ? "\u00C3\u00A9" : "\u00E2\u20AC\u0153\u00C3";
+    EXPECT_TRUE(json::is_valid_utf8(clean_prompt_text(hostile)));
+    for (char32_t lead : {U'\u00C0', U'\u00ED', U'\u00F4', U'\u00F5', U'\u00E0'}) {
+        const std::u32string t = std::u32string(U"caf\u00C3\u00A9 ") + lead + U"\u00A0\u0080\u00BF\u00BF";
+        for (char32_t c : fix_mojibake(t)) EXPECT_FALSE(c >= 0xD800 && c <= 0xDFFF);
+    }
 }
 
 }  // namespace
