@@ -33,7 +33,11 @@ import shipped  # noqa: E402
 import wan_dit  # noqa: E402
 import wan_vae  # noqa: E402
 
-VAE_CLIP_FRAMES = 9  # 3 latent frames
+# 33 frames = 9 latent frames. On 9-frame clips alone the causal convs learned the zero padding at the clip's start
+# as a clock: reconstructions fell from 24 dB to 10 dB past the 9th frame (longer clips, the DiT's 57 and the
+# rollout's minute, were garbage). Clips several times the first frames' reach teach the steady state;
+# long_clip_psnr() checks it on a clip as long as the DiT's.
+VAE_CLIP_FRAMES = 33
 CHUNK = 3
 DIT_CHUNKS = 5  # 15 latent frames per training clip
 WINDOW_CHUNKS = 3  # local_attn_size 9: the chunk itself and the 2 before it
@@ -131,7 +135,24 @@ def train_vae(a, device):
             acc = []
     save_ckpt(path, dict(model=vae.state_dict(), opt=opt.state_dict(), step=step,
                          mean=ck.get("mean") if ck else None, std=ck.get("std") if ck else None))
-    print(f"vae: {step} steps, saved {path}")
+    frames = 1 + 4 * (CHUNK * a.dit_chunks - 1)
+    first, last = long_clip_psnr(vae, device, h, w, frames)
+    log(logf, dict(stage="vae_long_clip", step=step, frames=frames, psnr_first_9=first, psnr_last_9=last))
+    print(f"vae: {step} steps, saved {path}; a DiT-length clip: PSNR {first:.1f} dB (first 9 frames), "
+          f"{last:.1f} dB (last 9)")
+
+
+def long_clip_psnr(vae, device, h, w, frames, seeds=(40_000_000, 40_000_001)):
+    """PSNR (dB) of the first and the last 9 frames of `frames`-frame clips (the DiT's length), encoded and decoded
+    whole: a VAE that only works near a clip's start shows it here."""
+    with torch.no_grad():
+        x, _ = procgen.render_batch(list(seeds), frames, device=device, height=h, width=w)
+        with autocast(device):
+            mu, _ = vae.encode(x)
+            y = vae.decode(mu)
+        err = (y.float().clamp(-1, 1) - x).pow(2).mean((0, 1, 3, 4))  # per frame
+    psnr = lambda e: 10 * math.log10(4.0 / max(float(e.mean()), 1e-10))  # noqa: E731
+    return psnr(err[:9]), psnr(err[-9:])
 
 
 def load_vae(a, device):
