@@ -3,7 +3,7 @@
 # chunk; each rank exits 143, rank 0 alone says how to go on, the group's writers leave a playable partial video, the
 # latents so far and the checkpoint, and nothing temporary; `mpirun ... --resume` then gives the uninterrupted run's
 # video and latents byte for byte. Layouts: 2 Ulysses ranks; 2 Ulysses ranks + 1 dedicated VAE rank; a 2 x 2 mesh
-# (heads x query blocks). Usage: test_stop_resume.sh LONGROLL
+# (heads x query blocks); 2 spatial ranks with the exchanges overlapped (parallel.overlap_groups=2). Usage: test_stop_resume.sh LONGROLL
 set -u
 bin=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -95,4 +95,5 @@ case_() {
 case_ ulysses2 2 128x64 --set parallel.ulysses=2
 case_ ulysses2_vae1 3 128x64 --set parallel.ulysses=2 --set parallel.vae=DEDICATED_RANKS --set parallel.vae_ranks=1
 case_ mesh2x2 4 256x128 --set parallel.ulysses=2 --set parallel.spatial=2
+case_ spatial2_overlap2 2 256x128 --set parallel.spatial=2 --set parallel.overlap_groups=2
 exit $fails
