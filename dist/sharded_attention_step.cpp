@@ -141,9 +141,16 @@ void ShardedAttentionStep::attend(int64_t l, const float* q, const float* k, con
     const auto G = static_cast<int64_t>(groups_.size());
     const int64_t wg = cfg_.num_heads * cfg_.head_dim / (mesh_.ulysses * G);
     std::vector<int64_t> in_ticket(static_cast<size_t>(G), 0);
+    // Each task adds the communicator time it spent (see task_comm_ns_).
+    const auto timed = [this](auto&& body) {
+        const double before = comm_busy_seconds();
+        body();
+        task_comm_ns_ += static_cast<int64_t>((comm_busy_seconds() - before) * 1e9);
+    };
     const auto post_in = [&](int64_t g) {
-        in_ticket[static_cast<size_t>(g)] =
-            worker_.post([this, g, wg, q, k, v] { exchange_in(groups_[static_cast<size_t>(g)], g * wg, q, k, v); });
+        in_ticket[static_cast<size_t>(g)] = worker_.post([this, g, wg, q, k, v, timed] {
+            timed([&] { exchange_in(groups_[static_cast<size_t>(g)], g * wg, q, k, v); });
+        });
     };
     try {
         post_in(0);
@@ -155,7 +162,9 @@ void ShardedAttentionStep::attend(int64_t l, const float* q, const float* k, con
                 mesh_.spatial > 1 ? plan_.owns[static_cast<size_t>(mesh_.spatial_rank)].data() : nullptr;
             const float* qm = mesh_.spatial > 1 && grp.step->uses_summaries() ? grp.qm.data() : nullptr;
             grp.step->attend_tiled(l, grp.qt.data(), grp.kt.data(), grp.vt.data(), grp.ot.data(), mask, qm);
-            worker_.post([this, g, wg, out] { exchange_out(groups_[static_cast<size_t>(g)], g * wg, out); });
+            worker_.post([this, g, wg, out, timed] {
+                timed([&] { exchange_out(groups_[static_cast<size_t>(g)], g * wg, out); });
+            });
             if (g + 2 < G) post_in(g + 2);
         }
         worker_.drain();
@@ -168,6 +177,12 @@ void ShardedAttentionStep::attend(int64_t l, const float* q, const float* k, con
         }
         throw;
     }
+}
+
+double ShardedAttentionStep::comm_busy_seconds() const {
+    double s = mesh_.ulysses_comm ? mesh_.ulysses_comm->busy_seconds() : 0.0;
+    if (mesh_.spatial_comm && mesh_.spatial_comm != mesh_.ulysses_comm) s += mesh_.spatial_comm->busy_seconds();
+    return s;
 }
 
 // Group `g`'s inputs: its columns [col, col + wg) of every Ulysses peer's share -> the s-list's rows of its heads,

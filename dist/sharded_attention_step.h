@@ -34,6 +34,7 @@
 // same rows, split by columns); only the time they take is partly hidden (exchange_seconds()).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -57,11 +58,16 @@ struct SequenceMesh {
     int overlap_groups = 1;  // head groups whose exchanges overlap the attention of the group before (see above)
 };
 
-// A step's exchange time: busy = wall time the exchanges ran, exposed = the part the attention waited for;
-// busy - exposed ran hidden under the attention of another head group.
+// A step's exchange time: busy = wall time the exchange tasks ran (packing included), exposed = the part the
+// attention waited for (busy - exposed ran under the attention of another head group), comm = the communicators'
+// time inside the tasks.
 struct ExchangeTime {
     double busy_seconds = 0;
     double exposed_seconds = 0;
+    double comm_seconds = 0;
+    // Communicator seconds that ran under compute, counting every waited second as communicator time first (a
+    // lower bound: the waits also cover packing): what the "comm" stage leaves out.
+    double hidden_comm_seconds() const { return comm_seconds > exposed_seconds ? comm_seconds - exposed_seconds : 0; }
 };
 
 // Who computes which rows of a forward of `frames` frames (see the header).
@@ -100,7 +106,9 @@ class ShardedAttentionStep final : public AttentionStep {
     int64_t head_groups() const { return static_cast<int64_t>(groups_.size()); }
     const CpuAttentionStep& group(int64_t g) const { return *groups_[static_cast<size_t>(g)].step; }
     const SequencePlan& plan() const { return plan_; }
-    ExchangeTime exchange_time() const { return {worker_.busy_seconds(), worker_.exposed_seconds()}; }
+    ExchangeTime exchange_time() const {
+        return {worker_.busy_seconds(), worker_.exposed_seconds(), static_cast<double>(task_comm_ns_.load()) * 1e-9};
+    }
     // The inner step's config: the heads of this worker, the policy's static-head profile sliced to them.
     static AttentionStepConfig inner_config(const AttentionStepConfig& cfg, const SequenceMesh& mesh);
     // Head group g's: heads [g * H / (U G), (g + 1) * H / (U G)) of the worker's.
@@ -118,6 +126,8 @@ class ShardedAttentionStep final : public AttentionStep {
     };
     void exchange_in(Group& g, int64_t col, const float* q, const float* k, const float* v);
     void exchange_out(Group& g, int64_t col, float* out);
+    // The communicators' busy seconds (each counted once).
+    double comm_busy_seconds() const;
 
     AttentionStepConfig cfg_;
     SequenceMesh mesh_;
@@ -125,6 +135,9 @@ class ShardedAttentionStep final : public AttentionStep {
     SequencePlan plan_;
     int64_t frames_ = 0;
     ExchangeWorker worker_;
+    // Communicator time inside the exchange tasks: this thread makes no communicator call while they run, so the
+    // communicators' busy time that grows during a task is the task's.
+    std::atomic<int64_t> task_comm_ns_{0};
 };
 
 }  // namespace lr

@@ -999,7 +999,7 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
                 exchange.report(*metrics);
                 // Exchange time that ran under another head group's attention (parallel.overlap_groups).
                 const ExchangeTime t = cpu_rollout->exchange_time();
-                const double hidden = std::max(0.0, t.busy_seconds - t.exposed_seconds);
+                const double hidden = t.hidden_comm_seconds();
                 if (hidden > dit_hidden_seconds) metrics->exchange_hidden(hidden - dit_hidden_seconds);
                 dit_hidden_seconds = std::max(dit_hidden_seconds, hidden);
             });

@@ -258,8 +258,8 @@ void Metrics::Impl::register_metrics(const prometheus::Labels& constant, const R
         stage_seconds[i] = &stage_family.Add({{"stage", std::string(stage_label(static_cast<Stage>(i)))}});
     }
     exchange_hidden_seconds = &family(BuildCounter(), "longroll_exchange_hidden_seconds_total",
-                                      "DiT exchange seconds hidden under compute (overlapped head groups); the "
-                                      "exposed part is stage comm",
+                                      "DiT communicator seconds hidden under compute (overlapped head groups; a "
+                                      "lower bound); the exposed part is stage comm",
                                       constant, r)
                                    .Add({});
     auto& exchange_family = family(BuildCounter(), "longroll_exchanged_bytes_total",

@@ -33,7 +33,8 @@ for p in d["panels"]:
 joined = "\n".join(exprs)
 for metric in ["longroll_frames_generated_total", "longroll_video_fps", "longroll_chunk_duration_seconds_bucket",
                "longroll_stage_seconds_total", "longroll_kv_cache_used_bytes", "longroll_attention_sparsity_ratio",
-               "longroll_exchanged_bytes_total", "longroll_last_chunk_timestamp_seconds"]:
+               "longroll_exchanged_bytes_total", "longroll_last_chunk_timestamp_seconds",
+               "longroll_exchange_hidden_seconds_total"]:
     assert metric in joined, metric + " is on no panel"
 # Grafana's variables, as "All" selects them.
 with open(sys.argv[2], "w") as f:
