@@ -1,10 +1,11 @@
 // Exchange overlap on the CPU path (the distributed issue: "the bench reports exposed vs hidden exchange time"):
 // under `mpirun -np N`, N CPU ranks run one U x S sequence-parallel rollout (dist/sharded_attention_step.h) of a
 // seeded random DiT, once per --groups value G (parallel.overlap_groups), and report for each: wall time per chunk,
-// the exchange's busy seconds (the exchange tasks' wall time), the exposed part (what the attention waited for)
-// and the hidden rest, the bytes each rank sent per chunk, and whether the latents equal the G = 1 run's bit for
-// bit (they must: the groups split heads, not arithmetic). Rank 0 prints the table (largest over ranks) and
-// writes JSON.
+// the exchange's busy seconds (the exchange tasks' wall time, packing included), the exposed part (what the
+// attention waited for) and the hidden rest, the communicators' own time inside the tasks and the part of it the
+// waits cannot cover (comm hidden: what longroll_exchange_hidden_seconds_total counts), the bytes each rank sent per
+// chunk, and whether the latents equal the G = 1 run's bit for bit (they must: the groups split heads, not arithmetic).
+// Rank 0 prints the table (largest over ranks) and writes JSON.
 //
 //   mpirun -np N overlap_bench [--ulysses U] [--groups 1,2,3] [--latent 32x56] [--chunks 4] [--window 9]
 //                              [--dim 384] [--heads 6] [--layers 4] [--policy DENSE] [--json FILE] [--commit SHA]
@@ -71,7 +72,7 @@ BlockPolicyConfig policy_named(const std::string& name) {
 
 struct Run {
     int groups = 1;
-    double wall_s = 0, busy_s = 0, exposed_s = 0;
+    double wall_s = 0, busy_s = 0, exposed_s = 0, comm_s = 0;
     uint64_t bytes = 0;
     bool identical = true;
 };
@@ -166,19 +167,21 @@ int run(int argc, char** argv) {
         const ExchangeTime t = r.exchange_time();
         run.busy_s = t.busy_seconds;
         run.exposed_s = t.exposed_seconds;
+        run.comm_s = t.comm_seconds;
         run.bytes = ucomm->bytes_sent_total() + scomm->bytes_sent_total();
         const std::vector<float> got(lat.as<float>(), lat.as<float>() + lat.view.numel());
         if (first.empty()) first = got;
         run.identical = got == first;
         // The largest figures over the ranks (the slowest rank sets the pace); identical only if on every rank.
-        double v[4] = {run.wall_s, run.busy_s, run.exposed_s, static_cast<double>(run.bytes)};
-        std::vector<double> all(static_cast<size_t>(4 * n));
+        double v[5] = {run.wall_s, run.busy_s, run.exposed_s, static_cast<double>(run.bytes), run.comm_s};
+        std::vector<double> all(static_cast<size_t>(5 * n));
         world->all_gather(v, all.data(), sizeof v);
-        for (int k = 0; k < 4; ++k)
-            for (int p = 0; p < n; ++p) v[k] = std::max(v[k], all[static_cast<size_t>(4 * p + k)]);
+        for (int k = 0; k < 5; ++k)
+            for (int p = 0; p < n; ++p) v[k] = std::max(v[k], all[static_cast<size_t>(5 * p + k)]);
         int64_t differ = run.identical ? 0 : 1;
         world->all_reduce_sum(&differ, 1);
         run.wall_s = v[0], run.busy_s = v[1], run.exposed_s = v[2], run.bytes = static_cast<uint64_t>(v[3]);
+        run.comm_s = v[4];
         run.identical = differ == 0;
         runs.push_back(run);
     }
@@ -187,20 +190,24 @@ int run(int argc, char** argv) {
         std::printf("overlap_bench: %d ranks (U %d x S %d), DiT dim %d, %d heads, %d layers, latent %" PRId64
                     "x%" PRId64 ", %d chunks, window %d, %s (largest over ranks)\n",
                     n, U, S, dim, heads, layers, lat_h, lat_w, chunks, window, policy.c_str());
-        std::printf("%6s %12s %14s %14s %14s %10s %14s %9s\n", "groups", "chunk ms", "exchange ms", "exposed ms",
-                    "hidden ms", "hidden %", "MB/chunk", "latents");
+        std::printf("%6s %10s %12s %12s %12s %9s %12s %14s %12s %8s\n", "groups", "chunk ms", "exchange ms",
+                    "exposed ms", "hidden ms", "hidden %", "comm ms", "comm hidden ms", "MB/chunk", "latents");
         bench::JsonObject results;
         for (const Run& r : runs) {
             const double hidden = std::max(0.0, r.busy_s - r.exposed_s);
+            const double comm_hidden = std::max(0.0, r.comm_s - r.exposed_s);
             const double per = 1e3 / chunks;
-            std::printf("%6d %12.1f %14.1f %14.1f %14.1f %9.1f%% %14.2f %9s\n", r.groups, r.wall_s * per,
+            std::printf("%6d %10.1f %12.1f %12.1f %12.1f %8.1f%% %12.1f %14.1f %12.2f %8s\n", r.groups, r.wall_s * per,
                         r.busy_s * per, r.exposed_s * per, hidden * per, r.busy_s > 0 ? 100 * hidden / r.busy_s : 0.0,
-                        static_cast<double>(r.bytes) / chunks / 1e6, r.identical ? "equal" : "DIFFER");
+                        r.comm_s * per, comm_hidden * per, static_cast<double>(r.bytes) / chunks / 1e6,
+                        r.identical ? "equal" : "DIFFER");
             bench::JsonObject j;
             j.add("chunk_ms", r.wall_s * per)
                 .add("exchange_ms_per_chunk", r.busy_s * per)
                 .add("exposed_ms_per_chunk", r.exposed_s * per)
                 .add("hidden_ms_per_chunk", hidden * per)
+                .add("comm_ms_per_chunk", r.comm_s * per)
+                .add("comm_hidden_ms_per_chunk", comm_hidden * per)
                 .add("bytes_per_chunk", static_cast<double>(r.bytes) / chunks)
                 .add("latents_equal_to_groups_1", r.identical);
             results.add("overlap.g" + std::to_string(r.groups), j);
