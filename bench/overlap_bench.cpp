@@ -7,8 +7,9 @@
 // chunk, and whether the latents equal the G = 1 run's bit for bit (they must: the groups split heads, not arithmetic).
 // Rank 0 prints the table (largest over ranks) and writes JSON.
 //
-//   mpirun -np N overlap_bench [--ulysses U] [--groups 1,2,3] [--latent 32x56] [--chunks 4] [--window 9]
+//   mpirun -np N overlap_bench [--ulysses U] [--groups 1,2,3] [--latent 32x56] [--chunks 4] [--window 21]
 //                              [--dim 384] [--heads 6] [--layers 4] [--policy DENSE] [--json FILE] [--commit SHA]
+// --policy: DENSE, SPARSE_FORCING, LIGHT_FORCING, LVSA or FORCING_KV with bench/policies.h's budgets.
 //
 // The default shape is the tiny default model's frame (256x448 video: 16 x 28 patches) at a width the CPU can run
 // in seconds; the point is the split of exchange time, which depends on the ratio of exchange to attention, so the
@@ -23,7 +24,8 @@
 #include <vector>
 
 #include "bench/bench_util.h"
-#include "cache/block_policy.h"
+#include "bench/policies.h"
+#include "cache/tile_layout.h"
 #include "dist/fault.h"
 #include "dist/mpi_communicator.h"
 #include "dist/process.h"
@@ -51,25 +53,6 @@ std::vector<int> parse_ints(const std::string& s, const char* flag) {
     return out;
 }
 
-BlockPolicyConfig policy_named(const std::string& name) {
-    BlockPolicyConfig p;
-    if (name == "DENSE") return p;
-    if (name == "SINK_WINDOW") {
-        p.kind = BlockPolicyKind::kSinkWindow;
-    } else if (name == "SPARSE_FORCING") {
-        p.kind = BlockPolicyKind::kSparseForcing;
-        p.persistent_blocks = 8;
-        p.sf_topk_blocks = 16;
-    } else if (name == "LIGHT_FORCING") {
-        p.kind = BlockPolicyKind::kLightForcing;
-    } else if (name == "LVSA") {
-        p.kind = BlockPolicyKind::kLvsa;
-    } else {
-        LR_CHECK(false, "--policy '", name, "': expected DENSE, SINK_WINDOW, SPARSE_FORCING, LIGHT_FORCING or LVSA");
-    }
-    return p;
-}
-
 struct Run {
     int groups = 1;
     double wall_s = 0, busy_s = 0, exposed_s = 0, comm_s = 0;
@@ -78,7 +61,7 @@ struct Run {
 };
 
 int run(int argc, char** argv) {
-    int ulysses = 1, chunks = 4, window = 9, dim = 384, heads = 6, layers = 4;
+    int ulysses = 1, chunks = 4, window = 0, dim = 384, heads = 6, layers = 4;
     int64_t lat_h = 32, lat_w = 56;
     std::string groups_arg = "1,2,3", policy = "DENSE";
     bench::OutputFlags out;
@@ -137,9 +120,13 @@ int run(int argc, char** argv) {
     const std::vector<PromptSegment> prompts{{0, ctx.view}};
 
     RolloutOptions o;
+    // The benchmarks' policy budgets (bench/policies.h) and window (21 frames; FORCING_KV keeps its own pages, no
+    // window); --window F replaces the window of the others (the budgets must fit it: the policy says if not).
+    const TileLayout tiles(lat_h / cfg.dims.patch[1], lat_w / cfg.dims.patch[2], tile_shape_for_block(o.block_size));
+    o.policy = bench::policy_config(policy, tiles.tiles_per_frame(), layers, heads);
+    if (window == 0 || bench::policy_window_frames(o.policy) == -1) window = bench::policy_window_frames(o.policy);
     o.local_attn_size = window;
-    o.sink_size = 0;
-    o.policy = policy_named(policy);
+    o.sink_size = bench::policy_sink_frames(o.policy);
     o.shard = AttentionShard{u, U, U > 1 ? ucomm.get() : nullptr};
     o.spatial = SpatialShard{s, S, S > 1 ? scomm.get() : nullptr, o.block_size};
     const int64_t frames = static_cast<int64_t>(chunks) * o.frames_per_chunk;
