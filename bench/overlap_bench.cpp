@@ -127,15 +127,14 @@ int run(int argc, char** argv) {
     if (window == 0 || bench::policy_window_frames(o.policy) == -1) window = bench::policy_window_frames(o.policy);
     o.local_attn_size = window;
     o.sink_size = bench::policy_sink_frames(o.policy);
-    o.shard = AttentionShard{u, U, U > 1 ? ucomm.get() : nullptr};
-    o.spatial = SpatialShard{s, S, S > 1 ? scomm.get() : nullptr, o.block_size};
+    o.mesh = SequenceMesh{u, U, U > 1 ? ucomm.get() : nullptr, s, S, S > 1 ? scomm.get() : nullptr, 1};
     const int64_t frames = static_cast<int64_t>(chunks) * o.frames_per_chunk;
     const RolloutShape shape{frames, lat_h, lat_w};
 
     std::vector<Run> runs;
     std::vector<float> first;
     for (int g : groups) {
-        o.overlap_groups = g;
+        o.mesh.overlap_groups = g;
         Rollout r(model, o, shape);
         const SeededNoise noise(out.seed + 2, cfg.dims.in_dim, lat_h, lat_w);
         HostTensor lat(DType::kF32, Shape{frames, cfg.dims.in_dim, lat_h, lat_w});

@@ -213,7 +213,7 @@ TransportPlan resolve_transport(const Config& cfg, const MeshLayout& layout, con
     }
 }
 
-// The communicators a DiT rank exchanges over (ropts.shard.comm for Ulysses, ropts.spatial.comm for spatial):
+// The communicators a DiT rank exchanges over (ropts.mesh.ulysses_comm, ropts.mesh.spatial_comm):
 // the mesh's MPI ones, or with NCCL their twins on this rank's GPU (one per group of more than one rank,
 // bootstrapped over the MPI one). The DiT -> VAE latents (mesh.group()) and the VAE's rows (mesh.vae()) stay on
 // MPI: host data.
@@ -595,14 +595,20 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         const auto [request, mesh_shape] = mesh_request(cfg);
         mesh.emplace(Mesh::create(*world_comm, request, mesh_shape));
         dit_comms = dit_communicators(*mesh, transport.transport, gpu);
-        if (layout.ulysses > 1 && !vae_rank) {
-            ropts.shard = AttentionShard{coord.ulysses_index, layout.ulysses, dit_comms.ulysses};
+        if (!vae_rank) {
+            SequenceMesh& sm = ropts.mesh;
+            if (layout.ulysses > 1) {
+                sm.ulysses_rank = coord.ulysses_index;
+                sm.ulysses = layout.ulysses;
+                sm.ulysses_comm = dit_comms.ulysses;
+            }
+            if (layout.spatial > 1) {
+                sm.spatial_rank = coord.spatial_index;
+                sm.spatial = layout.spatial;
+                sm.spatial_comm = dit_comms.spatial;
+            }
+            sm.overlap_groups = cfg.parallel.overlap_groups;
         }
-        if (layout.spatial > 1 && !vae_rank) {
-            ropts.spatial =
-                SpatialShard{coord.spatial_index, layout.spatial, dit_comms.spatial, cfg.attention.block_size};
-        }
-        if (!vae_rank) ropts.overlap_groups = cfg.parallel.overlap_groups;
     }
     // The communicators' byte counters, reported to longroll_exchanged_bytes_total after every DiT forward and
     // every chunk a VAE rank decodes: those that carry the bytes (the NCCL twins when the DiT exchanges over NCCL).
@@ -685,17 +691,12 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         const bool switches =
             std::any_of(prompts.begin(), prompts.end(), [](const Prompts& p) { return p.segments.size() > 1; });
         CudaModelOptions model_opts = CudaRollout::model_options(ropts, shape, switches);
-        if (ropts.shard.size > 1 || ropts.spatial.size > 1) {
+        if (ropts.mesh.ulysses > 1 || ropts.mesh.spatial > 1) {
             // This rank's step of the U x S group (dist/sharded_attention_step_cuda.h): it owns the exchanges. An
             // NCCL twin takes device buffers on its own stream, which the step orders the model's stream against;
             // with MPI (host-staged) there is none.
             CudaSequenceMesh sm;
-            sm.mesh.ulysses_rank = ropts.shard.rank;
-            sm.mesh.ulysses = ropts.shard.size;
-            sm.mesh.ulysses_comm = ropts.shard.size > 1 ? ropts.shard.comm : nullptr;
-            sm.mesh.spatial_rank = ropts.spatial.rank;
-            sm.mesh.spatial = ropts.spatial.size;
-            sm.mesh.spatial_comm = ropts.spatial.size > 1 ? ropts.spatial.comm : nullptr;
+            sm.mesh = ropts.mesh;
             sm.ulysses_stream = dit_comms.ulysses_stream;
             sm.spatial_stream = dit_comms.spatial_stream;
             gpu_step = make_cuda_attention_step(attention_step_config(model.model->config(), model_opts), sm);

@@ -21,29 +21,6 @@
 
 namespace lr {
 
-class Communicator;
-
-// The CUDA model's sharded forwards (wan_model_cuda.h) still take their rank here; the CPU model has no rank: its
-// sequence parallelism is an attention step (dist/sharded_attention_step.h).
-//
-// Head-parallel (Ulysses) self-attention on the GPU, DESIGN.md section 7: rank `rank` of `size` U runs the linear
-// layers on its contiguous shard of the chunk's tokens and self-attention over the heads
-// [rank * H/U, (rank + 1) * H/U) of all tokens (all-to-alls over `comm` in between).
-struct AttentionShard {
-    int rank = 0;
-    int size = 1;
-    Communicator* comm = nullptr;  // communicator of the U ranks
-};
-
-// Spatial parallelism on the GPU: rank r of the S ranks owns the blocks b % S == r of block_size tokens of every
-// frame (its tokens and its KV cache), and gathers the other ranks' blocks for self-attention.
-struct SpatialShard {
-    int rank = 0;
-    int size = 1;
-    Communicator* comm = nullptr;  // communicator of the S ranks
-    int64_t block_size = 128;      // tokens per block (spatial tile)
-};
-
 // Architecture plus the two numbers the weights do not fix.
 struct WanModelConfig {
     WanDims dims;

@@ -28,22 +28,15 @@ Rollout::Rollout(const WanModel& model, const RolloutOptions& opts, const Rollou
              "rollout: local_attn_size ", opts.local_attn_size, " must be -1 or hold the sink (", opts.sink_size,
              ") plus a chunk (", opts.frames_per_chunk, ")");
     timesteps_ = scheduler_.warp(opts.denoising_steps);
-    LR_CHECK(opts.overlap_groups >= 1 && (opts.overlap_groups == 1 || !single_rank(opts)), "rollout: overlap_groups ",
-             opts.overlap_groups, " overlaps exchanges, and a single rank has none: it needs several ranks (or 1)");
+    LR_CHECK(opts.mesh.overlap_groups >= 1 && (opts.mesh.overlap_groups == 1 || !single_rank(opts)),
+             "rollout: overlap_groups ", opts.mesh.overlap_groups,
+             " overlaps exchanges, and a single rank has none: it needs several ranks (or 1)");
     if (single_rank(opts)) {
         auto step = std::make_unique<CpuAttentionStep>(step_config(model, opts, shape));
         local_ = step.get();
         step_ = std::move(step);
     } else {
-        SequenceMesh mesh;
-        mesh.ulysses_rank = opts.shard.rank;
-        mesh.ulysses = opts.shard.size;
-        mesh.ulysses_comm = opts.shard.comm;
-        mesh.spatial_rank = opts.spatial.rank;
-        mesh.spatial = opts.spatial.size;
-        mesh.spatial_comm = opts.spatial.comm;
-        mesh.overlap_groups = opts.overlap_groups;
-        auto step = std::make_unique<ShardedAttentionStep>(step_config(model, opts, shape), mesh);
+        auto step = std::make_unique<ShardedAttentionStep>(step_config(model, opts, shape), opts.mesh);
         local_ = &step->inner();
         sharded_ = step.get();
         step_ = std::move(step);
@@ -74,10 +67,7 @@ AttentionStepConfig Rollout::step_config(const WanModel& model, const RolloutOpt
 
 size_t Rollout::kv_cache_bytes(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape) {
     if (single_rank(opts)) return CpuAttentionStep::kv_bytes_for(step_config(model, opts, shape));
-    SequenceMesh mesh;
-    mesh.ulysses = opts.shard.size;
-    mesh.overlap_groups = opts.overlap_groups;
-    return ShardedAttentionStep::kv_bytes_for(step_config(model, opts, shape), mesh);
+    return ShardedAttentionStep::kv_bytes_for(step_config(model, opts, shape), opts.mesh);
 }
 
 int64_t Rollout::num_chunks() const { return (shape_.frames + opts_.frames_per_chunk - 1) / opts_.frames_per_chunk; }

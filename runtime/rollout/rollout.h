@@ -43,14 +43,11 @@ struct RolloutOptions {
     RopePositions rope = RopePositions::kAbsolute;
     int num_train_timesteps = 1000;
     // Sequence parallelism (DESIGN.md section 7): every rank of a U x S group runs the same rollout with the same
-    // inputs through a ShardedAttentionStep (dist/sharded_attention_step.h): shard = its Ulysses rank of U (heads)
-    // and communicator, spatial = its spatial rank of S (query blocks) and communicator (spatial.block_size is
-    // the CUDA path's). Every rank gets every chunk, equal to the single rank's bit for bit, for every policy.
-    AttentionShard shard;
-    SpatialShard spatial;
-    // Head groups whose exchanges run on a thread of their own while the group before attends (parallel.overlap_
-    // groups; 1 = in turn). Only with several ranks; divides the heads of a Ulysses rank.
-    int overlap_groups = 1;
+    // inputs through a ShardedAttentionStep (dist/sharded_attention_step.h) of this mesh: its Ulysses rank of U
+    // (heads), its spatial rank of S (query blocks), their communicators, and the head groups whose exchanges
+    // overlap the attention of the group before (parallel.overlap_groups; only with several ranks). Every rank gets
+    // every chunk, equal to the single rank's bit for bit, for every policy. The model itself knows no rank.
+    SequenceMesh mesh;
     // Which cached blocks each query block reads (DESIGN.md section 6) and the KV block size (a tile of that many
     // tokens).
     BlockPolicyConfig policy;
@@ -90,7 +87,7 @@ class Rollout {
     Rollout(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape);
 
     // Bytes of the KV cache a rollout of this shape allocates (the window, or the whole run without one): for
-    // checking that a run fits before starting it. With opts.shard.size = U: one rank's cache (its num_heads / U
+    // checking that a run fits before starting it. With opts.mesh.ulysses = U: one rank's cache (its num_heads / U
     // heads; spatial ranks each hold the whole window of their heads).
     static size_t kv_cache_bytes(const WanModel& model, const RolloutOptions& opts, const RolloutShape& shape);
 
@@ -119,7 +116,7 @@ class Rollout {
   private:
     static AttentionStepConfig step_config(const WanModel& model, const RolloutOptions& opts,
                                            const RolloutShape& shape);
-    static bool single_rank(const RolloutOptions& opts) { return opts.shard.size == 1 && opts.spatial.size == 1; }
+    static bool single_rank(const RolloutOptions& opts) { return opts.mesh.ulysses == 1 && opts.mesh.spatial == 1; }
     int64_t frame_numel() const { return channels_ * shape_.height * shape_.width; }
     void forward(const float* x, int64_t start_frame, int64_t frames, float t, const WanPrompt& prompt,
                  bool protect_sink, float* out, int64_t chunk, int64_t step);

@@ -189,9 +189,7 @@ int run(int ulysses, int groups) {
             world->broadcast(&ref_density, sizeof(ref_density), 0);
 
             RolloutOptions so = o;
-            so.shard = AttentionShard{u, U, ucomm.get()};
-            so.spatial = SpatialShard{s, S, scomm.get(), kBlock};
-            so.overlap_groups = groups;
+            so.mesh = SequenceMesh{u, U, ucomm.get(), s, S, scomm.get(), groups};
             ucomm->reset_byte_counters();
             scomm->reset_byte_counters();
             const SeededNoise noise(17, kC, kH, kW);
