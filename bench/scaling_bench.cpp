@@ -1,7 +1,9 @@
 // Scaling of the DiT rollout over GPUs (the multi-GPU issue): under `mpirun -np N`, N ranks run the chunk step of the
 // Wan2.1 DiT (bench/chunk_step.h: 4 denoising forwards + the clean pass per chunk of 3 latent frames, seeded random
 // weights at the real shapes) as one sequence-parallel group of U x S ranks (Ulysses heads x spatial tiles, the
-// mesh order of dist/mesh.h: u = rank % U, s = rank / U), for --chunks chunks through a --window-frame KV window.
+// mesh order of dist/mesh.h: u = rank % U, s = rank / U), for --chunks chunks through a --window-frame KV window,
+// under an attention --policy (bench/policies.h: DENSE, or a seed method with the config defaults' budgets over
+// 128-token tiles and its own window; the exchanges follow its tables, dist/sharded_attention_step_cuda.h).
 // Exchanges go over NCCL (one GPU per rank) or MPI (host-staged; several ranks may share a GPU), --transport.
 //
 // Reported by rank 0 (table + JSON): every chunk's time (CUDA events on rank 0's model stream, after a barrier at
@@ -11,8 +13,9 @@
 // model; ranks sharing a GPU see each other's), the mesh and transport. Scaling efficiency needs the 1-GPU run:
 // bench/run_scaling.sh runs 1, 2, 4, 8 GPUs and divides.
 //
-//   mpirun -np N scaling_bench [--size 1088p] [--model 1.3b|14b] [--chunks 20] [--window 21] [--ulysses U]
-//                              [--spatial S] [--transport auto|nccl|mpi] [--json FILE] [--commit SHA] [--seed N]
+//   mpirun -np N scaling_bench [--size 1088p] [--model 1.3b|14b] [--chunks 20] [--window 21] [--policy DENSE]
+//                              [--ulysses U] [--spatial S] [--transport auto|nccl|mpi] [--json FILE] [--commit SHA]
+//                              [--seed N]
 // Without --ulysses/--spatial the mesh is U = the largest divisor of the heads that divides N, S = N / U.
 #include <algorithm>
 #include <cstdio>
@@ -21,6 +24,8 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "bench/policies.h"
+#include "cache/tile_layout.h"
 #include "dist/fault.h"
 #include "dist/mpi_communicator.h"
 #include "dist/process.h"
@@ -43,7 +48,8 @@ struct Options : bench::OutputFlags {
     std::string size = "1088p";
     std::string model = "1.3b";
     int chunks = 20;
-    int window = 21;
+    int window = 0;  // 0: the policy's (21, FORCING_KV its own ring)
+    std::string policy = "DENSE";
     int ulysses = 0;  // 0: chosen
     int spatial = 0;
     std::string transport = "auto";
@@ -55,8 +61,8 @@ Options parse(int argc, char** argv) {
     bench::parse_flags(
         argc, argv,
         "usage: mpirun -np N scaling_bench [--size 1088p] [--model 1.3b|14b] [--chunks 20] [--window 21]\n"
-        "                    [--ulysses U] [--spatial S] [--transport auto|nccl|mpi] [--json FILE]\n"
-        "                    [--commit SHA] [--seed N]\n",
+        "                    [--policy DENSE|SPARSE_FORCING|LIGHT_FORCING|FORCING_KV|LVSA] [--ulysses U]\n"
+        "                    [--spatial S] [--transport auto|nccl|mpi] [--json FILE] [--commit SHA] [--seed N]\n",
         o, [&](const std::string& a, const std::function<std::string()>& value) {
             if (a == "--size")
                 o.size = value();
@@ -66,6 +72,8 @@ Options parse(int argc, char** argv) {
                 o.chunks = std::stoi(value());
             else if (a == "--window")
                 o.window = std::stoi(value());
+            else if (a == "--policy")
+                o.policy = value();
             else if (a == "--ulysses")
                 o.ulysses = std::stoi(value());
             else if (a == "--spatial")
@@ -79,9 +87,9 @@ Options parse(int argc, char** argv) {
     LR_CHECK(o.model == "1.3b" || o.model == "14b", "--model ", o.model, ": expected 1.3b or 14b");
     LR_CHECK(o.transport == "auto" || o.transport == "nccl" || o.transport == "mpi", "--transport ", o.transport,
              ": expected auto, nccl or mpi");
-    LR_CHECK(o.chunks > 0 && o.window >= 3 && o.window % 3 == 0,
-             "--chunks must be positive and --window a positive "
-             "multiple of 3 (the chunk)");
+    LR_CHECK(o.chunks > 0 && (o.window == 0 || (o.window >= 3 && o.window % 3 == 0)),
+             "--chunks must be positive and --window a positive multiple of 3 (the chunk)");
+    (void)bench::policy_config(o.policy, 1, 1, 1);  // an unknown name is refused here, on every rank alike
     return o;
 }
 
@@ -134,9 +142,18 @@ int run(const MpiSession& mpi, const Options& o) {
     mo.height = res.latent_h();
     mo.width = res.latent_w();
     mo.max_forward_frames = bench::kChunkFrames;
-    mo.window_frames = o.window;
-    mo.sink_frames = 0;
-    mo.max_frames = o.window;
+    // The policy's geometry, as CudaRollout::model_options sets it for a run of --chunks chunks.
+    const TileLayout tiles(mo.height / cfg.dims.patch[1], mo.width / cfg.dims.patch[2],
+                           tile_shape_for_block(mo.kv_block_size));
+    mo.policy = bench::policy_config(o.policy, tiles.tiles_per_frame(), cfg.dims.num_layers, cfg.dims.num_heads);
+    const int64_t run_frames = static_cast<int64_t>(o.chunks) * bench::kChunkFrames;
+    const int64_t policy_window = bench::policy_window_frames(mo.policy);
+    const int window = o.window > 0 && policy_window != -1 ? o.window : static_cast<int>(policy_window);
+    mo.window_frames = window;
+    mo.sink_frames = bench::policy_sink_frames(mo.policy);
+    mo.max_frames = window == -1 ? run_frames : window;
+    mo.frames_per_chunk = bench::kChunkFrames;
+    mo.run_frames = run_frames;
     mo.rope = RopePositions::kAbsolute;
     Communicator* ucomm = U > 1 ? heads_comm.get() : nullptr;
     Communicator* scomm = S > 1 ? tiles_comm.get() : nullptr;
@@ -171,12 +188,13 @@ int run(const MpiSession& mpi, const Options& o) {
     LR_CUDA_CHECK(cudaStreamSynchronize(m.stream()));
     const auto sent = [&] { return (ucomm ? ucomm->bytes_sent_total() : 0) + (scomm ? scomm->bytes_sent_total() : 0); };
     if (rank == 0)
-        std::fprintf(
-            stderr, "[scaling_bench] %s %s on %d rank(s): ulysses %d x spatial %d over %s; %d chunks, window %d\n",
-            o.model.c_str(), res.name.c_str(), N, U, S, nccl ? "NCCL" : "MPI (host-staged)", o.chunks, o.window);
+        std::fprintf(stderr,
+                     "[scaling_bench] %s %s %s on %d rank(s): ulysses %d x spatial %d over %s; %d chunks, window %d\n",
+                     o.model.c_str(), res.name.c_str(), o.policy.c_str(), N, U, S, nccl ? "NCCL" : "MPI (host-staged)",
+                     o.chunks, window);
 
     bench::EventTimer timer;
-    std::vector<double> chunk_ms, chunk_bytes;
+    std::vector<double> chunk_ms, chunk_bytes, chunk_density;
     world->barrier();
     const auto t_run = std::chrono::steady_clock::now();
     for (int c = 0; c < o.chunks; ++c) {
@@ -186,13 +204,15 @@ int run(const MpiSession& mpi, const Options& o) {
         timer.stop(m.stream());
         chunk_ms.push_back(timer.ms());
         chunk_bytes.push_back(max_over(*world, static_cast<double>(sent() - before)));
+        chunk_density.push_back(m.attention_stats().density());
         if (rank == 0 && (c + 1) % 5 == 0)
             std::fprintf(stderr, "[scaling_bench] chunk %d/%d: %.1f ms\n", c + 1, o.chunks, chunk_ms.back());
     }
     const double run_s = bench::seconds_since(t_run);
     const double peak = max_over(*world, static_cast<double>(bench::device_used_bytes() - used0));
     // Steady state: the chunks that start with a full window (start frame + 3 >= window).
-    const int first_steady = std::max(0, o.window / static_cast<int>(bench::kChunkFrames) - 1);
+    const int full_at = window == -1 ? 21 : window;  // FORCING_KV: from the chunk the dense window would be full
+    const int first_steady = std::max(0, full_at / static_cast<int>(bench::kChunkFrames) - 1);
     std::vector<double> steady_ms(chunk_ms.begin() + std::min(first_steady, o.chunks - 1), chunk_ms.end());
     std::vector<double> steady_bytes(chunk_bytes.begin() + std::min(first_steady, o.chunks - 1), chunk_bytes.end());
     const double ms = bench::median(steady_ms);
@@ -209,19 +229,22 @@ int run(const MpiSession& mpi, const Options& o) {
         .add("spatial", S)
         .add("transport", nccl ? "nccl" : "mpi")
         .add("chunks", o.chunks)
-        .add("window_frames", o.window)
+        .add("policy", o.policy)
+        .add("window_frames", window)
         .add("steady_from_chunk", first_steady)
         .add("chunk_ms", chunk_ms)
         .add("steady_chunk_ms", ms)
         .add("video_fps_dit", fps)
         .add("bytes_sent_per_chunk", bench::median(steady_bytes))
+        .add("attention_density_last_forward", chunk_density)
+        .add("kv_bytes_per_rank", static_cast<uint64_t>(m.kv_bytes()))
         .add("peak_bytes_per_gpu", static_cast<uint64_t>(peak))
         .add("run_seconds", run_s);
     doc.add("seed", static_cast<uint64_t>(o.seed)).add("result", r);
-    std::printf("\n%-6s %-5s %-8s %-6s %12s %10s %14s %10s   (%s)\n", "model", "size", "mesh", "comm", "chunk ms",
-                "DiT fps", "sent B/chunk", "peak GiB", bench::gpu_info().name.c_str());
-    std::printf("%-6s %-5s %dx%-6d %-6s %12.1f %10.2f %14.3g %10.2f\n", o.model.c_str(), res.name.c_str(), U, S,
-                nccl ? "nccl" : "mpi", ms, fps, bench::median(steady_bytes), bench::gib(peak));
+    std::printf("\n%-6s %-5s %-15s %-8s %-6s %12s %10s %14s %10s   (%s)\n", "model", "size", "policy", "mesh", "comm",
+                "chunk ms", "DiT fps", "sent B/chunk", "peak GiB", bench::gpu_info().name.c_str());
+    std::printf("%-6s %-5s %-15s %dx%-6d %-6s %12.1f %10.2f %14.3g %10.2f\n", o.model.c_str(), res.name.c_str(),
+                o.policy.c_str(), U, S, nccl ? "nccl" : "mpi", ms, fps, bench::median(steady_bytes), bench::gib(peak));
     if (!o.json.empty() && !bench::write_json(o.json, doc)) return 1;
     return 0;
 }
