@@ -558,10 +558,6 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
     // ---- Metrics: started before the inputs load, so that a busy port fails before any work and the time to
     // first frame counts the whole start-up.
     resolve_device(cfg);
-    LR_CHECK(cfg.parallel.overlap_groups == 1 || cfg.runtime.device == DeviceChoice::kCpu, "parallel.overlap_groups ",
-             cfg.parallel.overlap_groups,
-             ": overlapped exchanges are built on the CPU path only; the GPU path exchanges in turn (set it to 1, or "
-             "--device cpu)");
     const int gpu = cfg.runtime.device == DeviceChoice::kCuda ? pick_cuda_device(who, cuda_device_count()) : -1;
     if (gpu >= 0) cuda_use_device(gpu);
     std::unique_ptr<MpiCommunicator> world_comm;
@@ -912,8 +908,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             return s;
         };
         double comm_mark = dit_comm_seconds();
-        // Of that, the part that ran hidden under compute (overlapped head groups) stays in "dit": the CPU step
-        // observer keeps the running total here.
+        // Of that, the part that ran hidden under compute (overlapped head groups) stays in "dit": the step
+        // observers keep the running total here.
         double dit_hidden_seconds = 0, hidden_mark = 0;
         const ChunkCallback to_video = [&](const RolloutChunk& c) {
             const double dit_s = std::chrono::duration<double>(Clock::now() - chunk_start).count();
@@ -971,12 +967,21 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             metrics->kv_cache(capacity * used_frames / std::max<int64_t>(max_frames, 1), capacity);
             exchange.report(*metrics);
         };
+        // Exchange time that ran under another head group's attention (parallel.overlap_groups), from the sharded
+        // step's running total.
+        const auto report_hidden = [&](const ExchangeTime& t) {
+            const double hidden = t.hidden_comm_seconds();
+            if (hidden > dit_hidden_seconds) metrics->exchange_hidden(hidden - dit_hidden_seconds);
+            dit_hidden_seconds = std::max(dit_hidden_seconds, hidden);
+        };
+        const auto* sharded_gpu_step = dynamic_cast<const ShardedCudaAttentionStep*>(gpu_step.get());
         std::optional<Rollout> cpu_rollout;
         std::optional<CudaRollout> gpu_rollout;
         if (on_gpu) {
             gpu_rollout.emplace(*gpu_model, ropts, shape);
             gpu_rollout->set_step_observer([&](int64_t, int64_t step, double seconds) {
                 const CudaAttentionStep& kv = gpu_model->attention_step();
+                if (sharded_gpu_step) report_hidden(sharded_gpu_step->exchange_time());
                 if (ropts.policy.kind != BlockPolicyKind::kDense && ropts.policy.kind != BlockPolicyKind::kSinkWindow) {
                     // The sparse step: blocks its tables read, K/V held (window + retained blocks).
                     const AttentionStats st = gpu_model->attention_stats();
@@ -998,11 +1003,7 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
                 metrics->kv_cache(st.kv_bytes_held, static_cast<int64_t>(cache_bytes));
                 metrics->attention_sparsity(1.0 - st.density());
                 exchange.report(*metrics);
-                // Exchange time that ran under another head group's attention (parallel.overlap_groups).
-                const ExchangeTime t = cpu_rollout->exchange_time();
-                const double hidden = t.hidden_comm_seconds();
-                if (hidden > dit_hidden_seconds) metrics->exchange_hidden(hidden - dit_hidden_seconds);
-                dit_hidden_seconds = std::max(dit_hidden_seconds, hidden);
+                report_hidden(cpu_rollout->exchange_time());
             });
         }
         metrics->kv_cache(0, static_cast<int64_t>(cache_bytes));

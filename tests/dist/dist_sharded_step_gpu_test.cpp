@@ -12,7 +12,9 @@
 //     geometry alone: per layer, to each of the S - 1 others, K and V (bf16, heads / U wide) of the rank's rows of
 //     the chunk (query blocks of 128 tiled rows, block b on rank b % S) and, for the policies that score blocks
 //     (SPARSE_FORCING, LIGHT_FORCING, FORCING_KV), one f32 mean query per (head of the rank, query block of it).
-// The world is U x S ranks (rank = s * U + u, the mesh's order). Exit 77 (skipped) when a rank sees no GPU.
+// The world is U x S ranks (rank = s * U + u, the mesh's order); a second argument G splits each rank's heads into G
+// overlap groups (exchanges on the exchange thread's stream): the same rows and bytes bit for bit. Exit 77
+// (skipped) when a rank sees no GPU.
 #include <cuda_runtime_api.h>
 
 #include <cinttypes>
@@ -113,7 +115,7 @@ uint64_t expected_bytes(const HeadCase& hc, const PolicyCase& pc, int U, int S, 
     return static_cast<uint64_t>(kLayers * (S - 1) * per_peer);
 }
 
-int run(const MpiSession& mpi, int U) {
+int run(const MpiSession& mpi, int U, int G) {
     auto world = MpiCommunicator::world();
     const int device = disttest::gpu_or_skip(mpi.info(), *world, "dist_sharded_step_gpu_test");
     if (device < 0) return 77;
@@ -127,11 +129,11 @@ int run(const MpiSession& mpi, int U) {
 
     for (const HeadCase& hc : {HeadCase{"head_dim 32", 6, 32}, HeadCase{"head_dim 128", 6, 128}}) {
         for (const PolicyCase& pc : disttest::policy_cases(kLayers, hc.heads)) {
-            const std::string name = str_cat(pc.name, ", ", hc.name, ", U = ", U, " S = ", S);
+            const std::string name = str_cat(pc.name, ", ", hc.name, ", U = ", U, " S = ", S, " G = ", G);
             const CudaAttentionStepConfig cfg = step_config(hc, pc);
             CudaLocalAttentionStep one(cfg);
             CudaSequenceMesh mesh;
-            mesh.mesh = SequenceMesh{u, U, U > 1 ? heads.get() : nullptr, s, S, S > 1 ? tiles.get() : nullptr};
+            mesh.mesh = SequenceMesh{u, U, U > 1 ? heads.get() : nullptr, s, S, S > 1 ? tiles.get() : nullptr, G};
             ShardedCudaAttentionStep mine(cfg, mesh);
             const int64_t W = hc.heads * hc.head_dim, L = 3 * kGridRows * kGridCols;
             DeviceBuffer in(static_cast<size_t>(3 * L * W) * 2), out_one(static_cast<size_t>(L * W) * 2),
@@ -236,7 +238,7 @@ int run(const MpiSession& mpi, int U) {
     LR_CUDA_CHECK(cudaStreamDestroy(stream));
     const int64_t total = disttest::agree(*world, e);
     if (world->rank() == 0)
-        std::printf("dist_sharded_step_gpu_test: U = %d x S = %d, %" PRId64 " errors: %s\n", U, S, total,
+        std::printf("dist_sharded_step_gpu_test: U = %d x S = %d, G = %d, %" PRId64 " errors: %s\n", U, S, G, total,
                     total ? "FAILED" : "ok");
     return total == 0 ? 0 : 1;
 }
@@ -247,5 +249,6 @@ int run(const MpiSession& mpi, int U) {
 int main(int argc, char** argv) {
     lr::MpiSession mpi;
     const int U = argc > 1 ? std::atoi(argv[1]) : 1;
-    return lr::run_rank_guarded(mpi, [&] { return lr::run(mpi, U); });
+    const int G = argc > 2 ? std::atoi(argv[2]) : 1;  // parallel.overlap_groups (6 heads: G divides 6 / U)
+    return lr::run_rank_guarded(mpi, [&] { return lr::run(mpi, U, G); });
 }
