@@ -38,5 +38,7 @@ print(n if pos == len(data) else -1)
 PY
 }
 
+# le A B: success when the number A is at most B.
+le() { python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.argv[2]) else 1)" "$1" "$2"; }
 # lt A B: success when the number A is below B.
 lt() { python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$1" "$2"; }

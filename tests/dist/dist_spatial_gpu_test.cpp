@@ -5,16 +5,17 @@
 //   hd128:   2 heads of 128 (the TMA/wgmma kernel), a 26x20 latent (130 tokens per frame), KV blocks of 64;
 // dense attention in both RoPE modes, and every other policy (SINK_WINDOW, SPARSE_FORCING, LIGHT_FORCING,
 // FORCING_KV, LVSA) with absolute RoPE, against the unsharded CUDA model on the same rank. Meshes by world size:
-// 1 -> S = 1 over MPI and, with NCCL built in, over a 1-rank NcclCommunicator (nothing to exchange: must match
-// exactly, bound 1e-6); 2 -> S = 2; 3 -> S = 3; 4 -> U = 2 x S = 2. A chunk's 3 frames are 120 / 390 rows: 1 / 4
-// query blocks of 128, dealt b % S to the spatial ranks (so with heads32 only rank 0 has rows). The GEMMs see other
-// row counts, so the flows match to bf16 accuracy: 1e-2 for the dense table; 5e-2 for the sparse policies, whose
-// top-k may flip between nearly tied blocks on those roundings (random weights give diffuse attention; the
-// attention step itself is bit for bit, dist_sharded_step_gpu_test). Every rank must return the whole chunk, and
-// the bytes the spatial communicator sends must be what the exchange scheme needs, computed here from the geometry:
-// per layer and forward, to each of the other S - 1 ranks, K and V (bf16, dim / U wide) of the rank's rows of the
-// chunk and, for the policies that score blocks, one f32 mean query per (head of the rank, query block of the
-// rank). Exit 77 (skipped) when a rank sees no GPU. Prints each measured error ("[ measured ]").
+// 1 -> S = 1 over MPI and, with NCCL built in, over a 1-rank NcclCommunicator (nothing to exchange); 2 -> S = 2;
+// 3 -> S = 3; 4 -> U = 2 x S = 2. A chunk's 3 frames are 120 / 390 rows: 1 / 4 query blocks of 128, dealt b % S to
+// the spatial ranks (so with heads32 only rank 0 has rows). Every flow must equal the unsharded model's bit for bit
+// (bound 0): measured so on an H100 for every mesh and policy (96121f9) -- the GEMMs of the sharded rows pick the
+// same cuBLASLt kernels per row as the whole chunk's, and the attention step is the single GPU's for the same
+// operands (dist_sharded_step_gpu_test). A GPU whose GEMM heuristics split rows differently would show a small
+// nonzero error here: the test then names it rather than hiding it under a bf16-sized bound. Every rank must return the
+// whole chunk, and the bytes the spatial communicator sends must be what the exchange scheme needs, computed here from
+// the geometry: per layer and forward, to each of the other S - 1 ranks, K and V (bf16, dim / U wide) of the rank's
+// rows of the chunk and, for the policies that score blocks, one f32 mean query per (head of the rank, query block of
+// the rank). Exit 77 (skipped) when a rank sees no GPU. Prints each measured error ("[ measured ]").
 
 #include <cinttypes>
 #include <cstdio>
@@ -83,7 +84,7 @@ void compare(const std::string& what, const ForwardRun& got, const ForwardRun& w
         "(unsharded %.2f)\n",
         rank, what.c_str(), worst, bound, got.ms, want.ms);
     std::fflush(stdout);
-    e.expect(worst < bound, what + ": relative error " + std::to_string(worst));
+    e.expect(worst <= bound, what + ": relative error " + std::to_string(worst));
     e.expect(got.slot_end == want.slot_end, what + ": the cached frames differ from the unsharded cache's");
 }
 
@@ -128,7 +129,7 @@ int run(const MpiSession& mpi) {
             o.step = &step;
             tiles->reset_byte_counters();
             const ForwardRun got = disttest::run_forwards(m, o, ctx);
-            const double bound = S == 1 && U == 1 ? 1e-6 : pc.dense_table() ? 1e-2 : 5e-2;
+            const double bound = 0;  // bit for bit (see the header)
             compare(name + " (MPI, host-staged)", got, want, bound, world->rank(), e);
             const uint64_t sent = tiles->bytes_sent(CommOp::kSendRecv);
             const uint64_t expected = expected_bytes(mc, pc, U, S, s, got.flows.size());
@@ -148,7 +149,7 @@ int run(const MpiSession& mpi) {
                 ShardedCudaAttentionStep nstep(attention_step_config(mc.cfg, no), nmesh);
                 no.step = &nstep;
                 const ForwardRun via_nccl = disttest::run_forwards(m, no, ctx);
-                compare(name + " (NCCL, device buffers)", via_nccl, want, 1e-6, world->rank(), e);
+                compare(name + " (NCCL, device buffers)", via_nccl, want, 0, world->rank(), e);
                 e.expect(nccl->bytes_sent_total() == 0, "NCCL of one rank sends nothing to other ranks");
             }
 #endif

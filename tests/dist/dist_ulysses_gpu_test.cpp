@@ -3,9 +3,9 @@
 // step (dist/sharded_attention_step_cuda.h) handed to the model, over
 //   - the MPI communicator of the world (U = world size; host buffers: the step stages through pinned memory),
 //   - with one rank and NCCL built in: an NcclCommunicator of that one rank (device buffers on its stream),
-// against the unsharded CUDA model on the same rank. U = 1 must match exactly (bound 1e-6: the same GEMMs and
-// kernels, every exchange a copy to itself); U > 1 to bf16 accuracy (1e-2). Every rank must return the whole
-// chunk. Exit 77 (skipped) when a rank sees no GPU. Prints each measured error ("[ measured ]").
+// against the unsharded CUDA model on the same rank, bit for bit (bound 0) for every U: measured so on an H100
+// (96121f9; the token shards' GEMMs pick the same kernels per row as the whole chunk's). Every rank must return the
+// whole chunk. Exit 77 (skipped) when a rank sees no GPU. Prints each measured error ("[ measured ]").
 
 #include <cinttypes>
 #include <cstdio>
@@ -52,7 +52,7 @@ void compare(const std::string& what, const ForwardRun& got, const ForwardRun& w
     std::printf("[ measured ] rank %d, %s: worst relative error vs unsharded %.3e (bound %.0e); %.2f ms per forward\n",
                 rank, what.c_str(), worst, bound, got.ms);
     std::fflush(stdout);
-    e.expect(worst < bound, what + ": relative error " + std::to_string(worst));
+    e.expect(worst <= bound, what + ": relative error " + std::to_string(worst));
 }
 
 int run(const MpiSession& mpi) {
@@ -73,7 +73,7 @@ int run(const MpiSession& mpi) {
     ShardedCudaAttentionStep step(attention_step_config(cfg, o), mesh);
     o.step = &step;
     const ForwardRun got = disttest::run_forwards(m, o, ctx);
-    compare(str_cat("MPI, U = ", U, " (host-staged)"), got, want, U == 1 ? 1e-6 : 1e-2, world->rank(), e);
+    compare(str_cat("MPI, U = ", U, " (host-staged)"), got, want, 0, world->rank(), e);
     disttest::expect_same_on_every_rank(*world, got, "MPI", e);
 
 #ifdef LONGROLL_HAS_NCCL
@@ -86,7 +86,7 @@ int run(const MpiSession& mpi) {
         ShardedCudaAttentionStep nstep(attention_step_config(cfg, no), nmesh);
         no.step = &nstep;
         const ForwardRun via_nccl = disttest::run_forwards(m, no, ctx);
-        compare("NCCL, U = 1 (device buffers)", via_nccl, want, 1e-6, world->rank(), e);
+        compare("NCCL, U = 1 (device buffers)", via_nccl, want, 0, world->rank(), e);
         e.expect(nccl->bytes_sent(CommOp::kAllToAll) == 0, "NCCL of one rank sends nothing to other ranks");
     }
 #endif

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ulysses head parallelism on the GPU path: `mpirun -np 2 longroll generate --device cuda --set parallel.ulysses=2`
 # with both ranks on one GPU (the exchange staged through pinned host memory over MPI) gives the 1-rank
-# `--device cuda` latents to bf16 accuracy (relative error < 1e-2; the token shards run GEMMs of other row counts)
+# `--device cuda` latents bit for bit (bound 0: measured 0 on an H100 at 96121f9; the token shards' GEMMs of other row
+# counts pick the same kernels per row)
 # and a video with every frame; also with a window, a sink and window-relative RoPE (spatial sharding on the GPU:
 # test_generate_spatial_cuda.sh). Exit 77 (skipped) without mpirun, python3 or a GPU.
 # Usage: test_generate_ulysses_cuda.sh LONGROLL
@@ -33,8 +34,8 @@ compare() {
   local err frames
   err=$(rel_err "$dir/$name/two.safetensors" "$dir/$name/one.safetensors")
   frames=$(y4m_frames "$dir/$name/two.y4m")
-  echo "[ measured ] $name: latents of 2 Ulysses ranks on one GPU vs 1 rank: relative error $err (bound 1e-2)"
-  if lt "$err" 1e-2; then echo "ok: $name latents within 1e-2 ($err)"; else echo "FAIL: $name latents ($err)"; fails=1; fi
+  echo "[ measured ] $name: latents of 2 Ulysses ranks on one GPU vs 1 rank: relative error $err (bound 0)"
+  if le "$err" 0; then echo "ok: $name latents identical ($err)"; else echo "FAIL: $name latents ($err)"; fails=1; fi
   if [ "$frames" = 33 ]; then echo "ok: $name video has 33 frames"; else echo "FAIL: $name video has $frames frames"; fails=1; fi
 }
 compare full
