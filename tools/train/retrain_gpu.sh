@@ -1,8 +1,8 @@
 #!/bin/bash
 # The tiny default model's training in one GPU call of under 10 minutes (tools/train/README.md):
 #   the VAE resumed from PACK/vae.pt (or from scratch) on 33-frame clips, with its long-clip check; its latent stats;
-#   the DiT from scratch on a pool of clips encoded once by it; export to OUT/model, pack to OUT (each file under
-#   16 MiB), logs to OUT/logs.tar.
+#   the DiT from scratch on a pool of clips encoded once by it; export to OUT/model.tar, pack to OUT (each file
+#   under 16 MiB), logs to OUT/logs.tar.
 # Usage: [VM=2.5] [DM=4.3] [POOL=1024] [B=32] [VB=4] [VF=33] tools/train/retrain_gpu.sh OUT [PACK]
 set -eu
 out=${1:?usage: retrain_gpu.sh OUT [PACK]}
@@ -22,7 +22,9 @@ train stats --dir "$run" | tail -1
 train dit --dir "$run" --minutes "${DM:-4.3}" --pool "${POOL:-1024}" --dit-batch "${B:-32}" > "$run/dit.out" 2>&1
 echo "dit done at $(el) s: $(tail -1 "$run/dit.out")"
 tail -1 "$run/dit_log.jsonl"
-train export --dir "$run" --out "$out/model" | tail -1
+train export --dir "$run" --out "$run/model" | tail -1
 train pack --dir "$run" --out "$out" | tail -1
+# One file for the model and one for the logs: the device tool brings back a limited number of files.
+tar cf "$out/model.tar" -C "$run" model
 tar cf "$out/logs.tar" -C "$run" vae_log.jsonl dit_log.jsonl vae.out dit.out
 echo "done at $(el) s: $out"

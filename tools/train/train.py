@@ -238,12 +238,15 @@ def train_dit(a, device):
     opt = torch.optim.AdamW(params, lr=a.dit_lr, betas=(0.9, 0.99), weight_decay=0.01)
     ck = load_dit_ckpt(a.dir)
     step = 0
+    warm_from = 0  # the learning-rate warmup counts from here: 0, or the step a fresh optimizer resumes at
     if ck:
         model.load_state_dict(ck["model"])
         text.load_state_dict(ck["text"])
+        step = ck["step"]
         if ck["opt"] is not None:
             opt.load_state_dict(ck["opt"])
-        step = ck["step"]
+        else:
+            warm_from = step
         ema = {k: v.to(device) for k, v in ck["ema"].items()}
         ema_text = {k: v.to(device) for k, v in ck["ema_text"].items()}
     else:
@@ -294,7 +297,7 @@ def train_dit(a, device):
             eps = torch.randn(x0.shape, generator=g, device="cpu").to(device)
             s5 = sig[:, :, None, None, None]
             noisy = (1 - s5) * x0 + s5 * eps
-        lr = a.dit_lr * min(1.0, (step + 1) / a.warmup)
+        lr = a.dit_lr * min(1.0, (step - warm_from + 1) / a.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
         with autocast(device):
