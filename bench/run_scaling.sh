@@ -7,7 +7,7 @@
 #
 #   bash bench/run_scaling.sh BUILD_DIR OUT_DIR [--model 1.3b|14b] [--size 1088p|480p] [--chunks 20]
 #                             [--max-gpus N] [--meshes "1x1 2x1 1x2 ..."] [--transport nccl|mpi|auto]
-#                             [--policies "DENSE SPARSE_FORCING LIGHT_FORCING FORCING_KV LVSA"]
+#                             [--policies "DENSE SPARSE_FORCING LIGHT_FORCING FORCING_KV LVSA"] [--overlap-groups G]
 # Writes OUT_DIR/scaling_<model>_<size>_<policy>_<U>x<S>.json per run and OUT_DIR/scaling_<model>_<size>.json (the
 # table per policy).
 # The issue's runs: --model 1.3b --size 1088p --chunks 20, and --model 14b --size 480p.
@@ -16,7 +16,7 @@ set -u -o pipefail
 build=${1:?usage: run_scaling.sh BUILD_DIR OUT_DIR [options]}
 out=${2:?usage: run_scaling.sh BUILD_DIR OUT_DIR [options]}
 shift 2
-model=1.3b size=1088p chunks=20 max_gpus=0 meshes="" transport=auto policies=DENSE
+model=1.3b size=1088p chunks=20 max_gpus=0 meshes="" transport=auto policies=DENSE groups=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model=$2; shift 2 ;;
@@ -26,6 +26,7 @@ while [ $# -gt 0 ]; do
     --meshes) meshes=$2; shift 2 ;;
     --transport) transport=$2; shift 2 ;;
     --policies) policies=$2; shift 2 ;;
+    --overlap-groups) groups=$2; shift 2 ;;
     *) echo "run_scaling.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -49,7 +50,7 @@ for policy in $policies; do
     json="$out/scaling_${model}_${size}_${policy}_${mesh}.json"
     echo "== $model $size $policy on $n GPU(s), ulysses $u x spatial $s"
     timeout 1800 mpirun -np "$n" --bind-to none "$build/bench/scaling_bench" --model "$model" --size "$size" \
-        --chunks "$chunks" --policy "$policy" --ulysses "$u" --spatial "$s" --transport "$transport" --json "$json" \
+        --chunks "$chunks" --policy "$policy" $( [ "$n" -gt 1 ] && echo --overlap-groups "$groups" ) --ulysses "$u" --spatial "$s" --transport "$transport" --json "$json" \
         || { echo "FAIL: $policy mesh $mesh"; fails=1; }
   done
 done

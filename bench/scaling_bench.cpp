@@ -14,8 +14,10 @@
 // bench/run_scaling.sh runs 1, 2, 4, 8 GPUs and divides.
 //
 //   mpirun -np N scaling_bench [--size 1088p] [--model 1.3b|14b] [--chunks 20] [--window 21] [--policy DENSE]
-//                              [--ulysses U] [--spatial S] [--transport auto|nccl|mpi] [--json FILE] [--commit SHA]
-//                              [--seed N]
+//                              [--ulysses U] [--spatial S] [--overlap-groups G] [--transport auto|nccl|mpi]
+//                              [--json FILE] [--commit SHA] [--seed N]
+// --overlap-groups G (parallel.overlap_groups) runs each rank's exchanges on the exchange thread's stream while the
+// head group before attends; the JSON then also has the exchange thread's busy, exposed and hidden seconds.
 // Without --ulysses/--spatial the mesh is U = the largest divisor of the heads that divides N, S = N / U.
 #include <algorithm>
 #include <cstdio>
@@ -50,6 +52,7 @@ struct Options : bench::OutputFlags {
     int chunks = 20;
     int window = 0;  // 0: the policy's (21, FORCING_KV its own ring)
     std::string policy = "DENSE";
+    int overlap_groups = 1;
     int ulysses = 0;  // 0: chosen
     int spatial = 0;
     std::string transport = "auto";
@@ -62,7 +65,8 @@ Options parse(int argc, char** argv) {
         argc, argv,
         "usage: mpirun -np N scaling_bench [--size 1088p] [--model 1.3b|14b] [--chunks 20] [--window 21]\n"
         "                    [--policy DENSE|SPARSE_FORCING|LIGHT_FORCING|FORCING_KV|LVSA] [--ulysses U]\n"
-        "                    [--spatial S] [--transport auto|nccl|mpi] [--json FILE] [--commit SHA] [--seed N]\n",
+        "                    [--spatial S] [--overlap-groups G] [--transport auto|nccl|mpi] [--json FILE]\n"
+        "                    [--commit SHA] [--seed N]\n",
         o, [&](const std::string& a, const std::function<std::string()>& value) {
             if (a == "--size")
                 o.size = value();
@@ -74,6 +78,8 @@ Options parse(int argc, char** argv) {
                 o.window = std::stoi(value());
             else if (a == "--policy")
                 o.policy = value();
+            else if (a == "--overlap-groups")
+                o.overlap_groups = std::stoi(value());
             else if (a == "--ulysses")
                 o.ulysses = std::stoi(value());
             else if (a == "--spatial")
@@ -176,7 +182,10 @@ int run(const MpiSession& mpi, const Options& o) {
     }
 #endif
     // The rank's attention step (the single-GPU one on one rank): it owns the exchanges; the model only sees it.
-    mesh.mesh = SequenceMesh{u, U, ucomm, s, S, scomm};
+    LR_CHECK(o.overlap_groups >= 1 && (heads / U) % o.overlap_groups == 0 && (o.overlap_groups == 1 || N > 1),
+             "--overlap-groups ", o.overlap_groups, ": must divide the ", heads / U,
+             " heads of a Ulysses rank, and needs several ranks");
+    mesh.mesh = SequenceMesh{u, U, ucomm, s, S, scomm, o.overlap_groups};
 
     LR_CUDA_CHECK(cudaDeviceSynchronize());
     world->barrier();
@@ -209,6 +218,10 @@ int run(const MpiSession& mpi, const Options& o) {
             std::fprintf(stderr, "[scaling_bench] chunk %d/%d: %.1f ms\n", c + 1, o.chunks, chunk_ms.back());
     }
     const double run_s = bench::seconds_since(t_run);
+    const auto* sharded = dynamic_cast<const ShardedCudaAttentionStep*>(attention.get());
+    const ExchangeTime xt = sharded ? sharded->exchange_time() : ExchangeTime{};
+    const double exposed = max_over(*world, xt.exposed_seconds), busy = max_over(*world, xt.busy_seconds);
+    const double hidden = max_over(*world, xt.hidden_comm_seconds());
     const double peak = max_over(*world, static_cast<double>(bench::device_used_bytes() - used0));
     // Steady state: the chunks that start with a full window (start frame + 3 >= window).
     const int full_at = window == -1 ? 21 : window;  // FORCING_KV: from the chunk the dense window would be full
@@ -230,6 +243,10 @@ int run(const MpiSession& mpi, const Options& o) {
         .add("transport", nccl ? "nccl" : "mpi")
         .add("chunks", o.chunks)
         .add("policy", o.policy)
+        .add("overlap_groups", o.overlap_groups)
+        .add("exchange_thread_busy_seconds", busy)
+        .add("exchange_thread_exposed_seconds", exposed)
+        .add("exchange_hidden_comm_seconds", hidden)
         .add("window_frames", window)
         .add("steady_from_chunk", first_steady)
         .add("chunk_ms", chunk_ms)
