@@ -15,8 +15,9 @@
 // the same kernels on the same operands (the dense table reads every row's blocks in one order, so the rank's
 // rows may be attended compactly; the sparse step attends in the forward's tiled order with every query block's
 // mean query; the attention kernel splits table rows as the single-GPU launch would: split_ctas). The model's
-// per-token GEMMs run on other row counts, so a forward of the group matches one GPU to bf16 accuracy, not bit
-// for bit; the attention step itself does (tests/dist/dist_sharded_step_gpu_test.cpp).
+// per-token GEMMs run on other row counts, which could round differently; on an H100 they do not: whole forwards
+// and `generate` latents of 2-4 ranks equal one GPU's bit for bit (tests/dist/*_gpu_test.cpp, bound 0), and the
+// attention step does by construction (tests/dist/dist_sharded_step_gpu_test.cpp).
 //
 // Communicators: one on device buffers (NCCL) gets device memory and runs on its own stream, ordered against
 // the model's with events; any other (MPI) gets pinned host copies, the exchange's stream drained before each
