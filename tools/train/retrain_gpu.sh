@@ -1,11 +1,17 @@
 #!/bin/bash
-# The tiny default model's training in one GPU call of under 10 minutes (tools/train/README.md):
-#   the VAE resumed from PACK/vae.pt (or from scratch) on 33-frame clips, with its long-clip check; its latent stats;
-#   the DiT from scratch on a pool of clips encoded once by it; export to OUT/model.tar, pack to OUT (each file
-#   under 16 MiB), logs to OUT/logs.tar.
-# Usage: [VM=2.5] [DM=4.3] [POOL=1024] [B=32] [VB=4] [VF=33] tools/train/retrain_gpu.sh OUT [PACK]
+# The tiny default model's training in one GPU call of under 10 minutes (tools/train/README.md), two modes:
+#   retrain_gpu.sh OUT [PACK]             the VAE resumed from PACK/vae.pt (or from scratch) on 33-frame clips, with
+#                                         its long-clip check; its latent stats; the DiT from scratch on a pool of
+#                                         clips encoded once by it
+#   retrain_gpu.sh --continue OUT PACK    the DiT resumed from PACK's dit_model.pt / dit_ema.pt (a fresh optimizer,
+#                                         re-warmed) on PACK's VAE and stats, not trained further (a new VAE would
+#                                         change the latents the DiT learned); PACK/logs.tar's logs are continued
+# then export to OUT/model.tar, pack to OUT (each file under 16 MiB), logs to OUT/logs.tar.
+# Env: [VM=2.5] [DM=4.3, 8.6 with --continue] [POOL=1024] [B=32] [VB=4] [VF=33]
 set -eu
-out=${1:?usage: retrain_gpu.sh OUT [PACK]}
+mode=retrain
+[ "${1:-}" = --continue ] && { mode=continue; shift; }
+out=${1:?usage: retrain_gpu.sh [--continue] OUT [PACK]}
 pack=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
 run=$(mktemp -d)
@@ -13,18 +19,29 @@ t0=$(date +%s)
 el() { echo $(( $(date +%s) - t0 )); }
 mkdir -p "$out"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-[ -n "$pack" ] && [ -f "$pack/vae.pt" ] && cp "$pack/vae.pt" "$run/"
 export PYTHONUNBUFFERED=1
 train() { python3 "$here/train.py" "$@"; }
-train vae --dir "$run" --minutes "${VM:-2.5}" --vae-clip-frames "${VF:-33}" --vae-batch "${VB:-4}" > "$run/vae.out" 2>&1
-echo "vae done at $(el) s: $(tail -1 "$run/vae.out")"
-train stats --dir "$run" | tail -1
-train dit --dir "$run" --minutes "${DM:-4.3}" --pool "${POOL:-1024}" --dit-batch "${B:-32}" > "$run/dit.out" 2>&1
+if [ "$mode" = continue ]; then
+  for f in vae.pt dit_model.pt dit_ema.pt; do
+    [ -f "$pack/$f" ] || { echo "retrain_gpu.sh: $pack/$f is missing (a pack made by train.py pack)" >&2; exit 2; }
+    cp "$pack/$f" "$run/"
+  done
+  [ -f "$pack/logs.tar" ] && tar xf "$pack/logs.tar" -C "$run" dit_log.jsonl vae_log.jsonl 2>/dev/null || true
+  dit_minutes=${DM:-8.6}
+else
+  [ -n "$pack" ] && [ -f "$pack/vae.pt" ] && cp "$pack/vae.pt" "$run/"
+  train vae --dir "$run" --minutes "${VM:-2.5}" --vae-clip-frames "${VF:-33}" --vae-batch "${VB:-4}" > "$run/vae.out" 2>&1
+  echo "vae done at $(el) s: $(tail -1 "$run/vae.out")"
+  train stats --dir "$run" | tail -1
+  dit_minutes=${DM:-4.3}
+fi
+train dit --dir "$run" --minutes "$dit_minutes" --pool "${POOL:-1024}" --dit-batch "${B:-32}" > "$run/dit.out" 2>&1
 echo "dit done at $(el) s: $(tail -1 "$run/dit.out")"
 tail -1 "$run/dit_log.jsonl"
 train export --dir "$run" --out "$run/model" | tail -1
 train pack --dir "$run" --out "$out" | tail -1
 # One file for the model and one for the logs: the device tool brings back a limited number of files.
 tar cf "$out/model.tar" -C "$run" model
-tar cf "$out/logs.tar" -C "$run" vae_log.jsonl dit_log.jsonl vae.out dit.out
+logs=$(cd "$run" && ls vae_log.jsonl dit_log.jsonl vae.out dit.out 2>/dev/null || true)
+tar cf "$out/logs.tar" -C "$run" $logs
 echo "done at $(el) s: $out"
