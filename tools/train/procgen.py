@@ -74,6 +74,18 @@ def clip_params(seed, caption=None):
                 light_phase=2 * math.pi * u(), light_amp=0.08 * u())
 
 
+SCENE_SEED = 50_000_000  # scene_params(caption) = clip_params(SCENE_SEED + the caption's index in all_captions())
+
+
+def scene_params(caption):
+    """The one scene of `caption`: clip_params of a seed fixed by the caption (start position, speed, size,
+    background colours, pan and light come from that seed, so scenes differ from caption to caption). The DiT's
+    training data: the engine's few-step sampler re-noises every x0 prediction, so a first chunk made from pure
+    noise must have one answer per caption; random scenes per caption make its prediction their grey average."""
+    words = parse_caption(caption)
+    return clip_params(SCENE_SEED + all_captions().index(caption_of(*words)), caption_of(*words))
+
+
 def _background(p, t, yy, xx, scale):
     """[T, H, W] luminance-like texture value in [-1, 1], panned horizontally by p['pan'] px per frame."""
     xs = (xx[None] + p["pan"] * scale * t[:, None, None]) / scale  # [T, 1, W], in pixels of a 320-wide frame
@@ -142,6 +154,13 @@ def render_batch(seeds, frames, device="cpu", height=HEIGHT, width=WIDTH):
     return torch.stack(clips), caps
 
 
+def render_scenes(captions, frames, starts, device="cpu", height=HEIGHT, width=WIDTH):
+    """[B, 3, frames, H, W]: the scenes of `captions` (scene_params), clip b from video frame starts[b] on."""
+    clips = [render(scene_params(c), frames, start=s, device=device, height=height, width=width).transpose(0, 1)
+             for c, s in zip(captions, starts)]
+    return torch.stack(clips)
+
+
 def write_y4m(path, frames):
     """frames [T, 3, H, W] in [-1, 1] -> a 4:4:4 Y4M file (C444, full range RGB -> BT.601 YCbCr)."""
     x = ((frames.clamp(-1, 1) + 1) * 127.5).float()
@@ -161,10 +180,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--caption", help="fix the caption's words (the rest still comes from --seed)")
+    ap.add_argument("--scene", action="store_true", help="the caption's one scene (scene_params; needs --caption)")
     ap.add_argument("--frames", type=int, default=33)
     ap.add_argument("--out", required=True, help="a .y4m file")
     a = ap.parse_args()
-    p = clip_params(a.seed, a.caption)
+    if a.scene and not a.caption:
+        ap.error("--scene needs --caption")
+    p = scene_params(a.caption) if a.scene else clip_params(a.seed, a.caption)
     write_y4m(a.out, render(p, a.frames))
     print(caption_of(p["colour"], p["kind"], p["direction"], p["background"]))
 

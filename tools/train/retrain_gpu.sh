@@ -1,16 +1,18 @@
 #!/bin/bash
-# The tiny default model's training in one GPU call of under 10 minutes (tools/train/README.md), two modes:
+# The tiny default model's training in one GPU call of under 10 minutes (tools/train/README.md), three modes:
 #   retrain_gpu.sh OUT [PACK]             the VAE resumed from PACK/vae.pt (or from scratch) on 33-frame clips, with
 #                                         its long-clip check; its latent stats; the DiT from scratch on a pool of
 #                                         clips encoded once by it
+#   retrain_gpu.sh --new-dit OUT PACK     a DiT from scratch on PACK's VAE and stats (vae.pt; the VAE not trained)
 #   retrain_gpu.sh --continue OUT PACK    the DiT resumed from PACK's dit_model.pt / dit_ema.pt (a fresh optimizer,
 #                                         re-warmed) on PACK's VAE and stats, not trained further (a new VAE would
 #                                         change the latents the DiT learned); PACK/logs.tar's logs are continued
 # then export to OUT/model.tar, pack to OUT (each file under 16 MiB), logs to OUT/logs.tar.
-# Env: [VM=2.5] [DM=4.3, 8.6 with --continue] [POOL=1024] [B=32] [VB=4] [VF=33]
+# Env: [VM=2.5] [DM=4.3, 8.6 with --continue or --new-dit] [POOL=0: every scene clip] [B=32] [VB=4] [VF=33]
 set -eu
 mode=retrain
 [ "${1:-}" = --continue ] && { mode=continue; shift; }
+[ "${1:-}" = --new-dit ] && { mode=new-dit; shift; }
 out=${1:?usage: retrain_gpu.sh [--continue] OUT [PACK]}
 pack=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,6 +30,11 @@ if [ "$mode" = continue ]; then
   done
   [ -f "$pack/logs.tar" ] && tar xf "$pack/logs.tar" -C "$run" dit_log.jsonl vae_log.jsonl 2>/dev/null || true
   dit_minutes=${DM:-8.6}
+elif [ "$mode" = new-dit ]; then
+  [ -f "$pack/vae.pt" ] || { echo "retrain_gpu.sh: $pack/vae.pt is missing (a pack made by train.py pack)" >&2; exit 2; }
+  cp "$pack/vae.pt" "$run/"
+  [ -f "$pack/logs.tar" ] && tar xf "$pack/logs.tar" -C "$run" vae_log.jsonl 2>/dev/null || true
+  dit_minutes=${DM:-8.6}
 else
   [ -n "$pack" ] && [ -f "$pack/vae.pt" ] && cp "$pack/vae.pt" "$run/"
   train vae --dir "$run" --minutes "${VM:-2.5}" --vae-clip-frames "${VF:-33}" --vae-batch "${VB:-4}" > "$run/vae.out" 2>&1
@@ -35,7 +42,7 @@ else
   train stats --dir "$run" | tail -1
   dit_minutes=${DM:-4.3}
 fi
-train dit --dir "$run" --minutes "$dit_minutes" --pool "${POOL:-1024}" --dit-batch "${B:-32}" > "$run/dit.out" 2>&1
+train dit --dir "$run" --minutes "$dit_minutes" --pool "${POOL:-0}" --dit-batch "${B:-32}" > "$run/dit.out" 2>&1
 echo "dit done at $(el) s: $(tail -1 "$run/dit.out")"
 tail -1 "$run/dit_log.jsonl"
 train export --dir "$run" --out "$run/model" | tail -1

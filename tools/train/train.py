@@ -128,7 +128,8 @@ def train_vae(a, device):
         step += 1
         acc.append([mse.item(), l1.item(), kl.item()])
         if step % a.log_every == 0:
-            m = [sum(c) / len(c) for c in zip(*acc)]
+            # Means over the logged steps; loss_chunk0 over those whose batch had a clip that starts the scene.
+            m = [(lambda vs: sum(vs) / len(vs) if vs else None)([v for v in c if v == v]) for c in zip(*acc)]
             psnr = 10 * math.log10(4.0 / max(m[0], 1e-10))
             log(logf, dict(stage="vae", step=step, mse=m[0], l1=m[1], kl=m[2], psnr=psnr,
                            seconds=round(time.time() - t0, 1)))
@@ -267,7 +268,29 @@ def train_dit(a, device):
 
     t_save = time.time()
     pool = None
-    if a.pool:
+    if a.dit_data == "scenes":
+        # The caption's one scene (procgen.scene_params), from several start frames: chunk 0 of a clip that starts
+        # at frame 0 is what the sampler makes from pure noise; the later chunks of every clip teach the motion
+        # on from clean context, so a clip that starts later carries no chunk-0 loss (its first chunk is not
+        # what a run begins with).
+        starts = [int(v) for v in a.scene_starts.split(",")]
+        pairs = [(c, st) for st in starts for c in procgen.all_captions()]
+        if a.pool and a.pool < len(pairs):
+            keep = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(a.seed))[:a.pool]
+            pairs = [pairs[i] for i in sorted(keep.tolist())]
+        pool_x, group = [], 16 if str(device).startswith("cuda") else 4
+        with torch.no_grad():
+            for i in range(0, len(pairs), group):
+                part = pairs[i:i + group]
+                x = procgen.render_scenes([c for c, _ in part], 1 + 4 * (frames - 1), [st for _, st in part],
+                                          device=device, height=h, width=w)
+                with autocast(device):
+                    mu, _ = vae.encode(x)
+                pool_x.append(((mu.float().transpose(1, 2) - mean) / std).cpu())
+        pool = (torch.cat(pool_x), [c for c, _ in pairs])
+        pool_first = torch.tensor([float(st == 0) for _, st in pairs])
+        print(f"pool: {len(pairs)} scene clips ({len(starts)} starts) encoded in {time.time() - t0:.0f} s", flush=True)
+    elif a.pool:
         # Encode a fixed set of clips once instead of rendering and encoding every step: CPU runs, and GPU runs
         # whose step time is the renderer's and the VAE encoder's rather than the DiT's.
         pool_x, pool_caps = [], []
@@ -281,13 +304,17 @@ def train_dit(a, device):
                 pool_x.append(((mu.float().transpose(1, 2) - mean) / std).cpu())
                 pool_caps += caps
         pool = (torch.cat(pool_x), pool_caps)
+        pool_first = torch.ones(len(pool_caps))
         print(f"pool: {len(pool_caps)} clips encoded in {time.time() - t0:.0f} s", flush=True)
+    t_start, step_start = time.time(), step
     while time.time() < t_end and (a.steps is None or step < a.steps):
         seeds = [step * a.dit_batch + i for i in range(a.dit_batch)]
         with torch.no_grad():
+            first = torch.ones(a.dit_batch, device=device)  # 1: chunk 0 of the clip carries loss
             if pool is not None:
                 idx = torch.randint(len(pool[1]), [a.dit_batch], generator=g).tolist()
                 x0, caps = pool[0][idx].to(device), [pool[1][i] for i in idx]
+                first = pool_first[idx].to(device)
             else:
                 x, caps = procgen.render_batch(seeds, 1 + 4 * (frames - 1), device=device, height=h, width=w)
                 with autocast(device):
@@ -297,14 +324,28 @@ def train_dit(a, device):
             eps = torch.randn(x0.shape, generator=g, device="cpu").to(device)
             s5 = sig[:, :, None, None, None]
             noisy = (1 - s5) * x0 + s5 * eps
+            clean = x0
+            if a.context_aug > 0:
+                # The rollout's context is the model's own output, not the data: a little noise on the clean stream
+                # (still at t = 0) teaches the model not to trust it to the last digit.
+                ca = (torch.rand([a.dit_batch], generator=g) * a.context_aug).to(device)[:, None, None, None, None]
+                clean = (1 - ca) * x0 + ca * torch.randn(x0.shape, generator=g, device="cpu").to(device)
         lr = a.dit_lr * min(1.0, (step - warm_from + 1) / a.warmup)
+        if a.lr_decay == "cos":
+            # Cosine to a tenth over this piece (its minutes, or its --steps when those end it first).
+            frac = (time.time() - t_start) / max(1e-9, t_end - t_start)
+            if a.steps is not None:
+                frac = max(frac, (step - step_start) / max(1, a.steps - step_start))
+            lr *= 0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, frac)))
         for group in opt.param_groups:
             group["lr"] = lr
         with autocast(device):
             ctx = text(caps, device)
-            pred = model.forward_train(x0, noisy, sig * 1000.0, ctx, CHUNK, WINDOW_CHUNKS)
+            pred = model.forward_train(clean, noisy, sig * 1000.0, ctx, CHUNK, WINDOW_CHUNKS)
         per_chunk = (pred.float() - (eps - x0)).pow(2).mean((2, 3, 4)).unflatten(1, (chunks, CHUNK)).mean(2)
-        loss = per_chunk.mean()
+        weight = torch.ones_like(per_chunk)
+        weight[:, 0] = first
+        loss = (per_chunk * weight).sum() / weight.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -313,9 +354,12 @@ def train_dit(a, device):
         decay = min(a.ema, (1 + step) / (10 + step))
         ema_update(ema, model, decay)
         ema_update(ema_text, text, decay)
-        acc.append([loss.item(), per_chunk[:, 0].mean().item(), per_chunk[:, 1:].mean().item(), float(gn)])
+        n_first = float(first.sum())
+        chunk0 = float((per_chunk[:, 0] * first).sum()) / n_first if n_first else float("nan")
+        acc.append([loss.item(), chunk0, per_chunk[:, 1:].mean().item(), float(gn)])
         if step % a.log_every == 0:
-            m = [sum(c) / len(c) for c in zip(*acc)]
+            # Means over the logged steps; loss_chunk0 over those whose batch had a clip that starts the scene.
+            m = [(lambda vs: sum(vs) / len(vs) if vs else None)([v for v in c if v == v]) for c in zip(*acc)]
             log(logf, dict(stage="dit", step=step, loss=m[0], loss_chunk0=m[1], loss_later=m[2], grad_norm=m[3],
                            lr=lr, seconds=round(time.time() - t0, 1)))
             acc = []
@@ -459,6 +503,12 @@ def main():
     ap.add_argument("--dit-layers", type=int, default=wan_dit.TINY_SHAPES["num_layers"])
     ap.add_argument("--dit-ffn", type=int, default=wan_dit.TINY_SHAPES["ffn_dim"])
     ap.add_argument("--pool", type=int, default=0, help="train the DiT on this many clips encoded once (CPU runs)")
+    ap.add_argument("--dit-data", choices=["scenes", "clips"], default="scenes",
+                    help="scenes: each caption's one scene (procgen.scene_params) from --scene-starts; clips: random "
+                         "clips per seed (--pool N of them encoded once, or rendered every step)")
+    ap.add_argument("--scene-starts", default="0,45,90,135,180", help="video frames the scene clips start at")
+    ap.add_argument("--context-aug", type=float, default=0.05, help="noise up to this sigma on the clean stream")
+    ap.add_argument("--lr-decay", choices=["cos", "none"], default="cos", help="DiT learning rate over the piece")
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--ema", type=float, default=0.998)
     ap.add_argument("--log-every", type=int, default=25)
