@@ -6,7 +6,7 @@
 // Per shape:
 //   segment mean of the keys: the summaries of the chunk's 3 frames' blocks (the window's older blocks keep
 //     theirs), from the bf16 K pool; and of the queries: per query block of 128 rows, head-major for
-//     block_select;
+//     block_select; and both in one launch, as the engine runs them (the figure charged to selection);
 //   block_select with two candidate sets: "topk", every window block scored, a quarter kept per (head, query
 //     block); "hier", LIGHT_FORCING-like: the sink frame scored, the 17 middle frames compete as groups (4
 //     kept), the chunk's 3 frames MUST, blocks kept up to a quarter of the window;
@@ -229,7 +229,18 @@ std::vector<Row> run_shape(const Shape& s, int runs, int warmup, std::vector<std
     r.unit = "GB/s";
     r.note = std::to_string(q_blocks) + " query blocks";
     add(r);
-    const double summaries_ms = rows[rows.size() - 2].ms + rows.back().ms;
+    // The engine computes a layer's summaries (the written frames' key means and the query means) in one launch
+    // (launch_segment_means_bf16, CudaLocalAttentionStep's sparse_select): that is the cost charged to selection.
+    const SegmentMeanBf16Params both[2] = {km, qm};
+    r = Row{};
+    r.item = "summaries keys+queries";
+    r.ms = time_ms([&] { launch_segment_means_bf16(both, 2, nullptr); }, runs, warmup);
+    r.work = static_cast<double>(kQFrames) * tokens * kWidth * 2 + static_cast<double>(q_len) * kWidth * 2;
+    r.rate = r.work / (r.ms * 1e-3) / 1e9;
+    r.unit = "GB/s";
+    r.note = "one launch, as the engine runs them";
+    add(r);
+    const double summaries_ms = rows.back().ms;
 
     std::vector<float> k_mean(static_cast<size_t>(blocks) * kWidth), q_mean(static_cast<size_t>(q_blocks) * kWidth);
     LR_CUDA_CHECK(cudaMemcpy(k_mean.data(), dk_mean.data(), k_mean.size() * 4, cudaMemcpyDeviceToHost));

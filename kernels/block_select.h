@@ -101,4 +101,11 @@ struct SegmentMeanBf16Params {
 };
 void launch_segment_mean_bf16(const SegmentMeanBf16Params& p, Stream stream);
 
+// Several segment means in one launch (a layer's summaries: the key means of each frame it wrote and the chunk's
+// query means), each job exactly as launch_segment_mean_bf16 would compute it; jobs without segments are skipped.
+// One launch instead of one per job: at 480p the summaries are a few microseconds of work each, and the launches
+// were most of their cost.
+inline constexpr int kMaxSegmentMeanJobs = 8;
+void launch_segment_means_bf16(const SegmentMeanBf16Params* jobs, int count, Stream stream);
+
 }  // namespace lr

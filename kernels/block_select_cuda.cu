@@ -331,9 +331,24 @@ __global__ void __launch_bounds__(kThreads) block_select_kernel(const BlockSelec
     }
 }
 
-__global__ void __launch_bounds__(128) segment_mean_bf16_kernel(const SegmentMeanBf16Params p, int64_t x_stride,
-                                                                int64_t out_stride, int64_t head_stride, bool pairs) {
-    const int64_t s = blockIdx.x;
+// Up to kMaxSegmentMeanJobs segment means in one launch: blockIdx.x runs over the segments of every job in turn.
+struct SegmentMeanBatch {
+    SegmentMeanBf16Params job[kMaxSegmentMeanJobs];
+    int64_t x_stride[kMaxSegmentMeanJobs];
+    int64_t out_stride[kMaxSegmentMeanJobs];
+    int64_t head_stride[kMaxSegmentMeanJobs];
+    int32_t first[kMaxSegmentMeanJobs + 1];  // first[j]: job j's first segment in the grid
+    bool pairs[kMaxSegmentMeanJobs];
+    int count;
+};
+
+__global__ void __launch_bounds__(128) segment_mean_bf16_kernel(const SegmentMeanBatch b) {
+    int j = 0;
+    while (j + 1 < b.count && static_cast<int32_t>(blockIdx.x) >= b.first[j + 1]) ++j;
+    const SegmentMeanBf16Params& p = b.job[j];
+    const int64_t s = static_cast<int64_t>(blockIdx.x) - b.first[j];
+    const int64_t x_stride = b.x_stride[j];
+    const bool pairs = b.pairs[j];
     const int64_t width = p.heads * p.head_dim;
     const int per = pairs ? 2 : 1;
     const int64_t c = (static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x) * per;
@@ -357,7 +372,8 @@ __global__ void __launch_bounds__(128) segment_mean_bf16_kernel(const SegmentMea
         a1 /= static_cast<float>(len);
     }
     // A pair may straddle two heads when head_dim is odd.
-    float* o = p.out + s * out_stride;
+    const int64_t head_stride = b.head_stride[j];
+    float* o = p.out + s * b.out_stride[j];
     o[(c / p.head_dim) * head_stride + c % p.head_dim] = a0;
     if (pairs) o[((c + 1) / p.head_dim) * head_stride + (c + 1) % p.head_dim] = a1;
 }
@@ -406,21 +422,43 @@ void launch_block_select(const BlockSelectParams& p, Stream stream) {
 }
 
 void launch_segment_mean_bf16(const SegmentMeanBf16Params& p, Stream stream) {
-    LR_CHECK(p.segments >= 0 && p.heads > 0 && p.head_dim > 0, "segment mean: segments ", p.segments, ", heads ",
-             p.heads, ", head_dim ", p.head_dim);
-    if (p.segments == 0) return;
-    LR_CHECK(p.x && p.out && p.seg_begin && p.seg_len, "segment mean: x, out, seg_begin and seg_len must be set");
-    const int64_t width = p.heads * p.head_dim;
-    const int64_t xs = p.x_row_stride ? p.x_row_stride : width;
-    const int64_t os = p.out_stride ? p.out_stride : width;
-    const int64_t hs = p.out_head_stride ? p.out_head_stride : p.head_dim;
-    LR_CHECK(xs >= width && os > 0 && hs > 0, "segment mean: x_row_stride ", xs, " (>= heads * head_dim = ", width,
-             "), out_stride ", os, ", out_head_stride ", hs);
-    LR_CHECK(p.segments <= INT32_MAX, "segment mean: ", p.segments, " segments");
-    const bool pairs = width % 2 == 0 && xs % 2 == 0 && reinterpret_cast<uintptr_t>(p.x) % 4 == 0;
-    const int64_t threads_needed = pairs ? width / 2 : width;
-    const dim3 grid(static_cast<unsigned>(p.segments), static_cast<unsigned>((threads_needed + 127) / 128));
-    segment_mean_bf16_kernel<<<grid, 128, 0, stream>>>(p, xs, os, hs, pairs);
+    launch_segment_means_bf16(&p, 1, stream);
+}
+
+void launch_segment_means_bf16(const SegmentMeanBf16Params* jobs, int count, Stream stream) {
+    LR_CHECK(count >= 0 && count <= kMaxSegmentMeanJobs, "segment means: ", count, " jobs (at most ",
+             kMaxSegmentMeanJobs, " per launch)");
+    SegmentMeanBatch b{};
+    int64_t segments = 0, columns = 0;
+    for (int j = 0; j < count; ++j) {
+        const SegmentMeanBf16Params& p = jobs[j];
+        LR_CHECK(p.segments >= 0 && p.heads > 0 && p.head_dim > 0, "segment mean (job ", j, "): segments ", p.segments,
+                 ", heads ", p.heads, ", head_dim ", p.head_dim);
+        if (p.segments == 0) continue;
+        LR_CHECK(p.x && p.out && p.seg_begin && p.seg_len, "segment mean (job ", j,
+                 "): x, out, seg_begin and seg_len must be set");
+        const int64_t width = p.heads * p.head_dim;
+        const int64_t xs = p.x_row_stride ? p.x_row_stride : width;
+        const int64_t os = p.out_stride ? p.out_stride : width;
+        const int64_t hs = p.out_head_stride ? p.out_head_stride : p.head_dim;
+        LR_CHECK(xs >= width && os > 0 && hs > 0, "segment mean (job ", j, "): x_row_stride ", xs,
+                 " (>= heads * head_dim = ", width, "), out_stride ", os, ", out_head_stride ", hs);
+        const bool pairs = width % 2 == 0 && xs % 2 == 0 && reinterpret_cast<uintptr_t>(p.x) % 4 == 0;
+        const int k = b.count++;  // jobs without segments take no slot
+        b.job[k] = p;
+        b.x_stride[k] = xs;
+        b.out_stride[k] = os;
+        b.head_stride[k] = hs;
+        b.pairs[k] = pairs;
+        b.first[k] = static_cast<int32_t>(segments);
+        segments += p.segments;
+        columns = std::max(columns, pairs ? width / 2 : width);
+        LR_CHECK(segments <= INT32_MAX, "segment means: ", segments, " segments in one launch");
+    }
+    if (b.count == 0) return;
+    b.first[b.count] = static_cast<int32_t>(segments);
+    const dim3 grid(static_cast<unsigned>(segments), static_cast<unsigned>((columns + 127) / 128));
+    segment_mean_bf16_kernel<<<grid, 128, 0, stream>>>(b);
     LR_CUDA_LAUNCH_CHECK();
 }
 

@@ -14,6 +14,7 @@ namespace {
 
 void launch_block_select(const BlockSelectParams&, Stream) { no_cuda("block_select"); }
 void launch_segment_mean_bf16(const SegmentMeanBf16Params&, Stream) { no_cuda("segment_mean_bf16"); }
+void launch_segment_means_bf16(const SegmentMeanBf16Params*, int, Stream) { no_cuda("segment_means_bf16"); }
 
 }  // namespace lr
 #endif

@@ -363,8 +363,19 @@ void CudaLocalAttentionStep::Impl::sparse_select(int64_t l, const void* q_tiled,
     Sparse& s = sp;
     const cuda_step::SparseSizes& z = s.z;
     const int64_t H = z.heads, hd = z.head_dim, T = z.tiles, P = z.pool_blocks;
+    // The layer's summaries in one launch: the mean key of each block written by this forward (a frame's blocks
+    // are one page: consecutive physical blocks) and the mean query of each query block, head-major as the
+    // selection reads it.
+    SegmentMeanBf16Params jobs[kMaxSegmentMeanJobs];
+    int n_jobs = 0;
+    const auto add = [&](const SegmentMeanBf16Params& job) {
+        if (n_jobs == kMaxSegmentMeanJobs) {
+            launch_segment_means_bf16(jobs, n_jobs, stream);
+            n_jobs = 0;
+        }
+        jobs[n_jobs++] = job;
+    };
     if (s.summaries) {
-        // Mean key of each written block (a frame's blocks are one page: consecutive physical blocks).
         const std::vector<int64_t>& pages = cache->slot_pages();
         const KvWrite& w = cache->last_plan().write;
         for (int64_t f = 0; f < s.written; ++f) {
@@ -377,11 +388,10 @@ void CudaLocalAttentionStep::Impl::sparse_select(int64_t l, const void* q_tiled,
             m.segments = T;
             m.heads = H;
             m.head_dim = hd;
-            launch_segment_mean_bf16(m, stream);
+            add(m);
         }
     }
     if (s.summaries && !means_given) {
-        // Mean query of each query block, head-major as the selection reads it.
         SegmentMeanBf16Params q;
         q.x = q_tiled;
         q.out = s.qmean + l * H * s.nqb * hd;
@@ -392,8 +402,9 @@ void CudaLocalAttentionStep::Impl::sparse_select(int64_t l, const void* q_tiled,
         q.head_dim = hd;
         q.out_stride = hd;
         q.out_head_stride = s.nqb * hd;
-        launch_segment_mean_bf16(q, stream);
+        add(q);
     }
+    if (n_jobs > 0) launch_segment_means_bf16(jobs, n_jobs, stream);
     BlockSelectParams bp;
     bp.q_mean = s.qmean + l * H * s.nqb * hd;
     bp.k_mean = s.kmean + l * P * H * hd;

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <set>
@@ -474,6 +475,116 @@ TEST(SegmentMeanGpu, ManyBlocksOfAFrame) {
     }
     ASSERT_EQ(at, 1560);
     check_segment_mean(1560, 12, 128, 0, 0, 0, begin, len, 23);
+}
+
+// A layer's summaries in one launch (launch_segment_means_bf16): jobs of different widths, strides, paths (pairs
+// and scalar) and output layouts, one without segments. Each job's output must be bit-identical to its own launch
+// (the same sums in the same order), within the fp32 bound of segment_mean_cpu's means, and no other slot of the
+// shared output buffer may change.
+TEST(SegmentMeanGpu, BatchedJobsEqualSeparateLaunches) {
+    LR_REQUIRE_GPU();
+#ifdef LONGROLL_HAS_CUDA
+    struct Job {
+        int64_t rows, heads, head_dim, x_stride, out_stride, out_head_stride;
+        std::vector<int32_t> begin, len;
+    };
+    const std::vector<Job> jobs = {
+        {400, 12, 128, 0, 0, 0, {0, 128, 256, 384}, {128, 128, 128, 16}},               // a frame's keys
+        {400, 12, 128, 12 * 128 + 64, 0, 0, {0, 100, 7}, {100, 300, 1}},                // strided rows
+        {300, 12, 128, 0, 128, 5 * 128, {0, 64, 128, 192, 256}, {64, 64, 64, 64, 44}},  // head-major
+        {50, 3, 5, 0, 0, 0, {0, 10, 49}, {10, 39, 1}},                                  // width 15: scalar
+        {10, 12, 128, 0, 0, 0, {}, {}},                                                 // no segments
+        {200, 2, 128, 0, 0, 0, {0, 3}, {3, 197}},
+    };
+    std::mt19937 rng(31);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<DeviceBuffer> keep;
+    std::vector<std::vector<float>> xf(jobs.size());
+    std::vector<int64_t> out_at(jobs.size()), out_len(jobs.size());
+    int64_t total_out = 0;
+    std::vector<SegmentMeanBf16Params> params(jobs.size());
+    for (size_t j = 0; j < jobs.size(); ++j) {
+        const Job& jb = jobs[j];
+        const int64_t width = jb.heads * jb.head_dim, xs = jb.x_stride ? jb.x_stride : width;
+        std::vector<uint16_t> x(static_cast<size_t>(jb.rows * xs));
+        xf[j].resize(x.size());
+        for (size_t i = 0; i < x.size(); ++i) {
+            x[i] = f32_to_bf16_bits(static_cast<float>(static_cast<int64_t>(i) % xs % 5) - 2.0f + nd(rng));
+            xf[j][i] = bf16_bits_to_f32(x[i]);
+        }
+        keep.push_back(upload(x));
+        const auto segs = static_cast<int64_t>(jb.begin.size());
+        const int64_t os = jb.out_stride ? jb.out_stride : width,
+                      hs = jb.out_head_stride ? jb.out_head_stride : jb.head_dim;
+        out_at[j] = total_out;
+        out_len[j] = segs ? (segs - 1) * os + (jb.heads - 1) * hs + jb.head_dim : 0;
+        total_out += out_len[j] + 3;  // a gap of untouched slots between jobs
+        SegmentMeanBf16Params& p = params[j];
+        p.x = keep.back().data();
+        if (segs) {
+            keep.push_back(upload(jb.begin));
+            p.seg_begin = static_cast<const int32_t*>(keep.back().data());
+            keep.push_back(upload(jb.len));
+            p.seg_len = static_cast<const int32_t*>(keep.back().data());
+        }
+        p.segments = segs;
+        p.heads = jb.heads;
+        p.head_dim = jb.head_dim;
+        p.x_row_stride = jb.x_stride;
+        p.out_stride = jb.out_stride;
+        p.out_head_stride = jb.out_head_stride;
+    }
+    const std::vector<float> init(static_cast<size_t>(total_out), 123.0f);
+    const DeviceBuffer separate = upload(init), batched = upload(init);
+    for (size_t j = 0; j < jobs.size(); ++j) {
+        SegmentMeanBf16Params p = params[j];
+        p.out = static_cast<float*>(separate.data()) + out_at[j];
+        if (p.segments) launch_segment_mean_bf16(p, nullptr);
+        params[j].out = static_cast<float*>(batched.data()) + out_at[j];
+    }
+    launch_segment_means_bf16(params.data(), static_cast<int>(params.size()), nullptr);
+    LR_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<float> a = test::to_host<float>(separate, init.size());
+    const std::vector<float> b = test::to_host<float>(batched, init.size());
+    int64_t differ = 0, bad = 0, written = 0;
+    std::vector<uint8_t> covered(init.size(), 0);
+    for (size_t j = 0; j < jobs.size(); ++j) {
+        const Job& jb = jobs[j];
+        const int64_t width = jb.heads * jb.head_dim, xs = jb.x_stride ? jb.x_stride : width;
+        const int64_t os = jb.out_stride ? jb.out_stride : width,
+                      hs = jb.out_head_stride ? jb.out_head_stride : jb.head_dim;
+        for (size_t s = 0; s < jb.begin.size(); ++s) {
+            for (int64_t e = 0; e < width; ++e) {
+                const auto at = static_cast<size_t>(out_at[j] + static_cast<int64_t>(s) * os + (e / jb.head_dim) * hs +
+                                                    e % jb.head_dim);
+                covered[at] = 1;
+                ++written;
+                differ += std::memcmp(&a[at], &b[at], sizeof(float)) != 0;
+                // From first principles: the mean of the segment's rows in double.
+                double sum = 0.0, sum_abs = 0.0;
+                for (int32_t r = 0; r < jb.len[s]; ++r) {
+                    const float v = xf[j][static_cast<size_t>((jb.begin[s] + r) * xs + e)];
+                    sum += v;
+                    sum_abs += std::fabs(v);
+                }
+                const double bound = (jb.len[s] + 4) * std::ldexp(1.0, -24) * sum_abs / jb.len[s] + 1e-30;
+                if (!(std::fabs(b[at] - sum / jb.len[s]) <= bound) && ++bad <= 5)
+                    ADD_FAILURE() << "job " << j << " segment " << s << " col " << e << ": gpu " << b[at] << ", want "
+                                  << sum / jb.len[s];
+            }
+        }
+    }
+    int64_t stray = 0;
+    for (size_t at = 0; at < init.size(); ++at) stray += !covered[at] && (a[at] != 123.0f || b[at] != 123.0f);
+    EXPECT_GT(written, 0);
+    EXPECT_EQ(differ, 0) << "batched and separate launches differ";
+    EXPECT_EQ(bad, 0);
+    EXPECT_EQ(stray, 0) << "slots outside the jobs' outputs written";
+    std::printf("  [ measured ] %lld summary values of %zu jobs in one launch: %lld differ from separate launches\n",
+                static_cast<long long>(written), jobs.size(), static_cast<long long>(differ));
+    SegmentMeanBf16Params too_many[kMaxSegmentMeanJobs + 1];
+    EXPECT_THROW(launch_segment_means_bf16(too_many, kMaxSegmentMeanJobs + 1, nullptr), Error);
+#endif
 }
 
 }  // namespace
