@@ -6,7 +6,15 @@ background's texture; the rest (start position, speed, size, background colours,
 change) is drawn from the seed. Motion wraps around the frame edges (the object leaves on one side and comes
 back on the other), so a clip of any length, a minute included, keeps matching its caption.
 
+The VAE trains on random clips (render_batch: any seed, any scene). The DiT trains on scenes (render_scenes):
+each caption has one scene, scene_params(caption), whose start position, speed, size, colours, pan and light
+come from a seed fixed by the caption. The engine's few-step sampler predicts x0 and re-noises it at every
+step, so a first chunk made from pure noise converges only when the caption determines it; with random scenes
+per caption the prediction was their grey average (the second training run, tools/train/README.md).
+
     python3 tools/train/procgen.py --seed 3 --frames 33 --out /tmp/clip.y4m      # look at a clip
+    python3 tools/train/procgen.py --scene --caption "a red square moves right over a checkered floor" \
+        --frames 81 --out /tmp/scene.y4m                                          # a caption's scene
 
 Frames are float RGB in [-1, 1], [T, 3, H, W]; rendering is vectorised torch, so batches of clips can be made
 on the GPU during training (render_batch). The colour and direction tables here are what the caption checks
@@ -83,7 +91,11 @@ def scene_params(caption):
     training data: the engine's few-step sampler re-noises every x0 prediction, so a first chunk made from pure
     noise must have one answer per caption; random scenes per caption make its prediction their grey average."""
     words = parse_caption(caption)
-    return clip_params(SCENE_SEED + all_captions().index(caption_of(*words)), caption_of(*words))
+    p = clip_params(SCENE_SEED + all_captions().index(caption_of(*words)), caption_of(*words))
+    # Across the motion, the object stays clear of the edges (a scene's object is not split by the wrap).
+    across = "y0" if DIRECTIONS[p["direction"]][0] else "x0"
+    p[across] = 0.25 + 0.5 * p[across]
+    return p
 
 
 def _background(p, t, yy, xx, scale):
