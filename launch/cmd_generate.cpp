@@ -635,7 +635,8 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
         if (job.prompt) all_prompts.push_back(*job.prompt);
         for (const auto& s : switches.back()) all_prompts.push_back(s.second);
     }
-    const EncodedTexts texts = encode_text_prompts(all_prompts, cfg, who.rank == 0, gpu);
+    const EncodedTexts texts =
+        encode_text_prompts(all_prompts, cfg, who.rank == 0, gpu, shipped ? shipped->text : std::string());
     std::vector<Prompts> prompts;
     for (size_t j = 0; j < jobs.size(); ++j) {
         const VideoJob& job = jobs[j];

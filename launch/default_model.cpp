@@ -20,6 +20,8 @@ DefaultModel files_in(const fs::path& dir) {
     m.dit = (dir / "dit.safetensors").string();
     m.vae = (dir / "vae.safetensors").string();
     m.prompt = (dir / "prompt.safetensors").string();
+    std::error_code ec;
+    if (fs::is_regular_file(dir / "text.safetensors", ec)) m.text = (dir / "text.safetensors").string();
     return m;
 }
 

@@ -22,6 +22,7 @@ struct DefaultModel {
     std::string dit;     // dit.safetensors (config in its metadata)
     std::string vae;     // vae.safetensors: the VAE decoder, latent mean / std in its metadata
     std::string prompt;  // prompt.safetensors: `context` of the default caption
+    std::string text;    // text.safetensors: the word table `--prompt TEXT` uses (runtime/text/word_table.h); optional
 };
 
 // The shipped model's files, or nullopt for the random-weight model (LONGROLL_DEFAULT_MODEL=random, or nothing

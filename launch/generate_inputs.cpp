@@ -19,6 +19,7 @@
 #include "runtime/text/tokenizer.h"
 #include "runtime/text/umt5_encoder.h"
 #include "runtime/text/umt5_encoder_cuda.h"
+#include "runtime/text/word_table.h"
 
 namespace lr {
 namespace {
@@ -238,17 +239,32 @@ std::vector<std::pair<int64_t, PromptRef>> parse_prompt_switches(const std::vect
     return out;
 }
 
-EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Config& cfg, bool verbose, int gpu) {
+EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Config& cfg, bool verbose, int gpu,
+                                 const std::string& word_table) {
     EncodedTexts out;
     std::vector<const PromptRef*> texts;
+    const bool by_words = cfg.text.encoder.empty() && !word_table.empty();
     for (const PromptRef& p : prompts) {
         if (!p.is_text) continue;
-        LR_CHECK(!cfg.text.encoder.empty(), p.where,
+        LR_CHECK(!cfg.text.encoder.empty() || by_words, p.where,
                  ": a text prompt needs the UMT5 text encoder: give --text-encoder FILE.safetensors and --tokenizer "
                  "spiece.model (or text.encoder / text.tokenizer in the config), or --prompt-embeds FILE");
         if (out.contexts.emplace(p.value, HostTensor()).second) texts.push_back(&p);
     }
     if (texts.empty()) return out;
+    if (by_words) {
+        // The default model's own text encoder: a word table, no UMT5 (runtime/text/word_table.h).
+        const WordTable table = WordTable::open(word_table, cfg.model.text_dim);
+        std::string lengths;
+        for (const PromptRef* p : texts) {
+            out.contexts[p->value] = table.encode(p->value, cfg.model.text_len, p->where);
+            lengths += str_cat(lengths.empty() ? "" : ", ", out.contexts[p->value].view.size(0));
+        }
+        out.description =
+            str_cat("the default model's word table ", word_table, " (", table.vocab().size(),
+                    " words): ", texts.size(), " prompt", texts.size() == 1 ? "" : "s", " (", lengths, " words)");
+        return out;
+    }
     const auto t0 = std::chrono::steady_clock::now();
     // The encoder lives in this scope only: its mapping and scratch are gone before the DiT plans its memory.
     const Umt5Encoder encoder = Umt5Encoder::open(cfg.text.encoder);

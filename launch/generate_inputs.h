@@ -66,7 +66,10 @@ struct EncodedTexts {
     std::map<std::string, HostTensor> contexts;
     std::string description;  // for the start-up summary; empty when no prompt is text
 };
-EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Config& cfg, bool verbose, int gpu = -1);
+// `word_table`: the default model's text.safetensors (runtime/text/word_table.h), used for text prompts when no UMT5
+// encoder is configured (cfg.text.encoder empty); empty: none.
+EncodedTexts encode_text_prompts(const std::vector<PromptRef>& prompts, const Config& cfg, bool verbose, int gpu = -1,
+                                 const std::string& word_table = "");
 
 // Prompt embeddings: each prompt's context as F32 [L, text_dim] (read from its file, or encoded from its text),
 // plus the segments the rollout takes. The embedded default prompt is a fixed pseudo-random embedding (the

@@ -19,6 +19,25 @@ expect 2 "LONGROLL_DEFAULT_MODEL=$TMP/none" env LONGROLL_DEFAULT_MODEL="$TMP/non
 expect 0 "NOT a trained model" env LONGROLL_DEFAULT_MODEL=random "$LONGROLL" generate --device cpu \
   --latent-frames 3 --save-latents "$TMP/x.safetensors"
 
+# --prompt TEXT on the default model goes through its word table (text.safetensors), no UMT5, no Python: the
+# same latents as --prompt-embeds of tools/train/caption_embeds.py's file, bit for bit; unknown words exit 2.
+cap="a blue circle moves up over a striped wall"
+python3 "$SRC/tools/train/caption_embeds.py" "$cap" "$TMP/cap.safetensors" --model "$DATA/model"
+expect 0 "word table" "$LONGROLL" generate --device cpu --prompt "A Blue circle  moves up over a striped wall" \
+  --latent-frames 6 --size 96x64 --save-latents "$TMP/by_text.safetensors"
+expect 0 "latents in" "$LONGROLL" generate --device cpu --prompt-embeds "$TMP/cap.safetensors" \
+  --latent-frames 6 --size 96x64 --save-latents "$TMP/by_embeds.safetensors"
+check "--prompt TEXT == --prompt-embeds of caption_embeds.py (bit for bit)" cmp "$TMP/by_text.safetensors" \
+  "$TMP/by_embeds.safetensors"
+expect 0 "word table" "$LONGROLL" generate --device cpu --prompt "$cap" --switch-prompt "3:a red square moves left" \
+  --latent-frames 6 --size 96x64 --save-latents "$TMP/switch.safetensors"
+check "the switched text prompt takes effect" bash -c "! cmp -s '$TMP/switch.safetensors' '$TMP/by_text.safetensors'"
+expect 2 'words the model does not know: "purple"' "$LONGROLL" generate --device cpu --prompt "a purple circle" \
+  --latent-frames 3 --size 96x64 --save-latents "$TMP/no.safetensors"
+check "nothing written for a refused prompt" test ! -e "$TMP/no.safetensors"
+expect 2 "a text prompt needs the UMT5 text encoder" env LONGROLL_DEFAULT_MODEL=random "$LONGROLL" generate \
+  --device cpu --prompt "$cap" --latent-frames 3 --save-latents "$TMP/no.safetensors"
+
 # Parity with the training code's sampler.
 case_json=$(python3 -c "
 import json, struct, sys
