@@ -22,8 +22,7 @@ out="$root/out/demo.mp4"
 "$build/launch/longroll" version | grep -q '^mp4: yes' || out="$root/out/demo.y4m"
 prompt=()
 if [ -f "$root/models/tiny-shapes/text.safetensors" ]; then
-  python3 "$root/tools/train/caption_embeds.py" "$caption" "$root/out/demo_prompt.safetensors"
-  prompt=(--prompt-embeds "$root/out/demo_prompt.safetensors")
+  prompt=(--prompt "$caption")  # the model's word table: no Python needed
 else
   echo "note: no trained model in models/tiny-shapes (see README: Embedded default model): the random-weight" \
        "tiny model runs instead, and its video shows no caption" >&2
