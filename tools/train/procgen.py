@@ -7,8 +7,8 @@ change) is drawn from the seed. Motion wraps around the frame edges (the object 
 back on the other), so a clip of any length, a minute included, keeps matching its caption.
 
 The VAE trains on random clips (render_batch: any seed, any scene). The DiT trains on scenes (render_scenes):
-each caption has one scene, scene_params(caption), whose start position, speed, size, colours, pan and light
-come from a seed fixed by the caption. The engine's few-step sampler predicts x0 and re-noises it at every
+each caption has one scene, scene_params(caption), each of its words setting its own part (the background's
+look, the size, the speed and start position). The engine's few-step sampler predicts x0 and re-noises it at every
 step, so a first chunk made from pure noise converges only when the caption determines it; with random scenes
 per caption the prediction was their grey average (the second training run, tools/train/README.md).
 
@@ -82,20 +82,35 @@ def clip_params(seed, caption=None):
                 light_phase=2 * math.pi * u(), light_amp=0.08 * u())
 
 
-SCENE_SEED = 50_000_000  # scene_params(caption) = clip_params(SCENE_SEED + the caption's index in all_captions())
+SCENE_SEED = 50_000_000  # a word's draws: torch.rand from seed SCENE_SEED + the word's index in VOCAB
+
+
+def _word_draws(word, n):
+    """n uniform draws in [0, 1) that belong to `word` (the same in every caption that has it)."""
+    g = torch.Generator().manual_seed(SCENE_SEED + VOCAB.index(word))
+    return [float(v) for v in torch.rand([n], generator=g)]
 
 
 def scene_params(caption):
-    """The one scene of `caption`: clip_params of a seed fixed by the caption (start position, speed, size,
-    background colours, pan and light come from that seed, so scenes differ from caption to caption). The DiT's
-    training data: the engine's few-step sampler re-noises every x0 prediction, so a first chunk made from pure
-    noise must have one answer per caption; random scenes per caption make its prediction their grey average."""
-    words = parse_caption(caption)
-    p = clip_params(SCENE_SEED + all_captions().index(caption_of(*words)), caption_of(*words))
-    # Across the motion, the object stays clear of the edges (a scene's object is not split by the wrap).
-    across = "y0" if DIRECTIONS[p["direction"]][0] else "x0"
-    p[across] = 0.25 + 0.5 * p[across]
-    return p
+    """The one scene of `caption` (the DiT's training data). Each word sets its own part of the scene, the same in
+    every caption: the background word its grey level, contrast, tint, cell size, pan and light; the kind its
+    size; the colour its speed and where along its motion the object starts; the direction where across it
+    (clear of the edges, so the wrap never splits the object). So the 192 scenes differ, and a small model learns
+    them as four rules rather than 192 memorised pictures. Why one scene per caption: the engine's few-step
+    sampler re-noises every x0 prediction, so a first chunk made from pure noise must have one answer per
+    caption; with random scenes per caption its prediction was their grey average (tools/train/README.md)."""
+    colour, kind, direction, background = parse_caption(caption)
+    bg = _word_draws(background.split()[0], 9)
+    col = _word_draws(colour, 2)
+    along = 0.1 + 0.8 * col[0]
+    across = 0.3 + 0.4 * _word_draws(direction, 1)[0]
+    x0, y0 = (along, across) if DIRECTIONS[direction][0] else (across, along)
+    pan = -1.0 if bg[6] < 0.25 else (1.0 if bg[6] >= 0.75 else 0.0)
+    return dict(colour=colour, kind=kind, direction=direction, background=background,
+                x0=x0, y0=y0, size=36.0 + 20.0 * _word_draws(kind, 1)[0], speed=2.0 + 1.5 * col[1],
+                base=0.25 + 0.35 * bg[0], contrast=0.10 + 0.12 * bg[1], tint=[0.06 * (v - 0.5) for v in bg[2:5]],
+                cell=16.0 + 16.0 * bg[5], pan=pan * 0.75, light_period=48.0 + 64.0 * bg[7],
+                light_phase=2 * math.pi * bg[8], light_amp=0.04)
 
 
 def _background(p, t, yy, xx, scale):
