@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Does a video show what its caption says? Pixel statistics against the procedural generator's definitions
-(tools/train/procgen.py): the dominant saturated colour must be the caption's colour, and the object must
-move in the caption's direction. Also the drift measures of the quality harness: is the object still there at
+(tools/train/procgen.py): the dominant saturated colour must be the caption's colour, the object must move in
+the caption's direction, and it must be visible (0.4% of the pixels in that colour) in 80% of the frames. Also the drift measures of the quality harness: is the object still there at
 the end, and still moving.
 
     python3 bench/quality/caption_check.py VIDEO.y4m "a red square moves left over a checkered floor" [--json]
@@ -26,6 +26,10 @@ COLOURS = {"red": (0.90, 0.12, 0.10), "green": (0.12, 0.80, 0.18), "blue": (0.12
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 SATURATION = 0.3 * 255
 STEP = 2  # pixel subsampling in each direction
+# A frame shows the object when this share of its pixels has the video's dominant object colour. The generator's smallest object (a
+# triangle of size 36 in a 320 x 192 frame, or the same scaled) covers about 1%; a smear or a stray blob less.
+VISIBLE = 0.004
+VISIBLE_FRAMES = 0.8  # ... and the object must be visible in this share of the frames
 
 
 def hue(r, g, b):
@@ -136,12 +140,18 @@ def analyse(path):
     else:
         direction = "down" if my > 0 else "up"
     presence = [f[2][0] for f in frames]
+    frame_counts = [f[2][1] for f in frames]
     q = max(1, len(frames) // 4)
     last_steps = [s for s in steps[-q:] if s]
     last_speed = sum(math.hypot(*s) for s in last_steps) / max(len(last_steps), 1)
     return {"frames": len(frames), "dominant_colour": dom, "colour_share": counts[dom] / total if total else 0.0,
             "direction": direction, "motion_px": [round(mx, 1), round(my, 1)],
             "speed_px_per_frame": round(math.hypot(mx, my) / max(len(steps), 1), 3),
+            # Frames where the dominant colour's pixels (counts[dom] / sampled = presence * counts[dom] / n) reach
+            # VISIBLE: a shape of the caption's colour, not saturated noise of any colour.
+            "visible_frames": round(sum(1 for pr, c in zip(presence, frame_counts)
+                                        if dom and sum(c.values()) and pr * c[dom] / sum(c.values()) >= VISIBLE)
+                                    / len(presence), 4),
             "presence_first_quarter": round(sum(presence[:q]) / q, 4),
             "presence_last_quarter": round(sum(presence[-q:]) / q, 4),
             "speed_last_quarter": round(last_speed, 3)}
@@ -157,14 +167,16 @@ def parse_caption(caption):
 
 
 def check(path, caption, min_speed=0.5):
-    """analyse() plus the verdict: colour and direction as captioned, and the object moving at least min_speed
-    pixels per frame on average."""
+    """analyse() plus the verdict: colour and direction as captioned, the object moving at least min_speed pixels
+    per frame on average, and visible (VISIBLE) in at least VISIBLE_FRAMES of the frames: a video that shows its
+    object only as a late smear does not pass."""
     colour, direction = parse_caption(caption)
     s = analyse(path)
     s.update(caption=caption, want_colour=colour, want_direction=direction,
              colour_ok=s["dominant_colour"] == colour and s["colour_share"] >= 0.5,
              direction_ok=s["direction"] == direction and s["speed_px_per_frame"] >= min_speed)
-    s["ok"] = s["colour_ok"] and s["direction_ok"]
+    s["visible_ok"] = s["visible_frames"] >= VISIBLE_FRAMES
+    s["ok"] = s["colour_ok"] and s["direction_ok"] and s["visible_ok"]
     return s
 
 
@@ -184,7 +196,7 @@ def main():
     else:
         print(f"{'ok' if s['ok'] else 'FAIL'}: {a.caption!r}: colour {s['dominant_colour']} "
               f"({s['colour_share']:.0%} of saturated pixels), moves {s['direction']} "
-              f"({s['speed_px_per_frame']} px/frame)")
+              f"({s['speed_px_per_frame']} px/frame), visible in {s['visible_frames']:.0%} of the frames")
     return 0 if s["ok"] else 1
 
 

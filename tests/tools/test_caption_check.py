@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "train"))
 import caption_check  # noqa: E402
 
 try:
-    import torch  # noqa: F401
+    import torch
     import procgen
 except ImportError:  # pragma: no cover
     procgen = None
@@ -35,6 +35,26 @@ class CaptionCheckTest(unittest.TestCase):
                 other_col = next(c for c in procgen.COLOURS if c != p["colour"])
                 self.assertFalse(caption_check.check(path, cap.replace(p["direction"], other_dir))["ok"])
                 self.assertFalse(caption_check.check(path, cap.replace(p["colour"], other_col))["ok"])
+
+    def test_an_object_that_shows_late_fails(self):
+        # The captioned object from the start passes; the same clip whose first 40% of frames show only the
+        # background fails on visibility alone (colour and direction still right), as a model's late smear does.
+        p = procgen.clip_params(7)
+        cap = procgen.caption_of(p["colour"], p["kind"], p["direction"], p["background"])
+        frames = procgen.render(p, 45)
+        bare = procgen.render(dict(p, size=0.0), 45)
+        late = torch.cat([bare[:18], frames[18:]])
+        with tempfile.TemporaryDirectory() as d:
+            procgen.write_y4m(os.path.join(d, "a.y4m"), frames)
+            procgen.write_y4m(os.path.join(d, "b.y4m"), late)
+            a = caption_check.check(os.path.join(d, "a.y4m"), cap)
+            b = caption_check.check(os.path.join(d, "b.y4m"), cap)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["visible_frames"], 1.0)
+        self.assertTrue(b["colour_ok"] and b["direction_ok"], b)
+        self.assertFalse(b["visible_ok"], b)
+        self.assertFalse(b["ok"])
+        self.assertAlmostEqual(b["visible_frames"], 27 / 45, places=3)
 
 
 if __name__ == "__main__":
