@@ -11,6 +11,7 @@
 #include <string>
 
 #include "runtime/core/check.h"
+#include "tests/common/error_capture.h"
 
 namespace lr::test {
 
@@ -40,26 +41,6 @@ class TempDir {
   private:
     std::filesystem::path path_;
 };
-
-// The message of the InputError that `f` throws; "" when it does not throw. Other exceptions propagate.
-inline std::string input_error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const InputError& e) {
-        return e.what();
-    }
-    return "";
-}
-
-// The message of the RuntimeError f throws (exit code 1: I/O at run time), or "" if it throws none.
-inline std::string runtime_error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const RuntimeError& e) {
-        return e.what();
-    }
-    return "";
-}
 
 // True when `dir` holds a writer's temporary file ("*.partial").
 inline bool has_partial_file(const std::string& dir) {

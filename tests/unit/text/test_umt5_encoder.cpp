@@ -10,6 +10,7 @@
 #include "runtime/core/check.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/text/umt5_encoder.h"
+#include "tests/common/error_capture.h"
 #include "tests/common/fixture_util.h"
 
 namespace lr {
@@ -31,15 +32,6 @@ Expected read_expected() {
         e.contexts.push_back(test::fixture_tensor(f, "context_" + std::to_string(i)));
     }
     return e;
-}
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const InputError& e) {
-        return e.what();
-    }
-    return "(no InputError)";
 }
 
 TEST(Umt5Encoder, MatchesTransformersUnderBothNamings) {
@@ -83,7 +75,9 @@ TEST(Umt5Encoder, RelativeBucketsFollowT5) {
         const int64_t b = umt5_relative_bucket(-r, 32, 128);
         EXPECT_TRUE(b == prev || b == prev + 1) << r;
         EXPECT_EQ(umt5_relative_bucket(r, 32, 128), 16 + b);
-        if (r >= 128) EXPECT_EQ(b, 15) << r;
+        if (r >= 128) {
+            EXPECT_EQ(b, 15) << r;
+        }
         prev = b;
     }
     EXPECT_EQ(umt5_relative_bucket(-127, 32, 128), 15);
@@ -93,9 +87,11 @@ TEST(Umt5Encoder, RelativeBucketsFollowT5) {
 TEST(Umt5Encoder, RefusesOtherModelsAndBrokenFiles) {
     const std::string dit = std::string(LONGROLL_SOURCE_DIR) + "/tests/data/parity/weights_tiny.safetensors";
     const std::string vae = std::string(LONGROLL_SOURCE_DIR) + "/tests/data/vae/weights_tiny_vae.safetensors";
-    EXPECT_NE(error_of([&] { Umt5Encoder::open(dit); }).find("Wan2.1 DiT checkpoint (give it as --weights)"),
+    EXPECT_NE(
+        test::input_error_of([&] { Umt5Encoder::open(dit); }).find("Wan2.1 DiT checkpoint (give it as --weights)"),
+        std::string::npos);
+    EXPECT_NE(test::input_error_of([&] { Umt5Encoder::open(vae); }).find("VAE checkpoint (give it as --vae)"),
               std::string::npos);
-    EXPECT_NE(error_of([&] { Umt5Encoder::open(vae); }).find("VAE checkpoint (give it as --vae)"), std::string::npos);
 
     // Copies of the HF fixture without one tensor, with a wrong shape, and with a NaN.
     const SafetensorsCheckpoint src = SafetensorsCheckpoint::open(kDir + "umt5_tiny_hf.safetensors");
@@ -121,14 +117,17 @@ TEST(Umt5Encoder, RefusesOtherModelsAndBrokenFiles) {
         return path;
     };
     const std::string missing = write("missing.safetensors", 0);
-    EXPECT_NE(error_of([&] { Umt5Encoder::open(missing); }).find("'" + victim + "' [64, 96] is missing"),
+    EXPECT_NE(test::input_error_of([&] { Umt5Encoder::open(missing); }).find("'" + victim + "' [64, 96] is missing"),
               std::string::npos);
     const std::string shape = write("shape.safetensors", 1);
-    EXPECT_NE(error_of([&] { Umt5Encoder::open(shape); }).find("has shape [96, 64], expected [64, 96]"),
+    EXPECT_NE(test::input_error_of([&] { Umt5Encoder::open(shape); }).find("has shape [96, 64], expected [64, 96]"),
               std::string::npos);
     const std::string nan = write("nan.safetensors", 2);
     const Umt5Encoder enc = Umt5Encoder::open(nan);
-    EXPECT_NE(error_of([&] { enc.encode({{3, 4, 1}}); }).find("'" + victim + "' holds NaN or Inf"), std::string::npos);
+    EXPECT_NE(test::input_error_of([&] {
+                  enc.encode({{3, 4, 1}});
+              }).find("'" + victim + "' holds NaN or Inf"),
+              std::string::npos);
     std::filesystem::remove_all(tmp);
 }
 

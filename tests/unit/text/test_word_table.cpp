@@ -12,6 +12,7 @@
 #include "runtime/core/check.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/text/word_table.h"
+#include "tests/common/error_capture.h"
 
 namespace lr {
 namespace {
@@ -45,15 +46,6 @@ std::vector<float> good_rows(int64_t n = static_cast<int64_t>(kWords.size())) {
 
 const std::string kVocab = R"(["a", "red", "square", "moves", "left"])";
 
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const InputError& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
-
 TEST(WordTable, ContextIsTheRowsOfTheWordsInOrder) {
     const std::string path = write_table("good", good_rows(), Shape{5, kDim}, DType::kF32,
                                          {{"vocab", kVocab}, {"grammar", "a COLOUR KIND moves DIRECTION"}});
@@ -74,7 +66,7 @@ TEST(WordTable, ContextIsTheRowsOfTheWordsInOrder) {
     }
     // Exactly text_len words fit; one more is refused.
     EXPECT_EQ(t.encode("a red square", 3, "x").view.shape[0], 3);
-    EXPECT_NE(error_of([&] { (void)t.encode("a red square moves", 3, "--prompt"); })
+    EXPECT_NE(test::input_error_of([&] { (void)t.encode("a red square moves", 3, "--prompt"); })
                   .find("4 words, but the model takes "
                         "at most model.text_len = 3"),
               std::string::npos);
@@ -84,12 +76,13 @@ TEST(WordTable, BadPromptsAreRefusedByName) {
     const std::string path =
         write_table("good2", good_rows(), Shape{5, kDim}, DType::kF32, {{"vocab", kVocab}, {"grammar", "G R A M"}});
     const WordTable t = WordTable::open(path, kDim);
-    const std::string unknown = error_of([&] { (void)t.encode("a purple square eats", 16, "--switch-prompt 3:"); });
+    const std::string unknown =
+        test::input_error_of([&] { (void)t.encode("a purple square eats", 16, "--switch-prompt 3:"); });
     EXPECT_NE(unknown.find("--switch-prompt 3:"), std::string::npos) << unknown;
     EXPECT_NE(unknown.find("\"purple\", \"eats\""), std::string::npos) << unknown;
     EXPECT_NE(unknown.find("it knows: a red square moves left"), std::string::npos) << unknown;
     EXPECT_NE(unknown.find("G R A M"), std::string::npos) << unknown;
-    EXPECT_NE(error_of([&] { (void)t.encode(" \t\n", 16, "--prompt"); }).find("the prompt has no words"),
+    EXPECT_NE(test::input_error_of([&] { (void)t.encode(" \t\n", 16, "--prompt"); }).find("the prompt has no words"),
               std::string::npos);
 }
 
@@ -131,7 +124,7 @@ TEST(WordTable, MalformedTablesAreRefusedNamingTheFile) {
     };
     for (const Case& c : cases) {
         const std::string path = write_table(c.name, c.rows, c.shape, c.dtype, c.meta);
-        const std::string e = error_of([&] { (void)WordTable::open(path, kDim); });
+        const std::string e = test::input_error_of([&] { (void)WordTable::open(path, kDim); });
         EXPECT_NE(e.find(path), std::string::npos) << c.name << ": " << e;
         EXPECT_NE(e.find(c.want), std::string::npos) << c.name << ": " << e;
     }
@@ -139,7 +132,7 @@ TEST(WordTable, MalformedTablesAreRefusedNamingTheFile) {
     const std::string other = (fs::temp_directory_path() / "lr_word_table_other.safetensors").string();
     HostTensor x(DType::kF32, Shape{2, kDim});
     write_safetensors(other, {{"context", x.view}}, {{"vocab", kVocab}});
-    EXPECT_NE(error_of([&] { (void)WordTable::open(other, kDim); }).find("no tensor 'word_embeddings'"),
+    EXPECT_NE(test::input_error_of([&] { (void)WordTable::open(other, kDim); }).find("no tensor 'word_embeddings'"),
               std::string::npos);
 }
 

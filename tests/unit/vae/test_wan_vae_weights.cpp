@@ -10,6 +10,7 @@
 #include "runtime/core/check.h"
 #include "runtime/io/json.h"
 #include "runtime/vae/wan_vae.h"
+#include "tests/common/error_capture.h"
 #include "tests/unit/kernels/kernel_test_util.h"
 #include "tests/unit/vae/vae_test_util.h"
 
@@ -70,15 +71,6 @@ std::vector<std::pair<std::string, HostTensor>> half_exact_default(const WanVaeC
 std::vector<float> decode_two_chunks(const WanVaeDecoder& vae, int64_t h, int64_t w) {
     const auto z = test::random_vector(4 * vae.config().z_dim * h * w, 99, -2.0f, 2.0f);
     return test::decode_chunks(vae, z, h, w, {1, 3});
-}
-
-std::string error_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const InputError& e) {
-        return e.what();
-    }
-    return "(no InputError)";
 }
 
 // The Wan2.1 VAE: 108 decoder tensors (with conv2), 73,295,603 parameters (counted from the reference module).
@@ -199,7 +191,8 @@ TEST_F(VaeCheckpoint, MissingTensorIsNamed) {
     const std::string file = write("missing.safetensors", weights, [](const std::string& n) {
         return n == "decoder.upsamples.7.time_conv.bias" ? std::string() : n;
     });
-    const std::string msg = error_of([&] { WanVaeDecoder::from_checkpoint(SafetensorsCheckpoint::open(file), cfg); });
+    const std::string msg =
+        test::input_error_of([&] { WanVaeDecoder::from_checkpoint(SafetensorsCheckpoint::open(file), cfg); });
     EXPECT_NE(msg.find(file), std::string::npos) << msg;
     EXPECT_NE(msg.find("missing VAE tensor 'decoder.upsamples.7.time_conv.bias'"), std::string::npos) << msg;
     EXPECT_NE(msg.find("decoder.up_blocks.1.upsamplers.0.time_conv.bias"), std::string::npos) << msg;
@@ -209,7 +202,8 @@ TEST_F(VaeCheckpoint, MissingTensorIsNamed) {
     const std::string two = write("two.safetensors", weights, [](const std::string& n) {
         return n == "decoder.head.2.bias" || n == "decoder.middle.1.proj.weight" ? std::string() : n;
     });
-    const std::string msg2 = error_of([&] { WanVaeDecoder::from_checkpoint(SafetensorsCheckpoint::open(two), cfg); });
+    const std::string msg2 =
+        test::input_error_of([&] { WanVaeDecoder::from_checkpoint(SafetensorsCheckpoint::open(two), cfg); });
     EXPECT_NE(msg2.find("'decoder.middle.1.proj.weight'"), std::string::npos) << msg2;
 }
 
@@ -221,15 +215,16 @@ TEST_F(VaeCheckpoint, MisShapedTensorIsNamed) {
     }
     const std::string file =
         write("shape.safetensors", weights, [](const std::string& n) { return wan_vae_diffusers_name(n).value_or(n); });
-    const std::string msg = error_of([&] { WanVaeDecoder::from_checkpoint(SafetensorsCheckpoint::open(file), cfg); });
+    const std::string msg =
+        test::input_error_of([&] { WanVaeDecoder::from_checkpoint(SafetensorsCheckpoint::open(file), cfg); });
     EXPECT_NE(msg.find("'decoder.up_blocks.1.resnets.0.conv1.weight' has shape [32, 16, 3, 3, 1], expected "
                        "[32, 16, 3, 3, 3]"),
               std::string::npos)
         << msg;
 
     // A real-size config against the tiny file: the first tensor already disagrees.
-    const std::string msg2 =
-        error_of([&] { WanVaeDecoder::from_checkpoint(SafetensorsCheckpoint::open(file), WanVaeConfig{}); });
+    const std::string msg2 = test::input_error_of(
+        [&] { WanVaeDecoder::from_checkpoint(SafetensorsCheckpoint::open(file), WanVaeConfig{}); });
     EXPECT_NE(msg2.find("'decoder.conv_in.weight' has shape [32, 16, 3, 3, 3], expected [384, 16, 3, 3, 3]"),
               std::string::npos)
         << msg2;
@@ -249,7 +244,7 @@ TEST_F(VaeCheckpoint, BadDtypeAndDuplicateNames) {
             named.push_back({name, storage.back().view});
         }
         write_safetensors(path("dtype.safetensors"), named);
-        const std::string msg = error_of(
+        const std::string msg = test::input_error_of(
             [&] { WanVaeDecoder::from_checkpoint(SafetensorsCheckpoint::open(path("dtype.safetensors")), cfg); });
         EXPECT_NE(msg.find("'decoder.head.0.gamma' has dtype I32"), std::string::npos) << msg;
     }
@@ -259,7 +254,7 @@ TEST_F(VaeCheckpoint, BadDtypeAndDuplicateNames) {
         named.push_back({"decoder.conv_in.weight", weights[2].second.view});  // diffusers' name of decoder.conv1
         ASSERT_EQ(weights[2].first, "decoder.conv1.weight");
         write_safetensors(path("dup.safetensors"), named);
-        const std::string msg = error_of(
+        const std::string msg = test::input_error_of(
             [&] { WanVaeDecoder::from_checkpoint(SafetensorsCheckpoint::open(path("dup.safetensors")), cfg); });
         EXPECT_NE(msg.find("both name the VAE tensor 'decoder.conv1.weight'"), std::string::npos) << msg;
     }
@@ -280,11 +275,11 @@ TEST_F(VaeCheckpoint, ConfigFromMetadata) {
     const std::string bad =
         write("bad.safetensors", weights, same, DType::kF32, {{"config", R"({"temperal_upsample": [true, false]})"}});
     const std::string msg =
-        error_of([&] { wan_vae_config_from_checkpoint(SafetensorsCheckpoint::open(bad), WanVaeConfig{}); });
+        test::input_error_of([&] { wan_vae_config_from_checkpoint(SafetensorsCheckpoint::open(bad), WanVaeConfig{}); });
     EXPECT_NE(msg.find("temperal_upsample must have 3 entries"), std::string::npos) << msg;
     const std::string bad2 = write("bad2.safetensors", weights, same, DType::kF32, {{"config", R"({"dim": "eight"})"}});
-    const std::string msg2 =
-        error_of([&] { wan_vae_config_from_checkpoint(SafetensorsCheckpoint::open(bad2), WanVaeConfig{}); });
+    const std::string msg2 = test::input_error_of(
+        [&] { wan_vae_config_from_checkpoint(SafetensorsCheckpoint::open(bad2), WanVaeConfig{}); });
     EXPECT_NE(msg2.find("'dim' must be a non-negative integer"), std::string::npos) << msg2;
 }
 
@@ -295,7 +290,7 @@ TEST(VaeWeights, FromWeightsChecksNamesAndShapes) {
     EXPECT_THROW(WanVaeDecoder::from_weights(std::move(w), cfg), InputError);
     auto w2 = make_default_wan_vae_weights(cfg);
     w2[0].second = HostTensor(DType::kF32, Shape{16, 16, 1, 1});
-    const std::string msg = error_of([&] { WanVaeDecoder::from_weights(std::move(w2), cfg); });
+    const std::string msg = test::input_error_of([&] { WanVaeDecoder::from_weights(std::move(w2), cfg); });
     EXPECT_NE(msg.find("'conv2.weight' has shape [16, 16, 1, 1]"), std::string::npos) << msg;
     WanVaeConfig odd = cfg;
     odd.latents_mean.pop_back();
