@@ -34,6 +34,12 @@
 //   1/S of it).
 //   The ratio table / resend is 3/12 = 25% against the 12-frame window (3/21 against 21 frames): any exact
 //   scheme must bring every chunk block to every query block of the chunk at every forward.
+// The head's gather (every scheme): after the last block, each forward gathers the output head's rows to every rank,
+// in f32, out_dim * patch = 16 * 1 * 2 * 2 = 64 floats a row: first over the Ulysses ranks (each sends its F*T/P
+// rows to U - 1 ranks), then over the spatial ranks (each sends its s-list, F*T/S rows, to S - 1 ranks; the MPI and
+// NCCL gathers pad every s-list to the longest, which a measurement sees and this even split does not):
+//     head = 5 * 64 * 4 * ((U-1) * F*T/P + (S-1) * F*T/S)
+// It is small (3.0 MB a chunk at 480p, 1x2) and is counted in every scheme's total.
 // Hidden or exposed: a layer's exchange (bytes / bandwidth) against the layer's compute on the rank at an assumed
 // 400 TFLOP/s bf16 (GEMMs 2 * tokens * (4 D^2 + 2 D ffn) + attention 4 * tokens * keys * D, keys = the window).
 //
@@ -67,23 +73,24 @@ constexpr double kInterNodeBytesPerSec = 25e9;
 constexpr int kBlockSize = 128;
 
 constexpr int kQBlock = 128;
+constexpr double kHeadRowBytes = 64 * 4.0;  // the output head's rows: 16 channels x 1 x 2 x 2 patch, f32
 constexpr double kFlopsPerSec = 400e12;
 
 struct Row {
     std::string model, resolution;
     int u, s;
-    double ulysses, spatial_dense, spatial_sink_window, spatial_replica;
+    double ulysses, spatial_dense, spatial_sink_window, spatial_replica, head_gather;
     double replica_memory, compute_s_per_layer_forward;
-    double total_dense() const { return ulysses + spatial_dense; }
-    double total_sink_window() const { return ulysses + spatial_sink_window; }
-    double total_replica() const { return ulysses + spatial_replica; }
+    double total_dense() const { return ulysses + spatial_dense + head_gather; }
+    double total_sink_window() const { return ulysses + spatial_sink_window + head_gather; }
+    double total_replica() const { return ulysses + spatial_replica + head_gather; }
 };
 
 Row model_row(const Model& m, const Resolution& r, int u, int s) {
     const double p = static_cast<double>(u) * s;
     const double tokens_per_rank = kChunkFrames * static_cast<double>(r.tokens_per_frame) / p;
     const double per_layer_forwards = static_cast<double>(kForwardsPerChunk) * m.layers;
-    Row row{m.name, r.name, u, s, 0, 0, 0, 0, 0, 0};
+    Row row{m.name, r.name, u, s, 0, 0, 0, 0, 0, 0, 0};
     row.ulysses = per_layer_forwards * 4 * tokens_per_rank * m.dim * kBytesPerElement * (u - 1) / u;
     const double kv_frame = 2.0 * r.tokens_per_frame * (static_cast<double>(m.dim) / u) * kBytesPerElement;
     row.spatial_dense = per_layer_forwards * kWindowFrames * kv_frame * (s - 1) / s;
@@ -92,6 +99,7 @@ Row model_row(const Model& m, const Resolution& r, int u, int s) {
     const double q_blocks = static_cast<double>((kChunkFrames * r.tokens_per_frame + kQBlock - 1) / kQBlock);
     row.spatial_replica = per_layer_forwards * (2.0 * chunk_rows + q_blocks) * (static_cast<double>(m.dim) / u) *
                           kBytesPerElement * (s - 1) / s;
+    row.head_gather = kForwardsPerChunk * kHeadRowBytes * ((u - 1) * tokens_per_rank + (s - 1) * chunk_rows / s);
     row.replica_memory = kWindowFrames * kv_frame * m.layers;
     const double keys = kWindowFrames * static_cast<double>(r.tokens_per_frame);
     row.compute_s_per_layer_forward =
@@ -186,13 +194,14 @@ int main(int argc, char** argv) {
         std::snprintf(buf, sizeof buf,
                       "    {\"model\": \"%s\", \"resolution\": \"%s\", \"ulysses\": %d, \"spatial\": %d, "
                       "\"ulysses_bytes\": %.0f, \"kv_dense_bytes\": %.0f, \"kv_sink_window_bytes\": %.0f, "
-                      "\"kv_table_bytes\": %.0f, \"table_vs_sink_window\": %.4f, \"replica_memory_bytes\": %.0f, "
+                      "\"kv_table_bytes\": %.0f, \"head_gather_bytes\": %.0f, \"table_vs_sink_window\": %.4f, "
+                      "\"replica_memory_bytes\": %.0f, "
                       "\"layer_compute_ms_at_400tflops\": %.4f, "
                       "\"dense_ms_nvlink\": %.3f, \"dense_ms_inter_node\": %.3f, "
                       "\"sink_window_ms_nvlink\": %.3f, \"sink_window_ms_inter_node\": %.3f, "
                       "\"table_ms_nvlink\": %.3f, \"table_ms_inter_node\": %.3f}%s\n",
                       r.model.c_str(), r.resolution.c_str(), r.u, r.s, r.ulysses, r.spatial_dense,
-                      r.spatial_sink_window, r.spatial_replica,
+                      r.spatial_sink_window, r.spatial_replica, r.head_gather,
                       r.spatial_sink_window > 0 ? r.spatial_replica / r.spatial_sink_window : 0.0, r.replica_memory,
                       r.compute_s_per_layer_forward * 1e3, r.total_dense() / kNvlinkBytesPerSec * 1e3,
                       r.total_dense() / kInterNodeBytesPerSec * 1e3, r.total_sink_window() / kNvlinkBytesPerSec * 1e3,
