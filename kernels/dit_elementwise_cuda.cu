@@ -136,6 +136,14 @@ __global__ void add_noise_kernel(const float* x0, const float* noise, float keep
     }
 }
 
+// No contraction into an fma: the same two roundings as the CPU's double expression.
+__global__ void euler_step_kernel(const float* flow, double dsigma, float* x, int64_t n) {
+    for (int64_t i = first_index(); i < n; i += grid_stride()) {
+        x[i] =
+            static_cast<float>(__dadd_rn(static_cast<double>(x[i]), __dmul_rn(dsigma, static_cast<double>(flow[i]))));
+    }
+}
+
 void check_patch_shape(const PatchShape& s) {
     LR_ASSERT(s.frames > 0 && s.channels > 0 && s.height > 0 && s.width > 0 && s.pt > 0 && s.ph > 0 && s.pw > 0 &&
                   s.frames % s.pt == 0 && s.height % s.ph == 0 && s.width % s.pw == 0,
@@ -219,6 +227,14 @@ void launch_add_noise(const float* x0, const float* noise, float sigma, float* o
     // 1 - sigma rounded once in fp32, as FlowMatchScheduler::add_noise computes it.
     const float keep = 1.0f - sigma;
     add_noise_kernel<<<grid_for(n), kThreads, 0, stream>>>(x0, noise, keep, sigma, out, n);
+    LR_CUDA_LAUNCH_CHECK();
+}
+
+void launch_euler_step(const float* flow, double dsigma, float* x, int64_t n, Stream stream) {
+    LR_ASSERT(n >= 0, "euler_step: n ", n);
+    if (n == 0) return;
+    LR_ASSERT(flow && x, "euler_step: null pointer");
+    euler_step_kernel<<<grid_for(n), kThreads, 0, stream>>>(flow, dsigma, x, n);
     LR_CUDA_LAUNCH_CHECK();
 }
 

@@ -20,6 +20,7 @@ void launch_patchify(const PatchifyCudaParams&, Stream) { no_cuda("patchify"); }
 void launch_unpatchify(const UnpatchifyParams&, Stream) { no_cuda("unpatchify"); }
 void launch_flow_to_x0(const float*, const float*, double, float*, int64_t, Stream) { no_cuda("flow_to_x0"); }
 void launch_add_noise(const float*, const float*, float, float*, int64_t, Stream) { no_cuda("add_noise"); }
+void launch_euler_step(const float*, double, float*, int64_t, Stream) { no_cuda("euler_step"); }
 
 }  // namespace lr
 #endif

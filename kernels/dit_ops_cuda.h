@@ -130,5 +130,8 @@ void copy_rows_cpu(const CopyRowsParams& p);  // host pointers
 // out = (1 - sigma) * x0 + sigma * noise in f32 (out may alias x0). n elements, f32.
 void launch_flow_to_x0(const float* flow, const float* xt, double sigma, float* x0, int64_t n, Stream stream);
 void launch_add_noise(const float* x0, const float* noise, float sigma, float* out, int64_t n, Stream stream);
+// The Euler step of the flow-matching ODE (FlowMatchScheduler::euler_step), in place: x = x + dsigma * flow in
+// double (dsigma = sigma_next - sigma, from the fp32 table values), rounded to f32. n elements.
+void launch_euler_step(const float* flow, double dsigma, float* x, int64_t n, Stream stream);
 
 }  // namespace lr

@@ -727,7 +727,7 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             "%s"
             "  vae      %s\n"
             "  video    %dx%d at %d fps: %lld latent frames in %lld chunks -> %lld frames (%.2f s)\n"
-            "  rollout  %zu steps, window %s, sink %d, %s RoPE; KV cache %s\n"
+            "  rollout  %zu steps (%s sampler), window %s, sink %d, %s RoPE; KV cache %s\n"
             "  attention  %s, KV blocks of %d tokens (%lldx%lld-patch tiles)\n"
             "  device   %s; %s\n"
             "  transport  %s (%s)\n"
@@ -739,7 +739,7 @@ int cmd_generate(const std::vector<std::string>& args, const MpiSession& mpi) {
             texts.description.empty() ? "" : str_cat("  text     ", texts.description, "\n").c_str(), vae_text.c_str(),
             cfg.video.width, cfg.video.output_height(), cfg.video.fps, static_cast<long long>(plan.latent_frames),
             static_cast<long long>(plan.chunks), static_cast<long long>(plan.video_frames), plan.seconds,
-            ropts.denoising_steps.size(),
+            ropts.denoising_steps.size(), std::string(sampler_name(cfg.rollout.sampler)).c_str(),
             cfg.rollout.local_attn_size < 0 ? "the whole run" : str_cat(cfg.rollout.local_attn_size, " frames").c_str(),
             cfg.rollout.sink_size, std::string(rope_mode_name(cfg.rollout.rope_mode)).c_str(),
             format_bytes(cache_bytes).c_str(), block_policy_name(ropts.policy.kind), cfg.attention.block_size,

@@ -354,6 +354,16 @@ std::string_view rope_mode_name(RopeMode mode) {
     config_detail::bad_enum("rope mode", static_cast<int>(mode));
 }
 
+std::string_view sampler_name(Sampler sampler) {
+    switch (sampler) {
+        case Sampler::kSelfForcing:
+            return "SELF_FORCING";
+        case Sampler::kEuler:
+            return "EULER";
+    }
+    config_detail::bad_enum("sampler", static_cast<int>(sampler));
+}
+
 std::string_view transport_name(Transport transport) {
     switch (transport) {
         case Transport::kAuto:

@@ -24,6 +24,12 @@
 
 namespace lr {
 
+// How a denoising step moves to the next timestep (DESIGN.md section 4).
+enum class Sampler {
+    kSelfForcing,  // x0, re-noised with fresh noise (the distilled few-step checkpoints)
+    kEuler,        // the flow-matching ODE: x += (sigma_next - sigma) * flow
+};
+
 enum class RopeMode {
     kAbsolute,        // frame positions from the start of the run (Self-Forcing)
     kWindowRelative,  // positions relative to the cache window, re-applied every call (LongLive)
@@ -75,6 +81,7 @@ struct RolloutConfig {
     int sink_size = 0;
     RopeMode rope_mode = RopeMode::kAbsolute;
     int num_train_timesteps = 1000;
+    Sampler sampler = Sampler::kSelfForcing;
 
     friend bool operator==(const RolloutConfig&, const RolloutConfig&) = default;
 };
@@ -235,6 +242,7 @@ void validate_config(const Config& cfg);
 // Stable names for logs and metrics: "SINK_WINDOW", "WINDOW_RELATIVE", ... (the schema's enum names).
 std::string_view attention_policy_name(AttentionPolicy policy);
 std::string_view rope_mode_name(RopeMode mode);
+std::string_view sampler_name(Sampler sampler);
 std::string_view transport_name(Transport transport);
 
 }  // namespace lr

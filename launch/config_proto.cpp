@@ -79,6 +79,18 @@ RolloutConfig rollout_from_proto(const pb::Rollout& m, std::vector<Issue>* issue
         }
     }
     LR_TAKE(m, c, num_train_timesteps);
+    if (m.has_sampler()) {
+        switch (m.sampler()) {
+            case pb::Rollout::SELF_FORCING:
+                c.sampler = Sampler::kSelfForcing;
+                break;
+            case pb::Rollout::EULER:
+                c.sampler = Sampler::kEuler;
+                break;
+            default:
+                unknown_enum("rollout.sampler", *pb::Rollout::Sampler_descriptor(), m.sampler(), issues);
+        }
+    }
     return c;
 }
 
@@ -244,6 +256,16 @@ TextConfig text_from_proto(const pb::Text& m) {
 
 #undef LR_TAKE
 
+pb::Rollout::Sampler to_proto(Sampler v) {
+    switch (v) {
+        case Sampler::kSelfForcing:
+            return pb::Rollout::SELF_FORCING;
+        case Sampler::kEuler:
+            return pb::Rollout::EULER;
+    }
+    bad_enum("sampler", static_cast<int>(v));
+}
+
 pb::Rollout::RopeMode to_proto(RopeMode v) {
     switch (v) {
         case RopeMode::kAbsolute:
@@ -381,6 +403,7 @@ pb::Config config_to_proto(const Config& cfg) {
     r->set_sink_size(rc.sink_size);
     r->set_rope_mode(to_proto(rc.rope_mode));
     r->set_num_train_timesteps(rc.num_train_timesteps);
+    r->set_sampler(to_proto(rc.sampler));
 
     pb::Video* v = msg.mutable_video();
     v->set_width(cfg.video.width);

@@ -434,6 +434,7 @@ RolloutOptions rollout_options(const RolloutConfig& r) {
     o.sink_size = r.sink_size;
     o.rope = r.rope_mode == RopeMode::kWindowRelative ? RopePositions::kWindowRelative : RopePositions::kAbsolute;
     o.num_train_timesteps = r.num_train_timesteps;
+    o.step_rule = r.sampler == Sampler::kEuler ? StepRule::kEuler : StepRule::kRenoise;
     return o;
 }
 

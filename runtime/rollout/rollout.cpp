@@ -190,8 +190,13 @@ void Rollout::run(const std::vector<PromptSegment>& prompts, const NoiseSource& 
             observe(i);
             scheduler_.flow_to_x0(flow.data(), x.data(), t, x0.data(), numel);
             if (i + 1 < steps) {
-                for (int64_t f = 0; f < n; ++f) noise.step(i, start + f, fresh.data() + f * fn);
-                scheduler_.add_noise(x0.data(), fresh.data(), timesteps_[static_cast<size_t>(i + 1)], x.data(), numel);
+                const float next = timesteps_[static_cast<size_t>(i + 1)];
+                if (opts_.step_rule == StepRule::kEuler) {
+                    scheduler_.euler_step(flow.data(), t, next, x.data(), numel);
+                } else {
+                    for (int64_t f = 0; f < n; ++f) noise.step(i, start + f, fresh.data() + f * fn);
+                    scheduler_.add_noise(x0.data(), fresh.data(), next, x.data(), numel);
+                }
             }
         }
         if (on_chunk) on_chunk(RolloutChunk{c, start, n, x0.data()});

@@ -8,6 +8,7 @@
 //       flow = DiT(x, t_i)                       (reads the cache, writes the chunk's K/V in place)
 //       x0 = x - sigma(t_i) * flow
 //       if not the last step: x = (1 - sigma(t_{i+1})) x0 + sigma(t_{i+1}) * fresh noise
+//                             (or, with the Euler sampler: x = x + (sigma(t_{i+1}) - sigma(t_i)) * flow)
 //     emit x0 (the chunk's latents) to the callback
 //     DiT(x0, t = context_noise)                 (rewrites the chunk's K/V with clean keys and values)
 //
@@ -32,6 +33,11 @@
 
 namespace lr {
 
+// How a denoising step reaches the next timestep: Self-Forcing's x0 re-noised with fresh noise (the distilled
+// few-step checkpoints), or the flow-matching ODE's Euler step (models trained with flow matching and not
+// distilled; no fresh noise after the first).
+enum class StepRule { kRenoise, kEuler };
+
 // The rollout's knobs (the `rollout` section of the run config, in plain types).
 struct RolloutOptions {
     int64_t frames_per_chunk = 3;
@@ -42,6 +48,7 @@ struct RolloutOptions {
     int64_t sink_size = 0;         // first frames never evicted
     RopePositions rope = RopePositions::kAbsolute;
     int num_train_timesteps = 1000;
+    StepRule step_rule = StepRule::kRenoise;
     // Sequence parallelism (DESIGN.md section 7): every rank of a U x S group runs the same rollout with the same
     // inputs through a ShardedAttentionStep (dist/sharded_attention_step.h) of this mesh: its Ulysses rank of U
     // (heads), its spatial rank of S (query blocks), their communicators, and the head groups whose exchanges

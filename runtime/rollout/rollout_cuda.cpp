@@ -275,10 +275,14 @@ void CudaRollout::run(const std::vector<PromptSegment>& prompts, const NoiseSour
             end_observed(c, i);
             launch_flow_to_x0(flow_, x_, static_cast<double>(scheduler_.sigma_at(t)), x0_, numel, s);
             if (i + 1 < steps) {
-                for (int64_t f = 0; f < n; ++f) noise.step(i, start + f, host.data() + f * fn);
-                upload(host.data(), noise_, n);
                 const float next = timesteps_[static_cast<size_t>(i + 1)];
-                launch_add_noise(x0_, noise_, scheduler_.sigma_at(next), x_, numel, s);
+                if (opts_.step_rule == StepRule::kEuler) {
+                    launch_euler_step(flow_, scheduler_.euler_dsigma(t, next), x_, numel, s);
+                } else {
+                    for (int64_t f = 0; f < n; ++f) noise.step(i, start + f, host.data() + f * fn);
+                    upload(host.data(), noise_, n);
+                    launch_add_noise(x0_, noise_, scheduler_.sigma_at(next), x_, numel, s);
+                }
             }
         }
         // The chunk goes back to the host for the callback while the GPU runs the clean pass.

@@ -63,4 +63,10 @@ void FlowMatchScheduler::add_noise(const float* x0, const float* noise, double t
     for (int64_t i = 0; i < n; ++i) out[i] = keep * x0[i] + sigma * noise[i];
 }
 
+void FlowMatchScheduler::euler_step(const float* flow, double t, double t_next, float* x, int64_t n) const {
+    const double d = euler_dsigma(t, t_next);
+    for (int64_t i = 0; i < n; ++i)
+        x[i] = static_cast<float>(static_cast<double>(x[i]) + d * static_cast<double>(flow[i]));
+}
+
 }  // namespace lr

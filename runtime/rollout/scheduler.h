@@ -7,7 +7,8 @@
 // [1000, 937.5, 833.33, 625] at shift 5 (pipeline/causal_inference.py, warp_denoising_step).
 // A step converts the predicted flow to x0 = x_t - sigma_t * flow in double, then re-noises x0 to the next
 // timestep with (1 - sigma) * x0 + sigma * noise in fp32; sigma_t is looked up as the reference does (the
-// table entry nearest to t).
+// table entry nearest to t). The Euler sampler (rollout.sampler EULER) instead follows the flow-matching ODE to the
+// next timestep, x_t' = x_t + (sigma_t' - sigma_t) * flow in double, and only the last step's x0 is kept.
 #pragma once
 
 #include <cstddef>
@@ -34,6 +35,13 @@ class FlowMatchScheduler {
     void flow_to_x0(const float* flow, const float* xt, double t, float* x0, int64_t n) const;
     // (1 - sigma_t) * x0 + sigma_t * noise in fp32. n elements; out may alias x0.
     void add_noise(const float* x0, const float* noise, double t, float* out, int64_t n) const;
+    // x = x + (sigma(t_next) - sigma(t)) * flow, in double (the difference of the two fp32 table values), rounded to
+    // fp32; in place. n elements.
+    void euler_step(const float* flow, double t, double t_next, float* x, int64_t n) const;
+    // sigma(t_next) - sigma(t) in double: what euler_step and launch_euler_step scale the flow by.
+    double euler_dsigma(double t, double t_next) const {
+        return static_cast<double>(sigma_at(t_next)) - static_cast<double>(sigma_at(t));
+    }
 
   private:
     double shift_;

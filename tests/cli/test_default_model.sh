@@ -3,7 +3,8 @@
 # LONGROLL_DEFAULT_MODEL=random). Always: the engine's rollout of a model made by tools/train/ (the untrained test
 # model in tests/data/tiny_shapes/model) equals the training code's own sampler on the same noise
 # (tests/data/tiny_shapes/replay.safetensors, made by tools/train/make_fixtures.py; fp32 CPU, relative error
-# <= 1e-4). With models/tiny-shapes shipped: its videos show their captions (dominant colour and direction,
+# <= 1e-4), under the model's sampler and under rollout.sampler=EULER (replay_euler.safetensors, the flow-matching
+# ODE). With models/tiny-shapes shipped: its videos show their captions (dominant colour and direction,
 # bench/quality/caption_check.py) and the random-weight model's do not.
 source "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || { echo "python3 not installed"; exit 77; }
@@ -54,6 +55,14 @@ expect 0 "latents in" "$LONGROLL" generate --device cpu --noise "$FIX" --prompt-
   --size "$(field width)x$(field height)" --latent-frames "$(field latent_frames)" --save-latents "$TMP/replay.safetensors"
 check "rollout == training sampler (rel err <= 1e-4)" python3 "$SRC/tests/cli/compare_latents.py" \
   "$TMP/replay.safetensors" "$FIX" 1e-4
+# The Euler sampler: the same noise, the ODE between the timesteps (no step noise read), against the training code's.
+expect 0 "(EULER sampler)" "$LONGROLL" generate --device cpu --noise "$FIX" --prompt-embeds "$FIX" \
+  --set rollout.sampler=EULER --size "$(field width)x$(field height)" --latent-frames "$(field latent_frames)" \
+  --save-latents "$TMP/euler.safetensors"
+check "rollout.sampler=EULER == training sampler's EULER (rel err <= 1e-4)" python3 \
+  "$SRC/tests/cli/compare_latents.py" "$TMP/euler.safetensors" "$DATA/replay_euler.safetensors" 1e-4
+check "rollout.sampler=EULER takes effect (latents differ from the default sampler's)" bash -c \
+  "! cmp -s '$TMP/euler.safetensors' '$TMP/replay.safetensors'"
 
 # The shipped trained model follows captions; the random-weight model does not.
 MODEL="$SRC/models/tiny-shapes"

@@ -330,5 +330,30 @@ TEST(DitElementwiseGpu, FlowMatchStepMatchesScheduler) {
 #endif
 }
 
+// rollout.sampler EULER on the device: x += (sigma' - sigma) * flow in place, bit for bit the scheduler's CPU step
+// (both in double without an fma), at every pair of consecutive warped timesteps.
+TEST(DitElementwiseGpu, EulerStepMatchesScheduler) {
+    LR_REQUIRE_GPU();
+#ifdef LONGROLL_HAS_CUDA
+    const int64_t n = 3 * 16 * 60 * 104 + 7;
+    const FlowMatchScheduler sched(2.0);
+    const auto flow = random_floats(static_cast<size_t>(n), 30, 1.0f);
+    const auto x_in = random_floats(static_cast<size_t>(n), 31, 1.0f);
+    const DeviceBuffer d_flow = floats_to_device(flow);
+    const auto ts = sched.warp({1000, 875, 750, 625, 500, 375, 250, 125});
+    for (size_t k = 0; k + 1 < ts.size(); ++k) {
+        SCOPED_TRACE(testing::Message() << "t " << ts[k] << " -> " << ts[k + 1]);
+        std::vector<float> want = x_in;
+        sched.euler_step(flow.data(), ts[k], ts[k + 1], want.data(), n);
+        DeviceBuffer d_x = floats_to_device(x_in);
+        launch_euler_step(static_cast<const float*>(d_flow.data()), sched.euler_dsigma(ts[k], ts[k + 1]),
+                          static_cast<float*>(d_x.data()), n, nullptr);
+        LR_CUDA_CHECK(cudaDeviceSynchronize());
+        EXPECT_EQ(count_bit_mismatches(test::to_host<float>(d_x, static_cast<size_t>(n)), want, "x"), 0);
+        EXPECT_NE(want, x_in);  // the step moved x
+    }
+#endif
+}
+
 }  // namespace
 }  // namespace lr

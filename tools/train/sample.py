@@ -1,6 +1,8 @@
 """The training code's own sampler: the Self-Forcing rollout of a CausalWanDiT, chunk by chunk over a KV cache,
 with the engine's schedule and noise conventions (DESIGN.md section 4), in fp32 with the float64 parts
-(timestep sinusoid, RoPE angles, x0 = x_t - sigma * v) where the reference has them.
+(timestep sinusoid, RoPE angles, x0 = x_t - sigma * v) where the reference has them. `--sampler EULER` (or a model
+whose rollout has sampler EULER) follows the flow-matching ODE between the timesteps instead of re-noising, as
+`longroll generate --set rollout.sampler=EULER` does; `--steps` samples with other denoising steps.
 
     python3 tools/train/sample.py --model models/tiny-shapes --caption "a red square moves left over a \
         checkered floor" --latent-frames 6 --seed 1 --save-noise noise.safetensors --out latents.safetensors
@@ -86,8 +88,13 @@ def forward_chunk(model, x, start, t, text_kvs, cache, write):
 
 
 @torch.no_grad()
-def rollout(model, context, noise, step_noise, steps, shift, local_attn_size, chunk=3, context_noise=0):
-    """noise [T, C, H, W], step_noise [len(steps) - 1, T, C, H, W], context [L, text_dim] -> latents [T, C, H, W]."""
+def rollout(model, context, noise, step_noise, steps, shift, local_attn_size, chunk=3, context_noise=0,
+            sampler="SELF_FORCING"):
+    """noise [T, C, H, W], step_noise [len(steps) - 1, T, C, H, W], context [L, text_dim] -> latents [T, C, H, W].
+    sampler SELF_FORCING: x0 re-noised with step_noise to the next timestep; EULER: the flow-matching ODE,
+    x += (sigma_next - sigma) * flow in float64 (step_noise unused), as runtime/rollout/scheduler.cpp."""
+    if sampler not in ("SELF_FORCING", "EULER"):
+        raise ValueError(f"unknown sampler {sampler!r} (SELF_FORCING or EULER)")
     warped, sigmas, ts = schedule(steps, shift)
     ctx = model.embed_text(context[None].float())
     text_kvs = [blk.text_kv(ctx) for blk in model.blocks]
@@ -104,7 +111,10 @@ def rollout(model, context, noise, step_noise, steps, shift, local_attn_size, ch
             x0 = (x.double() - float(sig) * flow.double()).float()
             if i + 1 < len(warped):
                 sn = sigma_at(warped[i + 1], sigmas, ts)
-                x = (1.0 - sn) * x0 + sn * step_noise[i, start:start + n][None].float()
+                if sampler == "EULER":
+                    x = (x.double() + (float(sn) - float(sig)) * flow.double()).float()
+                else:
+                    x = (1.0 - sn) * x0 + sn * step_noise[i, start:start + n][None].float()
         out.append(x0[0])
         forward_chunk(model, x0, start, float(context_noise), text_kvs, cache, write=True)
     return torch.cat(out, 0)
@@ -126,13 +136,19 @@ def main():
     ap.add_argument("--save-noise")
     ap.add_argument("--out", help="latents .safetensors")
     ap.add_argument("--video", help="decode to this .y4m")
+    ap.add_argument("--sampler", choices=["SELF_FORCING", "EULER"],
+                    help="default: the model's (rollout.sampler; SELF_FORCING when it has none)")
+    ap.add_argument("--steps", help="comma-separated denoising steps instead of the model's, e.g. 1000,875,...,125")
     a = ap.parse_args()
 
     torch.set_grad_enabled(False)
     m = shipped.load(a.model)
     caption = a.caption or m.default_caption
     ctx = m.context(caption)
-    r = m.rollout
+    r = dict(m.rollout)
+    if a.steps:
+        r["denoising_steps"] = [int(v) for v in a.steps.split(",")]
+    sampler = a.sampler or r.get("sampler", "SELF_FORCING")
     lh, lw = m.height // 8, m.width // 8
     if a.noise:
         t, _ = shipped.read_safetensors(a.noise)
@@ -142,13 +158,14 @@ def main():
     if a.save_noise:
         shipped.write_safetensors(a.save_noise, {"noise": noise, "step_noise": step_noise})
     lat = rollout(m.dit, ctx, noise, step_noise, r["denoising_steps"], r["timestep_shift"], r["local_attn_size"],
-                  r["frames_per_chunk"])
+                  r["frames_per_chunk"], sampler=sampler)
     if a.out:
         shipped.write_safetensors(a.out, {"latents": lat}, {"caption": caption, "sampler": "tools/train/sample.py"})
     if a.video:
         frames = m.decode(lat)
         procgen.write_y4m(a.video, frames)
-    print(json.dumps({"caption": caption, "latent_frames": lat.shape[0], "rms": float(lat.pow(2).mean().sqrt())}))
+    print(json.dumps({"caption": caption, "latent_frames": lat.shape[0], "sampler": sampler,
+                      "steps": r["denoising_steps"], "rms": float(lat.pow(2).mean().sqrt())}))
 
 
 if __name__ == "__main__":

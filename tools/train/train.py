@@ -405,6 +405,7 @@ rollout {{
   local_attn_size: {r["local_attn_size"]}      # trained with this window: the chunk and the 2 before it
   sink_size: {r["sink_size"]}
   rope_mode: ABSOLUTE
+  sampler: {r.get("sampler", "SELF_FORCING")}
 }}
 
 video {{
@@ -443,7 +444,7 @@ def export(a):
     cfg = {k: (dck.get("cfg") or wan_dit.TINY_SHAPES)[k] for k in wan_dit.CONFIG_KEYS}
     h, w = frame_size(a)
     rollout = dict(ROLLOUT, width=w, height=h, timestep_shift=a.timestep_shift,
-                   denoising_steps=[int(s) for s in a.denoising_steps.split(",")])
+                   denoising_steps=[int(s) for s in a.denoising_steps.split(",")], sampler=a.sampler)
     shipped.write_safetensors(os.path.join(a.out, "dit.safetensors"), bf16(dck["ema"]),
                               {"config": cfg, "rollout": rollout, "provenance": prov})
     words = dck["ema_text"]["word_embeddings"].float()
@@ -514,6 +515,8 @@ def main():
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--denoising-steps", default=",".join(str(s) for s in ROLLOUT["denoising_steps"]),
                     help="export: the sampling schedule the model ships with")
+    ap.add_argument("--sampler", choices=["SELF_FORCING", "EULER"], default="SELF_FORCING",
+                    help="export: the model's rollout.sampler (EULER: the flow-matching ODE, for a DiT not distilled)")
     ap.add_argument("--timestep-shift", type=float, default=ROLLOUT["timestep_shift"], help="export: its shift")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)

@@ -199,6 +199,9 @@ TEST(ConfigErrors, UnknownEnumValueListsTheValidOnes) {
     const std::string transport =
         input_error([] { parse_config_text(std::string(kModel) + "parallel {\n  transport: 5\n}\n", "t.textproto"); });
     EXPECT_STARTS_WITH(transport, "t.textproto:8:3: parallel.transport: expected one of AUTO, MPI, NCCL, found 5");
+    const std::string sampler =
+        input_error([] { parse_config_text(std::string(kModel) + "rollout {\n  sampler: 2\n}\n", "s.textproto"); });
+    EXPECT_STARTS_WITH(sampler, "s.textproto:8:3: rollout.sampler: expected one of SELF_FORCING, EULER, found 2");
 }
 
 TEST(ConfigErrors, RepeatedScalarField) {

@@ -130,6 +130,7 @@ TEST(ConfigDefaults, AbsentFieldsGetTheDocumentedDefaults) {
     EXPECT_EQ(r.sink_size, 0);
     EXPECT_EQ(r.rope_mode, RopeMode::kAbsolute);
     EXPECT_EQ(r.num_train_timesteps, 1000);
+    EXPECT_EQ(r.sampler, Sampler::kSelfForcing);
 
     EXPECT_EQ(c.video.width, 832);
     EXPECT_EQ(c.video.height, 480);
@@ -237,6 +238,7 @@ TEST(ConfigText, RoundTripKeepsEveryNonDefaultValue) {
     c.rollout.local_attn_size = 9;
     c.rollout.sink_size = 3;
     c.rollout.rope_mode = RopeMode::kWindowRelative;
+    c.rollout.sampler = Sampler::kEuler;
     c.video.width = 256;
     c.video.height = 128;
     c.video.crop_height = 120;
@@ -265,6 +267,7 @@ TEST(ConfigText, RoundTripKeepsEveryNonDefaultValue) {
     EXPECT_EQ(back.model.eps, c.model.eps);
     EXPECT_CONTAINS(text, "policy: LVSA");
     EXPECT_CONTAINS(text, "rope_mode: WINDOW_RELATIVE");
+    EXPECT_CONTAINS(text, "sampler: EULER");
     EXPECT_CONTAINS(text, "denoising_steps: [999, 500, 1]");
 }
 

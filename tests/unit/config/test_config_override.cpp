@@ -61,6 +61,8 @@ TEST(ConfigOverride, EnumsByNameIgnoringCase) {
     EXPECT_EQ(with({"attention.policy=light-forcing"}, text).attention.policy, AttentionPolicy::kLightForcing);
     EXPECT_EQ(with({"attention.policy=pbsa"}, text).attention.policy, AttentionPolicy::kSparseForcing);
     EXPECT_EQ(with({"rollout.rope_mode=window_relative"}, text).rollout.rope_mode, RopeMode::kWindowRelative);
+    EXPECT_EQ(with({"rollout.sampler=euler"}, text).rollout.sampler, Sampler::kEuler);
+    EXPECT_EQ(with({"rollout.sampler=SELF_FORCING"}, text).rollout.sampler, Sampler::kSelfForcing);
     EXPECT_EQ(with({"runtime.device=cpu"}, text).runtime.device, DeviceChoice::kCpu);
     EXPECT_EQ(with({"runtime.dtype=f32"}, text).runtime.dtype, DType::kF32);
     EXPECT_EQ(with({"parallel.transport=NCCL"}, text).parallel.transport, Transport::kNccl);

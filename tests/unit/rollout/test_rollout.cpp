@@ -78,6 +78,79 @@ TEST(Rollout, FirstChunkFollowsTheSchedulerStepByStep) {
     EXPECT_EQ(got, x0);
 }
 
+// rollout.sampler EULER: the flow-matching ODE by hand, x += (sigma(t_{i+1}) - sigma(t_i)) * flow in double, and the
+// last step's x0 emitted.
+TEST(Rollout, EulerSamplerFollowsTheOdeStepByStep) {
+    const WanModel m = tiny_model();
+    const HostTensor ctx = tiny_context(1);
+    const SeededNoise noise(3, kC, kH, kW);
+    RolloutOptions o = options(2, -1, 0);
+    o.step_rule = StepRule::kEuler;
+    const auto got = roll(m, o, 2, noise, {{0, ctx.view}});
+
+    const FlowMatchScheduler s(5.0);
+    const auto ts = s.warp({1000, 750, 500, 250});
+    const WanPrompt p = m.encode_prompt(ctx.view);
+    const Rollout probe(m, o, RolloutShape{2, kH, kW});
+    CpuAttentionStep step(probe.step()->config());
+    std::vector<float> x(2 * kFrame), flow(x.size()), x0(x.size());
+    noise.initial(0, x.data());
+    noise.initial(1, x.data() + kFrame);
+    for (size_t i = 0; i < ts.size(); ++i) {
+        const float t2[2] = {ts[i], ts[i]};
+        WanForwardArgs a;
+        a.x = x.data();
+        a.t = t2;
+        a.frames = 2;
+        a.height = kH;
+        a.width = kW;
+        a.prompt = &p;
+        a.step = &step;
+        a.attn.step = static_cast<int64_t>(i);
+        a.attn.num_steps = static_cast<int64_t>(ts.size());
+        m.forward(a, flow.data());
+        const double sigma = s.sigma_at(ts[i]);
+        for (size_t j = 0; j < x.size(); ++j) {
+            x0[j] = static_cast<float>(static_cast<double>(x[j]) - sigma * static_cast<double>(flow[j]));
+        }
+        if (i + 1 < ts.size()) {
+            const double d = static_cast<double>(s.sigma_at(ts[i + 1])) - sigma;
+            for (size_t j = 0; j < x.size(); ++j) {
+                x[j] = static_cast<float>(static_cast<double>(x[j]) + d * static_cast<double>(flow[j]));
+            }
+        }
+    }
+    EXPECT_EQ(got, x0);
+    // And the sampler took effect: Self-Forcing's re-noising gives other latents from the same noise.
+    o.step_rule = StepRule::kRenoise;
+    EXPECT_NE(roll(m, o, 2, noise, {{0, ctx.view}}), got);
+}
+
+// The Euler sampler draws no step noise: only the initial noise of each frame.
+TEST(Rollout, EulerSamplerDrawsNoStepNoise) {
+    struct Counting final : NoiseSource {
+        explicit Counting(const NoiseSource& inner) : inner(inner) {}
+        void initial(int64_t frame, float* out) const override { inner.initial(frame, out); }
+        void step(int64_t s, int64_t frame, float* out) const override {
+            ++steps;
+            inner.step(s, frame, out);
+        }
+        const NoiseSource& inner;
+        mutable int steps = 0;
+    };
+    const WanModel m = tiny_model();
+    const HostTensor ctx = tiny_context(1);
+    const SeededNoise seeded(5, kC, kH, kW);
+    RolloutOptions o = options(2, 4, 0);
+    const Counting renoise(seeded);
+    roll(m, o, 6, renoise, {{0, ctx.view}});
+    EXPECT_EQ(renoise.steps, 6 * 3);  // every frame, after each of the first 3 of 4 steps
+    o.step_rule = StepRule::kEuler;
+    const Counting euler(seeded);
+    roll(m, o, 6, euler, {{0, ctx.view}});
+    EXPECT_EQ(euler.steps, 0);
+}
+
 TEST(Rollout, DeterministicResumableAndReplayable) {
     const WanModel m = tiny_model();
     const HostTensor ctx = tiny_context(2);
