@@ -9,6 +9,8 @@
 #                                         change the latents the DiT learned); PACK/logs.tar's logs are continued
 # then export to OUT/model.tar, pack to OUT (each file under 16 MiB), logs to OUT/logs.tar.
 # Env: [VM=2.5] [DM=4.3, 8.6 with --continue or --new-dit] [POOL=0: every scene clip] [B=32] [VB=4] [VF=33]
+#      [DIT_ARGS: more train.py dit flags, e.g. "--chunk0-weight 4"] [EXPORT_ARGS: train.py export flags, e.g.
+#      "--sampler EULER --denoising-steps 1000,875,750,625,500,375,250,125"]
 set -eu
 mode=retrain
 [ "${1:-}" = --continue ] && { mode=continue; shift; }
@@ -42,10 +44,10 @@ else
   train stats --dir "$run" | tail -1
   dit_minutes=${DM:-4.3}
 fi
-train dit --dir "$run" --minutes "$dit_minutes" --pool "${POOL:-0}" --dit-batch "${B:-32}" > "$run/dit.out" 2>&1
+train dit --dir "$run" --minutes "$dit_minutes" --pool "${POOL:-0}" --dit-batch "${B:-32}" ${DIT_ARGS:-} > "$run/dit.out" 2>&1
 echo "dit done at $(el) s: $(tail -1 "$run/dit.out")"
 tail -1 "$run/dit_log.jsonl"
-train export --dir "$run" --out "$run/model" | tail -1
+train export --dir "$run" --out "$run/model" ${EXPORT_ARGS:-} | tail -1
 train pack --dir "$run" --out "$out" | tail -1
 # One file for the model and one for the logs: the device tool brings back a limited number of files.
 tar cf "$out/model.tar" -C "$run" model

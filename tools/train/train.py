@@ -344,7 +344,7 @@ def train_dit(a, device):
             pred = model.forward_train(clean, noisy, sig * 1000.0, ctx, CHUNK, WINDOW_CHUNKS)
         per_chunk = (pred.float() - (eps - x0)).pow(2).mean((2, 3, 4)).unflatten(1, (chunks, CHUNK)).mean(2)
         weight = torch.ones_like(per_chunk)
-        weight[:, 0] = first
+        weight[:, 0] = first * a.chunk0_weight
         loss = (per_chunk * weight).sum() / weight.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -508,6 +508,8 @@ def main():
                     help="scenes: each caption's one scene (procgen.scene_params) from --scene-starts; clips: random "
                          "clips per seed (--pool N of them encoded once, or rendered every step)")
     ap.add_argument("--scene-starts", default="0,45,90,135,180", help="video frames the scene clips start at")
+    ap.add_argument("--chunk0-weight", type=float, default=1.0,
+                    help="loss weight of chunk 0 (the chunk made from pure noise, no context) against the later chunks")
     ap.add_argument("--context-aug", type=float, default=0.05, help="noise up to this sigma on the clean stream")
     ap.add_argument("--lr-decay", choices=["cos", "none"], default="cos", help="DiT learning rate over the piece")
     ap.add_argument("--warmup", type=int, default=200)
