@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 
 #include "runtime/core/check.h"
 #include "runtime/rollout/rollout.h"
@@ -38,56 +39,13 @@ std::vector<float> roll(const WanModel& m, const RolloutOptions& o, int64_t fram
     return {latents.as<float>(), latents.as<float>() + latents.view.numel()};
 }
 
-TEST(Rollout, FirstChunkFollowsTheSchedulerStepByStep) {
-    const WanModel m = tiny_model();
-    const HostTensor ctx = tiny_context(1);
-    const SeededNoise noise(3, kC, kH, kW);
-    const RolloutOptions o = options(2, -1, 0);
-    const auto got = roll(m, o, 2, noise, {{0, ctx.view}});
-
-    // By hand: 4 forwards with re-noising in between, at the warped timesteps, through an attention step shaped
-    // as the rollout's.
-    const FlowMatchScheduler s(5.0);
-    const auto ts = s.warp({1000, 750, 500, 250});
-    const WanPrompt p = m.encode_prompt(ctx.view);
-    const Rollout probe(m, o, RolloutShape{2, kH, kW});
-    CpuAttentionStep step(probe.step()->config());
-    std::vector<float> x(2 * kFrame), flow(x.size()), x0(x.size()), fresh(x.size());
-    noise.initial(0, x.data());
-    noise.initial(1, x.data() + kFrame);
-    for (size_t i = 0; i < ts.size(); ++i) {
-        const float t2[2] = {ts[i], ts[i]};
-        WanForwardArgs a;
-        a.x = x.data();
-        a.t = t2;
-        a.frames = 2;
-        a.height = kH;
-        a.width = kW;
-        a.prompt = &p;
-        a.step = &step;
-        a.attn.step = static_cast<int64_t>(i);
-        a.attn.num_steps = static_cast<int64_t>(ts.size());
-        m.forward(a, flow.data());
-        s.flow_to_x0(flow.data(), x.data(), ts[i], x0.data(), 2 * kFrame);
-        if (i + 1 < ts.size()) {
-            noise.step(static_cast<int64_t>(i), 0, fresh.data());
-            noise.step(static_cast<int64_t>(i), 1, fresh.data() + kFrame);
-            s.add_noise(x0.data(), fresh.data(), ts[i + 1], x.data(), 2 * kFrame);
-        }
-    }
-    EXPECT_EQ(got, x0);
-}
-
-// rollout.sampler EULER: the flow-matching ODE by hand, x += (sigma(t_{i+1}) - sigma(t_i)) * flow in double, and the
-// last step's x0 emitted.
-TEST(Rollout, EulerSamplerFollowsTheOdeStepByStep) {
-    const WanModel m = tiny_model();
-    const HostTensor ctx = tiny_context(1);
-    const SeededNoise noise(3, kC, kH, kW);
-    RolloutOptions o = options(2, -1, 0);
-    o.step_rule = StepRule::kEuler;
-    const auto got = roll(m, o, 2, noise, {{0, ctx.view}});
-
+// The first chunk (2 frames) by hand: 4 forwards at the warped timesteps through an attention step shaped as the
+// rollout's, x0 = x - sigma * flow in double after each; `advance(i, flow, x0, x)` moves x to step i + 1 (not called
+// after the last). Returns the last x0: what the rollout must emit.
+std::vector<float> first_chunk_by_hand(
+    const WanModel& m, const RolloutOptions& o, const HostTensor& ctx, const NoiseSource& noise,
+    const std::function<void(size_t, const std::vector<float>&, const std::vector<float>&, std::vector<float>&)>&
+        advance) {
     const FlowMatchScheduler s(5.0);
     const auto ts = s.warp({1000, 750, 500, 250});
     const WanPrompt p = m.encode_prompt(ctx.view);
@@ -113,14 +71,50 @@ TEST(Rollout, EulerSamplerFollowsTheOdeStepByStep) {
         for (size_t j = 0; j < x.size(); ++j) {
             x0[j] = static_cast<float>(static_cast<double>(x[j]) - sigma * static_cast<double>(flow[j]));
         }
-        if (i + 1 < ts.size()) {
-            const double d = static_cast<double>(s.sigma_at(ts[i + 1])) - sigma;
-            for (size_t j = 0; j < x.size(); ++j) {
-                x[j] = static_cast<float>(static_cast<double>(x[j]) + d * static_cast<double>(flow[j]));
-            }
-        }
+        if (i + 1 < ts.size()) advance(i, flow, x0, x);
     }
-    EXPECT_EQ(got, x0);
+    return x0;
+}
+
+TEST(Rollout, FirstChunkFollowsTheSchedulerStepByStep) {
+    const WanModel m = tiny_model();
+    const HostTensor ctx = tiny_context(1);
+    const SeededNoise noise(3, kC, kH, kW);
+    const RolloutOptions o = options(2, -1, 0);
+    const auto got = roll(m, o, 2, noise, {{0, ctx.view}});
+
+    // Self-Forcing: x0 re-noised with fresh noise to the next timestep, (1 - sigma') x0 + sigma' noise in fp32.
+    const FlowMatchScheduler s(5.0);
+    const auto ts = s.warp({1000, 750, 500, 250});
+    std::vector<float> fresh(2 * kFrame);
+    const auto want = first_chunk_by_hand(m, o, ctx, noise, [&](size_t i, const auto&, const auto& x0, auto& x) {
+        noise.step(static_cast<int64_t>(i), 0, fresh.data());
+        noise.step(static_cast<int64_t>(i), 1, fresh.data() + kFrame);
+        const float next = s.sigma_at(ts[i + 1]), keep = 1.0f - next;
+        for (size_t j = 0; j < x.size(); ++j) x[j] = keep * x0[j] + next * fresh[j];
+    });
+    EXPECT_EQ(got, want);
+}
+
+// rollout.sampler EULER: the flow-matching ODE by hand, x += (sigma(t_{i+1}) - sigma(t_i)) * flow in double, and the
+// last step's x0 emitted.
+TEST(Rollout, EulerSamplerFollowsTheOdeStepByStep) {
+    const WanModel m = tiny_model();
+    const HostTensor ctx = tiny_context(1);
+    const SeededNoise noise(3, kC, kH, kW);
+    RolloutOptions o = options(2, -1, 0);
+    o.step_rule = StepRule::kEuler;
+    const auto got = roll(m, o, 2, noise, {{0, ctx.view}});
+
+    const FlowMatchScheduler s(5.0);
+    const auto ts = s.warp({1000, 750, 500, 250});
+    const auto want = first_chunk_by_hand(m, o, ctx, noise, [&](size_t i, const auto& flow, const auto&, auto& x) {
+        const double d = static_cast<double>(s.sigma_at(ts[i + 1])) - static_cast<double>(s.sigma_at(ts[i]));
+        for (size_t j = 0; j < x.size(); ++j) {
+            x[j] = static_cast<float>(static_cast<double>(x[j]) + d * static_cast<double>(flow[j]));
+        }
+    });
+    EXPECT_EQ(got, want);
     // And the sampler took effect: Self-Forcing's re-noising gives other latents from the same noise.
     o.step_rule = StepRule::kRenoise;
     EXPECT_NE(roll(m, o, 2, noise, {{0, ctx.view}}), got);
