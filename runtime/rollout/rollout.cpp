@@ -188,7 +188,10 @@ void Rollout::run(const std::vector<PromptSegment>& prompts, const NoiseSource& 
             step_start = std::chrono::steady_clock::now();
             forward(x.data(), start, n, t, prompt, false, flow.data(), c, i);
             observe(i);
-            scheduler_.flow_to_x0(flow.data(), x.data(), t, x0.data(), numel);
+            // The Euler sampler needs x0 only at the last step (what the chunk emits).
+            if (opts_.step_rule == StepRule::kRenoise || i + 1 == steps) {
+                scheduler_.flow_to_x0(flow.data(), x.data(), t, x0.data(), numel);
+            }
             if (i + 1 < steps) {
                 const float next = timesteps_[static_cast<size_t>(i + 1)];
                 if (opts_.step_rule == StepRule::kEuler) {

@@ -273,7 +273,10 @@ void CudaRollout::run(const std::vector<PromptSegment>& prompts, const NoiseSour
             begin_observed();
             forward(x_, start, n, t, false, flow_, c, i);
             end_observed(c, i);
-            launch_flow_to_x0(flow_, x_, static_cast<double>(scheduler_.sigma_at(t)), x0_, numel, s);
+            // The Euler sampler needs x0 only at the last step (what the chunk emits).
+            if (opts_.step_rule == StepRule::kRenoise || i + 1 == steps) {
+                launch_flow_to_x0(flow_, x_, static_cast<double>(scheduler_.sigma_at(t)), x0_, numel, s);
+            }
             if (i + 1 < steps) {
                 const float next = timesteps_[static_cast<size_t>(i + 1)];
                 if (opts_.step_rule == StepRule::kEuler) {
