@@ -267,7 +267,9 @@ def train_dit(a, device):
                              ema_text={k: v.cpu() for k, v in ema_text.items()}))
 
     t_save = time.time()
-    pool = None
+    pool, pool_starts = None, None
+    if a.start0_share is not None and not 0.0 <= a.start0_share <= 1.0:
+        sys.exit(f"train.py: --start0-share {a.start0_share} is not in [0, 1]")
     if a.dit_data == "scenes":
         # The caption's one scene (procgen.scene_params), from several start frames: chunk 0 of a clip that starts
         # at frame 0 is what the sampler makes from pure noise; the later chunks of every clip teach the motion
@@ -289,6 +291,9 @@ def train_dit(a, device):
                 pool_x.append(((mu.float().transpose(1, 2) - mean) / std).cpu())
         pool = (torch.cat(pool_x), [c for c, _ in pairs])
         pool_first = torch.tensor([float(st == 0) for _, st in pairs])
+        later = [i for i, (_, st) in enumerate(pairs) if st != 0]
+        if later:
+            pool_starts = ([i for i, (_, st) in enumerate(pairs) if st == 0], later)
         print(f"pool: {len(pairs)} scene clips ({len(starts)} starts) encoded in {time.time() - t0:.0f} s", flush=True)
     elif a.pool:
         # Encode a fixed set of clips once instead of rendering and encoding every step: CPU runs, and GPU runs
@@ -313,6 +318,14 @@ def train_dit(a, device):
             first = torch.ones(a.dit_batch, device=device)  # 1: chunk 0 of the clip carries loss
             if pool is not None:
                 idx = torch.randint(len(pool[1]), [a.dit_batch], generator=g).tolist()
+                if a.start0_share is not None and pool_starts is not None:
+                    # A fixed share of the batch from the clips that start their scene (the only chunk 0 a run
+                    # begins with), the rest from the others: chunk 0 from pure noise is what fails, and uniform
+                    # draws give it one clip in len(starts).
+                    n0 = round(a.start0_share * a.dit_batch)
+                    i0 = torch.randint(len(pool_starts[0]), [n0], generator=g).tolist()
+                    i1 = torch.randint(len(pool_starts[1]), [a.dit_batch - n0], generator=g).tolist()
+                    idx = [pool_starts[0][i] for i in i0] + [pool_starts[1][i] for i in i1]
                 x0, caps = pool[0][idx].to(device), [pool[1][i] for i in idx]
                 first = pool_first[idx].to(device)
             else:
@@ -510,6 +523,8 @@ def main():
     ap.add_argument("--scene-starts", default="0,45,90,135,180", help="video frames the scene clips start at")
     ap.add_argument("--chunk0-weight", type=float, default=1.0,
                     help="loss weight of chunk 0 (the chunk made from pure noise, no context) against the later chunks")
+    ap.add_argument("--start0-share", type=float, default=None,
+                    help="scenes: this share of each batch from the clips that start at frame 0 (default: uniform)")
     ap.add_argument("--context-aug", type=float, default=0.05, help="noise up to this sigma on the clean stream")
     ap.add_argument("--lr-decay", choices=["cos", "none"], default="cos", help="DiT learning rate over the piece")
     ap.add_argument("--warmup", type=int, default=200)
