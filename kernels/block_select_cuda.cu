@@ -20,7 +20,7 @@
 // Everything is sized by the host at launch (shared memory from num_cand and num_groups), nothing is
 // allocated, nothing waits for the host: the launch can be captured in a CUDA graph.
 //
-// Segment mean: one thread per (segment, two adjacent columns), rows summed in order in fp32.
+// Segment mean: one thread per (segment, two adjacent columns), rows summed in order in fp32, loaded 16 at a time.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -191,6 +191,8 @@ __global__ void __launch_bounds__(kThreads) block_select_kernel(const BlockSelec
             const float* k = p.k_mean + (static_cast<int64_t>(p.cand_block[i]) * p.heads + h) * hd;
             float acc[kMaxRows] = {};
             if constexpr (kVec4) {
+                // Unrolled so that several loads are in flight; each acc[r] still adds d in order.
+#pragma unroll 4
                 for (int d = 0; d < hd; d += 4) {
                     const float4 kv = __ldg(reinterpret_cast<const float4*>(k + d));
 #pragma unroll
@@ -357,16 +359,39 @@ __global__ void __launch_bounds__(128) segment_mean_bf16_kernel(const SegmentMea
     float a0 = 0.0f, a1 = 0.0f;
     if (len > 0) {
         const auto* x = static_cast<const __nv_bfloat16*>(p.x) + static_cast<int64_t>(p.seg_begin[s]) * x_stride + c;
+        // A segment's rows are one thread's dependent sum, so its time is the number of memory round trips:
+        // kBatch rows are loaded before any is added (in row order, as the CPU sums them: the same floats).
+        constexpr int kBatch = 16;
+        int32_t r = 0;
         if (pairs) {
-#pragma unroll 4
-            for (int32_t r = 0; r < len; ++r) {
-                const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(x + r * x_stride));
-                a0 += v.x;
-                a1 += v.y;
+            for (; r + kBatch <= len; r += kBatch) {
+                __nv_bfloat162 v[kBatch];
+#pragma unroll
+                for (int i = 0; i < kBatch; ++i) {
+                    v[i] = __ldg(reinterpret_cast<const __nv_bfloat162*>(x + static_cast<int64_t>(r + i) * x_stride));
+                }
+#pragma unroll
+                for (int i = 0; i < kBatch; ++i) {
+                    const float2 f = __bfloat1622float2(v[i]);
+                    a0 += f.x;
+                    a1 += f.y;
+                }
+            }
+            for (; r < len; ++r) {
+                const float2 f = __bfloat1622float2(
+                    __ldg(reinterpret_cast<const __nv_bfloat162*>(x + static_cast<int64_t>(r) * x_stride)));
+                a0 += f.x;
+                a1 += f.y;
             }
         } else {
-#pragma unroll 4
-            for (int32_t r = 0; r < len; ++r) a0 += __bfloat162float(x[r * x_stride]);
+            for (; r + kBatch <= len; r += kBatch) {
+                __nv_bfloat16 v[kBatch];
+#pragma unroll
+                for (int i = 0; i < kBatch; ++i) v[i] = __ldg(x + static_cast<int64_t>(r + i) * x_stride);
+#pragma unroll
+                for (int i = 0; i < kBatch; ++i) a0 += __bfloat162float(v[i]);
+            }
+            for (; r < len; ++r) a0 += __bfloat162float(__ldg(x + static_cast<int64_t>(r) * x_stride));
         }
         a0 /= static_cast<float>(len);
         a1 /= static_cast<float>(len);
