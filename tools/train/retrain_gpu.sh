@@ -4,7 +4,7 @@
 #                                         its long-clip check; its latent stats; the DiT from scratch on a pool of
 #                                         clips encoded once by it
 #   retrain_gpu.sh --new-dit OUT PACK     a DiT from scratch on PACK's VAE and stats (vae.pt; the VAE not trained)
-#   retrain_gpu.sh --continue OUT PACK    the DiT resumed from PACK's dit_model.pt / dit_ema.pt (a fresh optimizer,
+#   retrain_gpu.sh --continue OUT PACK    the DiT resumed from PACK's [dit_model.pt] / dit_ema.pt (a fresh optimizer,
 #                                         re-warmed) on PACK's VAE and stats, not trained further (a new VAE would
 #                                         change the latents the DiT learned); PACK/logs.tar's logs are continued
 # then export to OUT/model.tar, pack to OUT (each file under 16 MiB), logs to OUT/logs.tar.
@@ -26,10 +26,12 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 export PYTHONUNBUFFERED=1
 train() { python3 "$here/train.py" "$@"; }
 if [ "$mode" = continue ]; then
-  for f in vae.pt dit_model.pt dit_ema.pt; do
+  for f in vae.pt dit_ema.pt; do
     [ -f "$pack/$f" ] || { echo "retrain_gpu.sh: $pack/$f is missing (a pack made by train.py pack)" >&2; exit 2; }
     cp "$pack/$f" "$run/"
   done
+  # dit_model.pt is optional: without it the DiT resumes from its EMA weights (a pack kept small)
+  [ -f "$pack/dit_model.pt" ] && cp "$pack/dit_model.pt" "$run/"
   [ -f "$pack/logs.tar" ] && tar xf "$pack/logs.tar" -C "$run" dit_log.jsonl vae_log.jsonl 2>/dev/null || true
   dit_minutes=${DM:-8.6}
 elif [ "$mode" = new-dit ]; then

@@ -211,10 +211,17 @@ def sample_sigma(shape, g, device):
 
 def load_dit_ckpt(d):
     """dit.pt, else the packed dit_model.pt + dit_ema.pt (bf16 weights and EMA, no optimizer state: Adam restarts,
-    with warmup), else None."""
+    with warmup), else dit_ema.pt alone (the EMA weights become the model's too: a pack kept small), else None."""
     ck = load_ckpt(os.path.join(d, "dit.pt"))
+    ema_only = not os.path.exists(os.path.join(d, "dit_model.pt")) and os.path.exists(os.path.join(d, "dit_ema.pt"))
+    if ck is None and ema_only:
+        ck = load_ckpt(os.path.join(d, "dit_ema.pt"))
+        if "step" not in ck:
+            sys.exit(f"train.py: {d}/dit_ema.pt has no step (packed before EMA-only resumes); keep dit_model.pt with it")
+        ck["model"], ck["text"] = dict(ck["ema"]), dict(ck["ema_text"])
     if ck is None and os.path.exists(os.path.join(d, "dit_model.pt")):
         ck = {**load_ckpt(os.path.join(d, "dit_model.pt")), **load_ckpt(os.path.join(d, "dit_ema.pt"))}
+    if ck is not None and ck.get("opt", "absent") == "absent":
         ck["model"] = {k: v.float() for k, v in ck["model"].items()}
         ck["ema"] = {k: v.float() for k, v in ck["ema"].items()}
         ck["opt"] = None
@@ -368,7 +375,7 @@ def train_dit(a, device):
         ema_update(ema, model, decay)
         ema_update(ema_text, text, decay)
         n_first = float(first.sum())
-        chunk0 = float((per_chunk[:, 0] * first).sum()) / n_first if n_first else float("nan")
+        chunk0 = float((per_chunk[:, 0].detach() * first).sum()) / n_first if n_first else float("nan")
         acc.append([loss.item(), chunk0, per_chunk[:, 1:].mean().item(), float(gn)])
         if step % a.log_every == 0:
             # Means over the logged steps; loss_chunk0 over those whose batch had a clip that starts the scene.
@@ -485,7 +492,8 @@ def pack(a):
         half = lambda sd: {k: v.to(torch.bfloat16) for k, v in sd.items()}  # noqa: E731
         save_ckpt(os.path.join(a.out, "dit_model.pt"), dict(model=half(dck["model"]), text=dck["text"],
                                                               step=dck["step"], cfg=dck.get("cfg")))
-        save_ckpt(os.path.join(a.out, "dit_ema.pt"), dict(ema=half(dck["ema"]), ema_text=dck["ema_text"]))
+        save_ckpt(os.path.join(a.out, "dit_ema.pt"), dict(ema=half(dck["ema"]), ema_text=dck["ema_text"],
+                                                            step=dck["step"], cfg=dck.get("cfg")))
     print(f"packed to {a.out}")
 
 
