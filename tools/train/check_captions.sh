@@ -11,7 +11,10 @@ model=${1:?usage: check_captions.sh MODEL_DIR OUT_DIR}
 out=${2:?usage: check_captions.sh MODEL_DIR OUT_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-[ -f "$model/dit.safetensors" ] || { echo "check_captions.sh: $model/dit.safetensors is missing (a model made by train.py export)" >&2; exit 2; }
+[ -f "$model/dit.safetensors" ] || {
+  echo "check_captions.sh: $model/dit.safetensors is missing (a model made by train.py export)" >&2
+  exit 2
+}
 mkdir -p "$out"
 default_captions="a red square moves right over a checkered floor
 a blue circle moves left over a striped wall

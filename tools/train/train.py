@@ -209,6 +209,16 @@ def sample_sigma(shape, g, device):
     return (3 * u / (1 + 2 * u)).clamp(1e-3, 1.0)
 
 
+def draw_split(starts, share, batch, g):
+    """Pool indices for one batch: round(share * batch) drawn from starts[0] (the clips that start their scene),
+    the rest from starts[1]. Chunk 0 from pure noise is what fails, and uniform draws over five start frames give it
+    one clip in five."""
+    n0 = round(share * batch)
+    i0 = torch.randint(len(starts[0]), [n0], generator=g).tolist()
+    i1 = torch.randint(len(starts[1]), [batch - n0], generator=g).tolist()
+    return [starts[0][i] for i in i0] + [starts[1][i] for i in i1]
+
+
 def load_dit_ckpt(d):
     """dit.pt, else the packed dit_model.pt + dit_ema.pt (bf16 weights and EMA, no optimizer state: Adam restarts,
     with warmup), else dit_ema.pt alone (the EMA weights become the model's too: a pack kept small), else None."""
@@ -217,7 +227,8 @@ def load_dit_ckpt(d):
     if ck is None and ema_only:
         ck = load_ckpt(os.path.join(d, "dit_ema.pt"))
         if "step" not in ck:
-            sys.exit(f"train.py: {d}/dit_ema.pt has no step (packed before EMA-only resumes); keep dit_model.pt with it")
+            sys.exit(f"train.py: {d}/dit_ema.pt has no step (packed before EMA-only resumes); "
+                     "keep dit_model.pt with it")
         ck["model"], ck["text"] = dict(ck["ema"]), dict(ck["ema_text"])
     if ck is None and os.path.exists(os.path.join(d, "dit_model.pt")):
         ck = {**load_ckpt(os.path.join(d, "dit_model.pt")), **load_ckpt(os.path.join(d, "dit_ema.pt"))}
@@ -326,13 +337,7 @@ def train_dit(a, device):
             if pool is not None:
                 idx = torch.randint(len(pool[1]), [a.dit_batch], generator=g).tolist()
                 if a.start0_share is not None and pool_starts is not None:
-                    # A fixed share of the batch from the clips that start their scene (the only chunk 0 a run
-                    # begins with), the rest from the others: chunk 0 from pure noise is what fails, and uniform
-                    # draws give it one clip in len(starts).
-                    n0 = round(a.start0_share * a.dit_batch)
-                    i0 = torch.randint(len(pool_starts[0]), [n0], generator=g).tolist()
-                    i1 = torch.randint(len(pool_starts[1]), [a.dit_batch - n0], generator=g).tolist()
-                    idx = [pool_starts[0][i] for i in i0] + [pool_starts[1][i] for i in i1]
+                    idx = draw_split(pool_starts, a.start0_share, a.dit_batch, g)
                 x0, caps = pool[0][idx].to(device), [pool[1][i] for i in idx]
                 first = pool_first[idx].to(device)
             else:
