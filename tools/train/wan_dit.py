@@ -93,6 +93,23 @@ def attend(q, k, v, mask=None):
     return o.transpose(1, 2).flatten(2)
 
 
+def window_attend(q, k, v, frames, n, chunk, window_chunks):
+    """forward_train's self-attention without a mask: tokens are [clean frames 0..F-1 | noisy frames 0..F-1], n per
+    frame. A clean chunk attends to the clean chunks of its window (itself and the window_chunks - 1 before it); a
+    noisy chunk to the clean chunks before it in the window and to itself. The same as attend() with forward_train's
+    mask (masked keys weigh nothing), as one dense call per chunk and stream: no [N, N] mask, and the fused kernels
+    that refuse arbitrary masks run."""
+    cn, off = chunk * n, frames * n
+    clean, noisy = [], []
+    for c in range(frames // chunk):
+        lo, at = max(0, c - window_chunks + 1) * cn, c * cn
+        clean.append(attend(q[:, at:at + cn], k[:, lo:at + cn], v[:, lo:at + cn]))
+        kn = torch.cat([k[:, lo:at], k[:, off + at:off + at + cn]], 1)
+        vn = torch.cat([v[:, lo:at], v[:, off + at:off + at + cn]], 1)
+        noisy.append(attend(q[:, off + at:off + at + cn], kn, vn))
+    return torch.cat(clean + noisy, 1)
+
+
 class Block(nn.Module):
     def __init__(self, dim, ffn_dim, heads, eps):
         super().__init__()
@@ -182,9 +199,10 @@ class CausalWanDiT(nn.Module):
         return ff.flatten(), hh.flatten(), ww.flatten()
 
     # ---- training: teacher forcing under the rollout's chunk-causal window ----
-    def forward_train(self, clean, noisy, t_noisy, context, chunk, window_chunks):
+    def forward_train(self, clean, noisy, t_noisy, context, chunk, window_chunks, masked=False):
         """clean/noisy [B, F, C, H, W] (F a multiple of `chunk`); t_noisy [B, F] (one value per chunk);
-        context [B, L, text_dim]. Returns the predicted flow of the noisy frames [B, F, C, H, W]."""
+        context [B, L, text_dim]. Returns the predicted flow of the noisy frames [B, F, C, H, W]. masked=True
+        attends through one [N, N] mask (the definition; slow) instead of window_attend's per-chunk calls."""
         b, f, _, hh, ww = clean.shape
         h, w = hh // 2, ww // 2
         n = h * w
@@ -197,18 +215,22 @@ class CausalWanDiT(nn.Module):
         cf, ch, cw = self.token_coords(torch.cat([fr, fr]), h, w, dev)
         ang = rope_angles(self.head_dim, cf, ch, cw).float()
         rope = (torch.cos(ang), torch.sin(ang))
-        # Which tokens see which: chunk index and stream (0 clean, 1 noisy) per token.
-        tok_chunk = torch.cat([fr, fr]).repeat_interleave(n) // chunk
-        tok_noisy = torch.arange(2, device=dev).repeat_interleave(f * n)
-        qc, kc = tok_chunk[:, None], tok_chunk[None, :]
-        qn, kn = tok_noisy[:, None], tok_noisy[None, :]
-        in_window = (kc <= qc) & (kc > qc - window_chunks)
-        mask = in_window & (kn == 0) & ~((qn == 1) & (kc == qc))  # clean keys; a noisy chunk not its clean twin
-        mask |= (qn == 1) & (kn == 1) & (kc == qc)  # ... but its own noisy chunk
         ctx = self.embed_text(context)
+        if masked:
+            # Which tokens see which: chunk index and stream (0 clean, 1 noisy) per token.
+            tok_chunk = torch.cat([fr, fr]).repeat_interleave(n) // chunk
+            tok_noisy = torch.arange(2, device=dev).repeat_interleave(f * n)
+            qc, kc = tok_chunk[:, None], tok_chunk[None, :]
+            qn, kn = tok_noisy[:, None], tok_noisy[None, :]
+            in_window = (kc <= qc) & (kc > qc - window_chunks)
+            mask = in_window & (kn == 0) & ~((qn == 1) & (kc == qc))  # clean keys; a noisy chunk not its clean twin
+            mask |= (qn == 1) & (kn == 1) & (kc == qc)  # ... but its own noisy chunk
+            self_attention = lambda q, k, v: attend(q, k, v, mask)  # noqa: E731
+        else:
+            self_attention = lambda q, k, v: window_attend(q, k, v, f, n, chunk, window_chunks)  # noqa: E731
         for blk in self.blocks:
             text_kv = blk.text_kv(ctx)
-            x = blk(x, e0_tok, rope, text_kv, lambda q, k, v: attend(q, k, v, mask))
+            x = blk(x, e0_tok, rope, text_kv, self_attention)
         out = self.head_out(x[:, f * n:], e_tok[:, f * n:])
         return self.unpatchify(out, f, h, w)
 
