@@ -11,6 +11,7 @@
 # Env: [VM=2.5] [DM=4.3, 8.6 with --continue or --new-dit] [POOL=0: every scene clip] [B=32] [VB=4] [VF=33]
 #      [DIT_ARGS: more train.py dit flags, e.g. "--chunk0-weight 4"] [EXPORT_ARGS: train.py export flags, e.g.
 #      "--sampler EULER --denoising-steps 1000,875,750,625,500,375,250,125"]
+#      [CHECKS="6": after export, CI's caption checks at these latent-frame counts (check_captions.sh), seeds SEEDS]
 set -eu
 mode=retrain
 [ "${1:-}" = --continue ] && { mode=continue; shift; }
@@ -55,4 +56,13 @@ train pack --dir "$run" --out "$out" | tail -1
 tar cf "$out/model.tar" -C "$run" model
 logs=$(cd "$run" && ls vae_log.jsonl dit_log.jsonl vae.out dit.out 2>/dev/null || true)
 tar cf "$out/logs.tar" -C "$run" $logs
+if [ -n "${CHECKS:-}" ]; then
+  # CI's caption checks on the exported model (check_captions.sh: the training code's sampler), CI's three captions
+  # at these latent-frame counts, seeds 1-3 unless SEEDS says otherwise; the verdicts go to OUT/checks.jsonl.
+  CAPTIONS="a red square moves right over a checkered floor
+a blue circle moves left over a striped wall
+a yellow triangle moves down over a dotted carpet" FRAMES="$CHECKS" SEEDS="${SEEDS:-1 2 3}" \
+    bash "$here/check_captions.sh" "$run/model" "$run/checks" | grep "passed" || true
+  cp "$run/checks/checks.jsonl" "$out/" 2>/dev/null || true
+fi
 echo "done at $(el) s: $out"
