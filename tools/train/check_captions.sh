@@ -4,7 +4,8 @@
 # for each caption, each latent-frame count and each seed, a video and bench/quality/caption_check.py's verdict.
 #   check_captions.sh MODEL_DIR OUT_DIR
 # Env: [FRAMES="6 12"] [SEEDS="1 2 3"] [SAMPLER: default the model's] [STEPS: e.g. 1000,875,...; default the model's]
-#      [CAPTIONS: one per line; default CI's three and three more] [KEEP_VIDEOS=0]
+#      [CAPTIONS: "all" (default: CI's three and three more), "ci" (CI's three), or captions one per line]
+#      [KEEP_VIDEOS=0]
 # Writes OUT_DIR/checks.jsonl (one record per video) and prints a table and "passed N of M" per frame count.
 set -eu
 model=${1:?usage: check_captions.sh MODEL_DIR OUT_DIR}
@@ -16,13 +17,19 @@ root=$(cd "$here/../.." && pwd)
   exit 2
 }
 mkdir -p "$out"
-default_captions="a red square moves right over a checkered floor
+# CI's three (tests/cli/test_default_model.sh), then three more.
+ci_captions="a red square moves right over a checkered floor
 a blue circle moves left over a striped wall
-a yellow triangle moves down over a dotted carpet
-a green square moves up over a plain ground
+a yellow triangle moves down over a dotted carpet"
+more_captions="a green square moves up over a plain ground
 a red circle moves down over a striped wall
 a blue triangle moves right over a plain ground"
-captions=${CAPTIONS:-$default_captions}
+case "${CAPTIONS:-all}" in
+  all) captions="$ci_captions
+$more_captions" ;;
+  ci) captions=$ci_captions ;;
+  *) captions=$CAPTIONS ;;
+esac
 args=()
 [ -n "${SAMPLER:-}" ] && args+=(--sampler "$SAMPLER")
 [ -n "${STEPS:-}" ] && args+=(--steps "$STEPS")

@@ -232,7 +232,7 @@ def load_dit_ckpt(d):
         ck["model"], ck["text"] = dict(ck["ema"]), dict(ck["ema_text"])
     if ck is None and os.path.exists(os.path.join(d, "dit_model.pt")):
         ck = {**load_ckpt(os.path.join(d, "dit_model.pt")), **load_ckpt(os.path.join(d, "dit_ema.pt"))}
-    if ck is not None and ck.get("opt", "absent") == "absent":
+    if ck is not None and "opt" not in ck:  # packed: bf16 weights, no optimizer state
         ck["model"] = {k: v.float() for k, v in ck["model"].items()}
         ck["ema"] = {k: v.float() for k, v in ck["ema"].items()}
         ck["opt"] = None
@@ -335,9 +335,10 @@ def train_dit(a, device):
         with torch.no_grad():
             first = torch.ones(a.dit_batch, device=device)  # 1: chunk 0 of the clip carries loss
             if pool is not None:
-                idx = torch.randint(len(pool[1]), [a.dit_batch], generator=g).tolist()
                 if a.start0_share is not None and pool_starts is not None:
                     idx = draw_split(pool_starts, a.start0_share, a.dit_batch, g)
+                else:
+                    idx = torch.randint(len(pool[1]), [a.dit_batch], generator=g).tolist()
                 x0, caps = pool[0][idx].to(device), [pool[1][i] for i in idx]
                 first = pool_first[idx].to(device)
             else:
