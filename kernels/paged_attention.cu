@@ -10,9 +10,7 @@
 // from registers, V from shared memory). Iteration j issues S_j and P_{j-1} V_{j-1} together and runs the
 // softmax of S_j while the latter executes (intra-warpgroup overlap), and the two consumers ping-pong: one
 // issues its GEMMs while the other does its softmax. Q, K and V tiles are in the canonical 128-byte-swizzle
-// layout the TMA writes and the wgmma descriptors describe. The consumers' loop touches no global memory: they
-// count the row's tiles once up front, and the producer leaves each tile's valid key counts next to its stage.
-// One arrive per consumer warp frees a stage; 2^x is MUFU.EX2 with flush to zero.
+// layout the TMA writes and the wgmma descriptors describe.
 //
 // Measured on one H100 (bench/attention_bench, 12 heads, 21-frame window, 3-frame chunk), dense, TFLOP/s at
 // 480p / 1088p: 470 (split in two) / 500 (not split), 0.92x / 0.87x of torch SDPA (cuDNN backend).
@@ -43,14 +41,6 @@ constexpr int kQTile = 128;  // = q_block: one table row per CTA
 constexpr int kSubTile = 64;
 constexpr int kTileKeys = 2 * kSubTile;
 constexpr int kStages = 3;
-
-// 2^x on the SFU alone: exp2f without fast math wraps MUFU.EX2 in a fix-up for results in the denormal range (a
-// compare and predicated multiplies per call). Flushing results below 2^-126 to zero changes nothing a bf16 P or an fp32 sum can hold.
-__device__ __forceinline__ float exp2_ftz(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
 
 // Two floats -> bf16x2 (lo in the low half, the element with the lower index).
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
@@ -203,7 +193,7 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kTileKeys / 8][4], int l
         for (int n = 0; n < kTileKeys / 8; ++n) m = fmaxf(m, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-        correction[r] = exp2_ftz((row_max[r] - m) * scale_log2);
+        correction[r] = exp2f((row_max[r] - m) * scale_log2);
         row_max[r] = m;
         offset[r] = m * scale_log2;
         tile_sum[r] = 0.0f;
@@ -212,7 +202,7 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kTileKeys / 8][4], int l
     for (int n = 0; n < kTileKeys / 8; ++n) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            s[n][e] = exp2_ftz(fmaf(s[n][e], scale_log2, -offset[e / 2]));
+            s[n][e] = exp2f(fmaf(s[n][e], scale_log2, -offset[e / 2]));
             tile_sum[e / 2] += s[n][e];
         }
     }
@@ -267,9 +257,8 @@ __device__ __forceinline__ void issue_pv(float (&o)[kHeadDim / 8][4], const uint
 // by the TMA. Either way no padding slot (which may hold NaN) is read, and 0 * finite keeps P V clean.
 constexpr int kThreads = 3 * 128;
 constexpr int kBarBytes = 64;
-constexpr int kInfoBytes = 64;  // per stage the tile's two valid counts (int2), then the table row's tile count
-constexpr int kSmemBytes = 1024 + kTileBytes + kStages * 2 * kTileBytes + kBarBytes + kInfoBytes;  // 225 KB + 128
-constexpr int kProducerRegs = 32;  // 24 spills since it also writes the tile info
+constexpr int kSmemBytes = 1024 + kTileBytes + kStages * 2 * kTileBytes + kBarBytes;  // 225 KB + 64
+constexpr int kProducerRegs = 24;
 constexpr int kConsumerRegs = 240;
 static_assert(kProducerRegs * 128 + kConsumerRegs * 256 <= 65536, "register budget of one SM");
 
@@ -360,11 +349,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto full_bar = [&](int stage) { return bars + 8 * stage; };
     auto empty_bar = [&](int stage) { return bars + 8 * (kStages + stage); };
     const uint32_t q_bar = bars + 8 * 2 * kStages;
-    // Per stage the two valid counts of its tile, written by the producer before the stage's full barrier
-    // completes (its arrive releases them), read by the consumers after waiting on it: the consumers' main loop
-    // reads no global memory. Then the table row's count of sub-tiles that hold a key.
-    int* const info = reinterpret_cast<int*>(smem_raw + (bars - raw) + kBarBytes);
-    int* const sub_tile_count = info + 2 * kStages;
 
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wg = warp / 4;
     const int qb = blockIdx.x / splits, h = blockIdx.y;
@@ -382,9 +366,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (tid == 0) {
         for (int s = 0; s < kStages; ++s) {
             mbar_init(full_bar(s), 1);
-            mbar_init(empty_bar(s), 8);  // one arrive per consumer warp
+            mbar_init(empty_bar(s), 256);
         }
-        *sub_tile_count = 0;
         mbar_init(q_bar, 1);
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
@@ -401,8 +384,6 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int j = 0; next_tile(p, e0, cursor, end, tiles_per_block, len_head, t); ++j) {
                 const int s = j % kStages;
                 if (j >= kStages) mbar_wait(empty_bar(s), ((j / kStages) + 1) & 1);
-                info[2 * s] = t.sub[0].valid;
-                info[2 * s + 1] = t.sub[1].valid;
                 mbar_expect_tx(full_bar(s), 2 * kTileBytes);
                 // An empty second sub-tile loads the first one again (finite data; every key of it is masked).
                 if (t.sub[1].valid == 0) t.sub[1] = {t.sub[0].block, t.sub[0].t0, 0};
@@ -430,27 +411,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int cw = wg - 1;                           // consumer warpgroup: query rows [64 cw, 64 cw + 64)
     const uint32_t q_rows = q_smem + cw * 64 * 128;  // this warpgroup's 64 rows in each half
     const int my_bar = 1 + cw, other_bar = 2 - cw;
-    const int ct = tid - 128;  // 0..255 over both consumer warpgroups
-    // The tile count: the producer pairs the row's sub-tiles that hold a key, so it makes ceil(count / 2) tiles.
-    // The 256 consumer threads count them while the producer's first loads are in flight.
-    {
-        int count = 0;
-        for (int it = begin + ct; it < end; it += 256) {
-            const int block = __ldg(p.indices + e0 + it / tiles_per_block);
-            const int len = __ldg(p.block_len + static_cast<int64_t>(block) * p.block_len_heads + len_head);
-            count += len > (it % tiles_per_block) * kSubTile ? 1 : 0;
-        }
-        count = __reduce_add_sync(0xffffffffu, count);
-        if (lane == 0) atomicAdd(sub_tile_count, count);
-    }
-    named_sync(3);
-    const int tiles = (*sub_tile_count + 1) / 2;
     mbar_wait(q_bar, 0);
 
     float o[kHeadDim / 8][4] = {};
     float row_max[2] = {-INFINITY, -INFINITY};  // raw scores (before scale)
     float row_sum[2] = {0.0f, 0.0f};            // this thread's partial sums; the quad is reduced at the end
-    bool have = tiles > 0;                      // whether tile j exists, below whether tile j + 1 does
+    int cursor = begin;
+    KvTile cur, next;
+    bool have = next_tile(p, e0, cursor, end, tiles_per_block, len_head, cur);
     if (have) {
         // Ping-pong: warpgroup 0 issues first. Each warpgroup waits on its barrier before issuing its GEMMs
         // and arrives on the other's after; warpgroup 1 skips its last arrive, so the counts match (every
@@ -459,10 +427,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         uint32_t pa[kTileKeys / 16][4], pb[kTileKeys / 16][4];
         {
             mbar_wait(full_bar(0), 0);
-            have = tiles > 1;
+            have = next_tile(p, e0, cursor, end, tiles_per_block, len_head, next);
             float s[kTileKeys / 8][4] = {};
             float correction[2], tile_sum[2];
-            const int valid[2] = {info[0], info[1]};
+            const int valid[2] = {cur.sub[0].valid, cur.sub[1].valid};
             fence_regs(s);
             named_sync(my_bar);
             wgmma_fence();
@@ -476,10 +444,10 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int r = 0; r < 2; ++r) row_sum[r] = tile_sum[r];
         }
         int j = 1;  // tiles processed so far; tile j is in stage j % 3
+        cur = next;
         auto step = [&](uint32_t(&pa_in)[kTileKeys / 16][4], uint32_t(&pa_out)[kTileKeys / 16][4]) {
             mbar_wait(full_bar(j % kStages), (j / kStages) & 1);
-            have = j + 1 < tiles;
-            const int valid[2] = {info[2 * (j % kStages)], info[2 * (j % kStages) + 1]};
+            have = next_tile(p, e0, cursor, end, tiles_per_block, len_head, next);
             float s[kTileKeys / 8][4] = {};
             fence_regs(s);
             fence_o(o);
@@ -494,13 +462,13 @@ __global__ void __launch_bounds__(kThreads, 1)
             wgmma_wait<1>();  // S_j is done; P_{j-1} V_{j-1} may still run
             fence_regs(s);
             float correction[2], tile_sum[2];
+            const int valid[2] = {cur.sub[0].valid, cur.sub[1].valid};
             mask_leading(s, valid, lane);
             softmax_tile(s, lane, scale_log2, row_max, correction, tile_sum, pa_out);
             wgmma_wait<0>();
             fence_o(o);
             fence_p(pa_in);
-            __syncwarp();
-            if (lane == 0) mbar_arrive(empty_bar((j - 1) % kStages));  // this warp reads K, V of tile j - 1 no more
+            mbar_arrive(empty_bar((j - 1) % kStages));  // K and V of tile j - 1 are no longer read
 #pragma unroll
             for (int n = 0; n < kHeadDim / 8; ++n) {
 #pragma unroll
@@ -509,6 +477,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
             for (int r = 0; r < 2; ++r) row_sum[r] = row_sum[r] * correction[r] + tile_sum[r];
             ++j;
+            cur = next;
         };
         auto finish = [&](uint32_t(&pa_in)[kTileKeys / 16][4]) {
             fence_o(o);
@@ -537,6 +506,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Split row: rank 1 leaves its partial o, row_max and row_sum in its shared memory (the K/V ring, free once
     // both consumer warpgroups are done), thread t's at float4 index n * 256 + t; rank 0 folds them into its
     // own after the first cluster barrier; the second keeps rank 1's memory alive until rank 0 has read it.
+    const int ct = tid - 128;
     if (splits == 2) {
         if (rank == 1) {
             named_sync(3);
@@ -553,8 +523,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 const float m = fmaxf(row_max[r], ml[r]);  // -inf only when both parts saw no key
-                f0[r] = row_max[r] == -INFINITY ? 0.0f : exp2_ftz((row_max[r] - m) * scale_log2);
-                f1[r] = ml[r] == -INFINITY ? 0.0f : exp2_ftz((ml[r] - m) * scale_log2);
+                f0[r] = row_max[r] == -INFINITY ? 0.0f : exp2f((row_max[r] - m) * scale_log2);
+                f1[r] = ml[r] == -INFINITY ? 0.0f : exp2f((ml[r] - m) * scale_log2);
                 row_sum[r] = row_sum[r] * f0[r] + ml[2 + r] * f1[r];
             }
 #pragma unroll
