@@ -260,7 +260,13 @@ constexpr int kBarBytes = 64;
 constexpr int kSmemBytes = 1024 + kTileBytes + kStages * 2 * kTileBytes + kBarBytes;  // 225 KB + 64
 constexpr int kProducerRegs = 24;
 constexpr int kConsumerRegs = 240;
-static_assert(kProducerRegs * 128 + kConsumerRegs * 256 <= 65536, "register budget of one SM");
+// setmaxnreg moves registers only within the CTA's launch allocation: __launch_bounds__(384, 1) gives each thread
+// 168 (65536 / 384, down to a multiple of 8), and what the consumers' increase takes the producer's decrease must
+// have freed, or the increase waits for ever (FlashAttention-3's 24 / 240 and CUTLASS's 40 / 232 are both exactly
+// 168 x 384).
+constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;
+static_assert(kProducerRegs * 128 + kConsumerRegs * 256 <= kLaunchRegs * kThreads,
+              "setmaxnreg: the consumers take more registers than the producer frees");
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
