@@ -305,6 +305,30 @@ __global__ void __launch_bounds__(kMaxThreads)
     }
 }
 
+// One block per (retained row, head): the row's position from its slot's tile, then the head's pairs.
+__global__ void rope_retained_kernel(RopeRetainedParams p, const __grid_constant__ RopeFreqs freqs) {
+    const int64_t rj = blockIdx.x, h = blockIdx.y;
+    const int64_t r = rj / p.block_size, j = rj % p.block_size;
+    const int32_t tile = p.slot_tile[h * p.slots + r];
+    if (tile < 0) return;
+    const int32_t raster = p.tile_raster[static_cast<int64_t>(tile) * p.block_size + j];
+    if (raster < 0) return;
+    const int32_t pos[3] = {0, static_cast<int32_t>(raster / p.grid_cols), static_cast<int32_t>(raster % p.grid_cols)};
+    const int64_t offset = ((p.first_block + r) * p.block_size + j) * p.heads * p.head_dim + h * p.head_dim;
+    const auto* x = static_cast<const __nv_bfloat16*>(p.x) + offset;
+    auto* y = static_cast<__nv_bfloat16*>(p.y) + offset;
+    const int half = static_cast<int>(p.head_dim / 2);
+    for (int i = static_cast<int>(threadIdx.x); i < half; i += static_cast<int>(blockDim.x)) {
+        double sn, cs;
+        sincos(static_cast<double>(pos[freqs.axis[i]]) * freqs.inv_freq[i], &sn, &cs);
+        const float2 v = load_pair(x + 2 * i);
+        const double re = v.x;
+        const double im = v.y;
+        *reinterpret_cast<__nv_bfloat162*>(y + 2 * i) =
+            __floats2bfloat162_rn(static_cast<float>(re * cs - im * sn), static_cast<float>(re * sn + im * cs));
+    }
+}
+
 template <typename T>
 void launch_norm_rope_typed(const NormRopeParams& p, RowShape s, const RopeFreqs& freqs, Stream stream) {
     const dim3 grid(static_cast<unsigned>(p.rows));
@@ -426,6 +450,23 @@ void launch_norm_rope(const NormRopeParams& p, Stream stream) {
     } else {
         launch_norm_rope_typed<float>(q, s, freqs, stream);
     }
+}
+
+void launch_rope_retained(const RopeRetainedParams& p, Stream stream) {
+    LR_ASSERT(p.slots >= 0 && p.block_size > 0 && p.heads > 0 && p.head_dim > 0 && p.head_dim % 2 == 0 &&
+                  p.grid_cols > 0 && p.first_block >= 0,
+              "rope_retained: slots ", p.slots, ", block_size ", p.block_size, ", heads ", p.heads, ", head_dim ",
+              p.head_dim, " (must be even), grid_cols ", p.grid_cols);
+    LR_CHECK(p.head_dim / 2 <= kMaxRopePairs, "rope_retained: head_dim ", p.head_dim, " exceeds ", 2 * kMaxRopePairs);
+    if (p.slots == 0) return;
+    LR_ASSERT(p.x && p.y && p.slot_tile && p.tile_raster, "rope_retained: null pointer");
+    LR_ASSERT(p.slots * p.block_size <= INT32_MAX && p.heads <= 65535, "rope_retained: grid too large");
+    LR_ASSERT(aligned(p.x, 4) && aligned(p.y, 4), "rope_retained: pools must be 4-byte aligned");
+    const RopeFreqs freqs = rope_freqs(p.head_dim, p.theta);
+    const int threads = static_cast<int>(std::min<int64_t>(kMaxThreads, (p.head_dim / 2 + 31) / 32 * 32));
+    const dim3 grid(static_cast<unsigned>(p.slots * p.block_size), static_cast<unsigned>(p.heads));
+    rope_retained_kernel<<<grid, threads, 0, stream>>>(p, freqs);
+    LR_CUDA_LAUNCH_CHECK();
 }
 
 void launch_gated_residual(const GatedResidualParams& p, Stream stream) {

@@ -59,6 +59,28 @@ struct NormRopeParams {
 };
 void launch_norm_rope(const NormRopeParams& p, Stream stream);
 
+// Window-relative RoPE of the sparse step's retained blocks (attention_step_cuda_sparse.cpp): retained slot r is
+// physical block first_block + r of a bf16 pool [blocks, block_size, heads * head_dim], and head h's slice of it
+// holds tile slot_tile[h * slots + r] of some earlier frame (-1: none). The tile's token j sits at raster index
+// tile_raster[tile * block_size + j] of its frame (-1 past the tile's length) and is rotated at (frame 0, raster /
+// grid_cols, raster % grid_cols): the window's first slot, CpuAttentionStep's rule for blocks kept outside the
+// window. x -> y at the same rows and columns; rows of empty slots and past a tile's length are not written. The
+// angles and the rounding are launch_norm_rope's.
+struct RopeRetainedParams {
+    const void* x = nullptr;  // bf16 pool
+    void* y = nullptr;        // bf16 pool, the same layout
+    int64_t first_block = 0;
+    int64_t slots = 0;
+    int64_t block_size = 0;
+    const int32_t* slot_tile = nullptr;    // [heads, slots]
+    const int32_t* tile_raster = nullptr;  // [tiles, block_size]
+    int64_t grid_cols = 0;
+    int64_t heads = 0;
+    int64_t head_dim = 0;  // even
+    double theta = 10000.0;
+};
+void launch_rope_retained(const RopeRetainedParams& p, Stream stream);
+
 // x[r] += y[r] * gate_g (g = (row0 + r) / rows_per_group, gate row at gate + g * mod_stride), or x[r] += y[r]
 // when gate is null. x f32; y bf16 or f32.
 struct GatedResidualParams {

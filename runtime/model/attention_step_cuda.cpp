@@ -95,6 +95,8 @@ SparseSizes sparse_sizes(const CudaAttentionStepConfig& c) {
     z.staging_ints = F * t.tokens_per_frame() + 4 * z.window_blocks + L * (H + 1) + L * H * z.retained +
                      L * (H * z.max_q_blocks + 1) + 2 * F * z.tiles + 2 * z.max_q_blocks + L * H * z.window_blocks * 4 +
                      L * F * z.tiles * 3 + L * z.pool_blocks * 2;
+    // Window-relative RoPE: the retained slots' tiles per (layer, head), and the tiles' raster index per token.
+    if (c.rope == RopePositions::kWindowRelative) z.staging_ints += L * H * z.retained + z.tiles * c.block_size;
     return z;
 }
 
@@ -127,9 +129,6 @@ void CudaLocalAttentionStep::check(const CudaAttentionStepConfig& c) {
              c.block_size, " must be positive (a multiple of 64 with head_dim 128)");
     LR_CHECK(c.max_write_frames > 0, "CUDA attention step: max_write_frames must be positive, found ",
              c.max_write_frames);
-    if (cuda_sparse_step(c))
-        LR_CHECK(c.rope == RopePositions::kAbsolute, "attention.policy ", block_policy_name(c.policy.kind),
-                 " with window-relative RoPE is not built on the GPU yet (it runs on the CPU, --device cpu)");
 }
 
 size_t CudaLocalAttentionStep::device_bytes(const CudaAttentionStepConfig& c) {
@@ -169,6 +168,40 @@ CudaLocalAttentionStep::Impl::Impl(const CudaAttentionStepConfig& c) : cfg(c) {
         LR_CUDA_CHECK(cudaMemcpy(slot_positions, pos.data(), pos.size() * 4, cudaMemcpyHostToDevice));
     }
     if (cuda_sparse_step(c)) init_sparse();
+}
+
+const void* CudaLocalAttentionStep::Impl::rotated_keys(int64_t l) {
+    // Every cached key of the window (the chunk's included) rotated by its slot, into the rotated pool at the same
+    // rows, so that the block tables read it unchanged. In tile mode kv_rows lists each slot's tokens in raster
+    // order too, so the slot positions are the same.
+    NormRopeParams p;
+    p.x = cache->keys(l);
+    p.x_dtype = DType::kBF16;
+    p.src_row = plan->device.kv_rows;
+    p.y = cache->rotated_keys();
+    p.dst_row = plan->device.kv_rows;
+    p.positions = slot_positions;
+    p.rows = plan->kv_tokens;
+    p.heads = cfg.num_heads;
+    p.head_dim = cfg.head_dim;
+    launch_norm_rope(p, stream);
+    if (sp.on && sp.z.retained > 0) {
+        // A retained block is attended at frame position 0, the window's first slot (CpuAttentionStep's rule), each
+        // head's slice at its own tile's positions.
+        RopeRetainedParams r;
+        r.x = cache->keys(l);
+        r.y = cache->rotated_keys();
+        r.first_block = cache->retained_block(0);
+        r.slots = sp.z.retained;
+        r.block_size = cfg.block_size;
+        r.slot_tile = sp.device(sp.o_ret_tile) + l * sp.z.heads * sp.z.retained;
+        r.tile_raster = sp.device(sp.o_tile_raster);
+        r.grid_cols = cfg.grid_cols;
+        r.heads = cfg.num_heads;
+        r.head_dim = cfg.head_dim;
+        launch_rope_retained(r, stream);
+    }
+    return cache->rotated_keys();
 }
 
 CudaLocalAttentionStep::CudaLocalAttentionStep(const CudaAttentionStepConfig& cfg) : cfg_(cfg) {
@@ -249,23 +282,7 @@ void CudaLocalAttentionStep::attend_rows(int64_t layer, const void* q, int64_t q
     Impl& m = *impl_;
     LR_ASSERT(!m.sp.on, "CUDA attention step: attend_rows reads the dense table; the sparse step attends tiled");
     const PagedKvPlan& plan = *m.plan;
-    const void* keys = m.cache->keys(layer);
-    if (cfg_.rope == RopePositions::kWindowRelative) {
-        // Every cached key of the window (the chunk's included) rotated by its slot, into the scratch pool at the
-        // same rows, so that the block table reads it unchanged.
-        NormRopeParams p;
-        p.x = keys;
-        p.x_dtype = DType::kBF16;
-        p.src_row = plan.device.kv_rows;
-        p.y = m.cache->rotated_keys();
-        p.dst_row = plan.device.kv_rows;
-        p.positions = m.slot_positions;
-        p.rows = plan.kv_tokens;
-        p.heads = cfg_.num_heads;
-        p.head_dim = cfg_.head_dim;
-        launch_norm_rope(p, m.stream);
-        keys = m.cache->rotated_keys();
-    }
+    const void* keys = cfg_.rope == RopePositions::kWindowRelative ? m.rotated_keys(layer) : m.cache->keys(layer);
     PagedAttentionParams p;
     p.q = q;
     p.out = out;

@@ -101,8 +101,8 @@ struct CudaAttentionStepConfig {
     int64_t max_frames = 0;
     int64_t max_write_frames = 3;  // the largest forward
     RopePositions rope = RopePositions::kAbsolute;
-    // Block-sparse attention: every policy but DENSE / SINK_WINDOW runs the sparse step (absolute RoPE only), its
-    // geometry from frames_per_chunk and run_frames.
+    // Block-sparse attention: every policy but DENSE / SINK_WINDOW runs the sparse step (absolute or window-relative
+    // RoPE), its geometry from frames_per_chunk and run_frames.
     BlockPolicyConfig policy;
     int64_t frames_per_chunk = 3;
     int64_t run_frames = 0;

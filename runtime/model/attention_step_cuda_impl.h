@@ -67,6 +67,9 @@ struct CudaLocalAttentionStep::Impl {
         int64_t o_qperm = 0, o_cand_block = 0, o_cand_group = 0, o_cand_kind = 0, o_competes = 0, o_extra_indptr = 0,
                 o_extra = 0, o_indptr = 0, o_seg_begin = 0, o_seg_len = 0, o_qseg_begin = 0, o_qseg_len = 0, o_copy = 0,
                 o_change = 0, o_sal = 0;
+        // Window-relative RoPE only: the tile of every (layer, head, retained slot), uploaded per forward, and each
+        // tile's raster index per token, uploaded once (launch_rope_retained).
+        int64_t o_ret_tile = 0, o_tile_raster = 0;
         std::vector<int64_t> ret_frame, ret_tile;  // [layers][heads][retained]: -1 empty
         WindowSelection sel;
         BlockSelectCounts counts;
@@ -87,6 +90,9 @@ struct CudaLocalAttentionStep::Impl {
     void sparse_select(int64_t l, const void* q_tiled, bool means_given);
     void sparse_attention(int64_t l, const void* q_tiled, void* out_tiled, int64_t split_ctas);
     void sparse_after_layers();
+    // Window-relative RoPE: layer l's cached keys rotated into the cache's rotated-key pool, each window row by its
+    // slot and, in the sparse step, each head's retained blocks at the window's first slot; returns that pool.
+    const void* rotated_keys(int64_t l);
     int64_t heads() const { return cfg.num_heads; }
     int64_t forward_rows() const { return fwd.num_frames * tpf; }
 };

@@ -74,6 +74,11 @@ void CudaLocalAttentionStep::Impl::init_sparse() {
     s.o_copy = region(L * H * z.window_blocks * 4);
     s.o_change = region(L * F * z.tiles * 3);
     s.o_sal = region(L * z.pool_blocks * 2);
+    const bool relative = cfg.rope == RopePositions::kWindowRelative;
+    if (relative) {
+        s.o_ret_tile = region(L * H * z.retained);
+        s.o_tile_raster = region(z.tiles * cfg.block_size);
+    }
     LR_ASSERT(at == z.staging_ints, "sparse step: staging ", at, " of ", z.staging_ints);
     s.staging = PinnedStaging(static_cast<size_t>(z.staging_ints) * 4, true);
     // q of raster token r of frame f goes to tiled row f * tpf + to_tiled(r): fixed, uploaded once.
@@ -82,6 +87,17 @@ void CudaLocalAttentionStep::Impl::init_sparse() {
     for (int64_t f = 0; f < F; ++f)
         for (int64_t r = 0; r < tpf; ++r) qperm[f * tpf + r] = static_cast<int32_t>(f * tpf + t.to_tiled(r));
     LR_CUDA_CHECK(cudaMemcpy(s.dev + s.o_qperm, qperm, static_cast<size_t>(F * tpf) * 4, cudaMemcpyHostToDevice));
+    if (relative) {
+        // Token j of tile t at raster index to_raster(tile_start(t) + j) of its frame; -1 past the tile.
+        int32_t* raster = s.host(s.o_tile_raster);
+        const int64_t B = cfg.block_size;
+        for (int64_t tile = 0; tile < z.tiles; ++tile)
+            for (int64_t j = 0; j < B; ++j)
+                raster[tile * B + j] =
+                    j < t.tile_len(tile) ? static_cast<int32_t>(t.to_raster(t.tile_start(tile) + j)) : -1;
+        LR_CUDA_CHECK(
+            cudaMemcpy(s.dev + s.o_tile_raster, raster, static_cast<size_t>(z.tiles * B) * 4, cudaMemcpyHostToDevice));
+    }
     s.ret_frame.assign(static_cast<size_t>(L * H * z.retained), -1);
     s.ret_tile.assign(s.ret_frame.size(), -1);
 }
@@ -225,6 +241,7 @@ void CudaLocalAttentionStep::Impl::sparse_retain(const KvWrite& w) {
 
 // After the cache's write: the policy's candidates, each (layer, head)'s retained blocks, the tables' row
 // lengths, the written blocks' and the query blocks' segments; one upload.
+// The host staging is free: begin() ran sparse_retain first, which waits for the previous forward's uploads.
 void CudaLocalAttentionStep::Impl::sparse_tables(const PagedKvPlan& plan, const AttentionForward& a) {
     Sparse& s = sp;
     const cuda_step::SparseSizes& z = s.z;
@@ -351,6 +368,12 @@ void CudaLocalAttentionStep::Impl::sparse_tables(const PagedKvPlan& plan, const 
     up(s.o_qseg_begin, s.nqb);
     up(s.o_qseg_len, s.nqb);
     up(s.o_change, 3 * s.n_change);
+    if (cfg.rope == RopePositions::kWindowRelative && R > 0) {
+        // Every forward: retention changes them, and so does a reset.
+        int32_t* rt = s.host(s.o_ret_tile);
+        for (int64_t i = 0; i < L * H * R; ++i) rt[i] = static_cast<int32_t>(s.ret_tile[static_cast<size_t>(i)]);
+        up(s.o_ret_tile, L * H * R);
+    }
     s.staging.record(stream);
     s.stats.read_tokens = read;
     s.stats.dense_tokens = dense;
@@ -434,7 +457,7 @@ void CudaLocalAttentionStep::Impl::sparse_attention(int64_t l, const void* q_til
     PagedAttentionParams p;
     p.q = q_tiled;
     p.out = out_tiled;
-    p.k = cache->keys(l);
+    p.k = cfg.rope == RopePositions::kWindowRelative ? rotated_keys(l) : cache->keys(l);
     p.v = cache->values(l);
     p.block_len = cache->device_block_len();
     p.block_len_heads = static_cast<int>(cache->block_len_heads());

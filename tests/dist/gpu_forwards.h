@@ -79,6 +79,7 @@ inline std::vector<PolicyCase> policy_cases(int64_t layers, int64_t heads) {
             {"DENSE relative", dense, RopePositions::kWindowRelative, false},
             {"SINK_WINDOW", sink, RopePositions::kAbsolute, false},
             {"SPARSE_FORCING", sf, RopePositions::kAbsolute, true},
+            {"SPARSE_FORCING relative", sf, RopePositions::kWindowRelative, true},
             {"LIGHT_FORCING", lf, RopePositions::kAbsolute, true},
             {"FORCING_KV", fkv, RopePositions::kAbsolute, true},
             {"LVSA", lvsa, RopePositions::kAbsolute, false}};

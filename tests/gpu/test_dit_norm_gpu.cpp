@@ -1,6 +1,7 @@
 // The DiT's fused norms on the GPU against the CPU references, on random inputs:
 //   launch_layer_norm_mod  vs layer_norm_cpu (modulation per frame, a shard starting inside a frame, affine),
 //   launch_norm_rope       vs rms_norm_cpu + rope_3d_cpu (q, k into a paged pool, v store, re-rotation),
+//   launch_rope_retained   vs rope_3d_cpu per head at each retained token's own position,
 //   launch_gated_residual  vs x += y * gate as the model's add_gated computes it.
 // bf16 outputs are compared with the CPU fp32 result rounded to bf16: |got - want| <= 1e-2 |want| + 1e-3 (the
 // normalised values are O(1)); pure stores must be bit exact; the f32 residual is within 1e-6 relative.
@@ -509,6 +510,74 @@ TEST(DitNormGpu, NormRopeReRotationMatchesCpu) {
          .max_frame = 100000},
     };
     for (const auto& c : cases) check_norm_rope(c, seed++);
+#endif
+}
+
+// Retained blocks of the sparse step, window-relative RoPE: head h's slice of slot r rotated at (0, raster row,
+// raster col) of its own tile's tokens; everything else of the output pool untouched. The positions are worked out
+// here from the tables, and each rotated slice is rope_3d_cpu's on that head alone.
+void check_rope_retained(int64_t heads, int64_t head_dim, uint32_t seed) {
+    SCOPED_TRACE(str_cat("rope_retained heads ", heads, " head_dim ", head_dim));
+    std::mt19937 rng(seed);
+    const int64_t B = 64, slots = 4, first = 2, blocks = first + slots + 1, cols = 13, width = heads * head_dim;
+    const int64_t tile_len[3] = {64, 40, 17};
+    std::vector<int32_t> raster(static_cast<size_t>(3 * B), -1);  // [tiles, B]
+    std::uniform_int_distribution<int32_t> cell(0, 10 * cols - 1);
+    for (int64_t t = 0; t < 3; ++t)
+        for (int64_t j = 0; j < tile_len[t]; ++j) raster[static_cast<size_t>(t * B + j)] = cell(rng);
+    // [heads, slots]: each head has every tile and an empty slot, in an order of its own.
+    std::vector<int32_t> slot_tile(static_cast<size_t>(heads * slots));
+    for (int64_t h = 0; h < heads; ++h)
+        for (int64_t r = 0; r < slots; ++r)
+            slot_tile[static_cast<size_t>(h * slots + r)] = static_cast<int32_t>((h + r) % 4) - 1;
+    const std::vector<uint16_t> x = to_bf16(random_vec(blocks * B * width, rng, 0.0f, 1.0f));
+    const std::vector<uint16_t> y0 = to_bf16(random_vec(blocks * B * width, rng, 0.0f, 1.0f));
+    DeviceBuffer dx = upload(x), dy = upload(y0), dtile = upload(slot_tile), draster = upload(raster);
+    RopeRetainedParams p;
+    p.x = dx.data();
+    p.y = dy.data();
+    p.first_block = first;
+    p.slots = slots;
+    p.block_size = B;
+    p.slot_tile = static_cast<const int32_t*>(dtile.data());
+    p.tile_raster = static_cast<const int32_t*>(draster.data());
+    p.grid_cols = cols;
+    p.heads = heads;
+    p.head_dim = head_dim;
+    launch_rope_retained(p, nullptr);
+    LR_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<uint16_t> got = test::to_host<uint16_t>(dy, y0.size());
+
+    int64_t rotated = 0, bad = 0;
+    std::vector<float> in(static_cast<size_t>(head_dim)), want(static_cast<size_t>(head_dim));
+    for (int64_t row = 0; row < blocks * B; ++row) {
+        const int64_t r = row / B - first, j = row % B;
+        for (int64_t h = 0; h < heads; ++h) {
+            const size_t at = static_cast<size_t>(row * width + h * head_dim);
+            const int32_t tile = r >= 0 && r < slots ? slot_tile[static_cast<size_t>(h * slots + r)] : -1;
+            const int32_t cellr = tile >= 0 ? raster[static_cast<size_t>(tile * B + j)] : -1;
+            if (cellr < 0) {  // not a retained token of this head: the output keeps what it held
+                bad += std::memcmp(got.data() + at, y0.data() + at, static_cast<size_t>(head_dim) * 2) != 0;
+                continue;
+            }
+            ++rotated;
+            for (int64_t d = 0; d < head_dim; ++d) in[static_cast<size_t>(d)] = bf16_bits_to_f32(x[at + d]);
+            const int64_t pos[3] = {0, cellr / cols, cellr % cols};
+            rope_3d_cpu({in.data(), want.data(), pos, 1, 1, head_dim});
+            bad += count_bf16_mismatches(got.data() + at, want.data(), head_dim, kBf16Rel, kBf16Abs,
+                                         str_cat("row ", row, " head ", h));
+        }
+    }
+    // Every head holds tiles 0, 1 and 2 once.
+    EXPECT_EQ(rotated, heads * (tile_len[0] + tile_len[1] + tile_len[2]));
+    EXPECT_EQ(bad, 0);
+}
+
+TEST(DitNormGpu, RopeRetainedMatchesCpu) {
+    LR_REQUIRE_GPU();
+#ifdef LONGROLL_HAS_CUDA
+    check_rope_retained(3, 128, 400);
+    check_rope_retained(2, 32, 401);
 #endif
 }
 

@@ -8,6 +8,7 @@
 
 #include "runtime/core/check.h"
 #include "runtime/model/attention_step_cuda.h"
+#include "runtime/model/attention_step_cuda_impl.h"
 #include "runtime/model/wan_model_cuda.h"
 #include "runtime/model/wan_model_cuda_plan.h"
 
@@ -114,14 +115,28 @@ TEST(CudaPlan, RefusesWhatTheStepCannotRun) {
     CudaModelOptions o = options_480p();
     o.kv_block_size = 96;  // head_dim 128 needs multiples of 64
     EXPECT_NE(input_error([&] { wan_cuda::plan_bytes(cfg, o); }).find("block_size 96"), std::string::npos);
+}
+
+// A sparse policy with window-relative RoPE (LongLive's mode) plans the rotation's tables on top of the absolute
+// plan: per forward the tile of every (layer, head, retained slot), once the raster index of every tile's tokens.
+TEST(CudaPlan, SparsePolicyWithWindowRelativeRopePlansItsRotationTables) {
+    const WanModelConfig cfg = wan_1p3b();
+    CudaModelOptions o = options_480p();
     o.kv_block_size = 128;
-    o.policy.kind = BlockPolicyKind::kLvsa;
-    o.policy.lvsa_window_frames = 2;
-    o.policy.anchor_interval = 3;
+    o.policy.kind = BlockPolicyKind::kSparseForcing;
+    o.policy.sf_topk_blocks = 6;
+    o.policy.persistent_blocks = 4;
+    const CudaAttentionStepConfig absolute = attention_step_config(cfg, o);
     o.rope = RopePositions::kWindowRelative;
-    EXPECT_NE(
-        input_error([&] { wan_cuda::plan_bytes(cfg, o); }).find("with window-relative RoPE is not built on the GPU"),
-        std::string::npos);
+    const CudaAttentionStepConfig relative = attention_step_config(cfg, o);
+    EXPECT_EQ(input_error([&] { wan_cuda::plan_bytes(cfg, o); }), "(no InputError)");
+    EXPECT_EQ(wan_cuda::plan_bytes(cfg, o).kv, CudaLocalAttentionStep::device_bytes(relative));
+    const cuda_step::SparseSizes za = cuda_step::sparse_sizes(absolute), zr = cuda_step::sparse_sizes(relative);
+    // 4 persistent blocks per (layer, head); 480p's 30 x 52 patches in tiles of 8 x 16: 4 x 4 tiles of 128 rows.
+    EXPECT_EQ(zr.retained, 4);
+    EXPECT_EQ(zr.tiles, 16);
+    EXPECT_EQ(zr.staging_ints - za.staging_ints, 30 * 12 * 4 + 16 * 128);
+    EXPECT_GT(CudaLocalAttentionStep::device_bytes(relative), CudaLocalAttentionStep::device_bytes(absolute));
 }
 
 }  // namespace
